@@ -1,0 +1,123 @@
+"""Start and stop Ray and the Serve application on this machine (or attach to a running cluster)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.request
+from typing import Any
+
+from cluster.config import ClusterConfig
+
+log = logging.getLogger(__name__)
+
+# Measured on the 2-core dev machines: Serve's throughput-optimized mode (handle calls and proxy on
+# the replica's event loop, fewer thread hops) lifts the small-request ceiling; see bench/serve_load.py.
+SERVE_ENV_DEFAULTS = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+}
+
+
+def apply_serve_env() -> None:
+    """Set Serve's tuning env vars unless the user set them; must run before Ray starts."""
+    for key, value in SERVE_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def start_ray(config: ClusterConfig) -> None:
+    """Connect to `config.ray.address`, or start a local Ray with the configured logical CPUs."""
+    import ray
+
+    apply_serve_env()
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {
+        "namespace": config.ray.namespace,
+        "include_dashboard": config.ray.include_dashboard,
+        "log_to_driver": True,
+    }
+    if config.ray.address:
+        ray.init(address=config.ray.address, **kwargs)
+        return
+    runtime_env = {"env_vars": {k: os.environ[k] for k in SERVE_ENV_DEFAULTS}}
+    ray.init(num_cpus=config.ray.num_cpus, runtime_env=runtime_env, **kwargs)
+
+
+def deploy(config: ClusterConfig, blocking_timeout_s: float = 600.0) -> None:
+    """Start Serve's HTTP proxy on the configured host/port and deploy the application."""
+    from ray import serve
+
+    from deployments.app import build_app_from_config
+
+    serve.start(http_options={"host": config.serving.host, "port": config.serving.port})
+    app = build_app_from_config(config)
+    serve.run(app, name=config.serving.app_name, route_prefix=config.serving.route_prefix, blocking=False)
+    wait_until_ready(config, blocking_timeout_s)
+
+
+def endpoint(config: ClusterConfig) -> str:
+    """Base URL of the OpenAI API."""
+    host = "127.0.0.1" if config.serving.host in ("0.0.0.0", "::") else config.serving.host
+    return f"http://{host}:{config.serving.port}"
+
+
+def wait_until_ready(config: ClusterConfig, timeout_s: float) -> None:
+    """Block until the application is RUNNING and answers /healthz.
+
+    Raises:
+        TimeoutError: with the application's status when it does not get there in time.
+    """
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    last_status = None
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(config.serving.app_name)
+        last_status = status.status if status else None
+        if last_status == "RUNNING":
+            try:
+                with urllib.request.urlopen(endpoint(config) + "/healthz", timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+        if last_status == "DEPLOY_FAILED":
+            raise RuntimeError(f"application failed to deploy: {status.message}")
+        time.sleep(0.5)
+    raise TimeoutError(f"application not ready after {timeout_s:.0f}s (status: {last_status})")
+
+
+def describe_status(app_name: str) -> str:
+    """A readable summary of Serve's applications, deployments and replica states."""
+    from ray import serve
+
+    def name(value) -> str:
+        return str(getattr(value, "value", value))
+
+    status = serve.status()
+    proxies = ", ".join(f"{node[:8]}={name(state)}" for node, state in status.proxies.items())
+    lines = [f"proxies: {proxies or 'none'}"]
+    for app_label, app in status.applications.items():
+        marker = " (this cluster's app)" if app_label == app_name else ""
+        lines.append(f"application {app_label}{marker}: {name(app.status)}")
+        for dep_name, dep in app.deployments.items():
+            replicas = ", ".join(
+                f"{name(state)}={count}" for state, count in sorted(dep.replica_states.items())
+            )
+            lines.append(
+                f"  {dep_name}: {name(dep.status)} replicas[{replicas or 'none'}] {dep.message}".rstrip()
+            )
+    return "\n".join(lines)
+
+
+def shutdown() -> None:
+    """Tear Serve and Ray down."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()

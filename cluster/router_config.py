@@ -1,0 +1,129 @@
+"""Router section of the cluster config (the difficulty router is built in deployments/router/).
+
+The router scores each `model: auto` request's difficulty in [0, 1], maps the score to a size with
+three thresholds, decides thinking on or off, and optionally asks again one size up when a small
+size's answer looks bad. Thresholds come from target traffic shares:
+`qwen-cluster router calibrate --shares 0.4,0.3,0.2,0.1 PROMPTS.jsonl` prints the block to paste.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from cluster.base_config import StrictModel
+from cluster.catalog import ModelSize
+
+ScorerKind = Literal["features", "learned", "blend"]
+ThinkingMode = Literal["difficulty", "size_default", "always", "never"]
+CapacityFallback = Literal["up", "down", "off"]
+
+DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
+
+
+class ThinkingRule(StrictModel):
+    """When routed requests think. A request's explicit `chat_template_kwargs.enable_thinking` wins."""
+
+    mode: ThinkingMode = Field(
+        "difficulty",
+        description=(
+            "`difficulty`: thinking on at or above `min_difficulty`; `size_default`: the catalog's "
+            "`thinking_default` of the size the request lands on; `always` / `never`."
+        ),
+    )
+    min_difficulty: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "With mode `difficulty`: thinking on at or above this score. None derives it from the "
+            "catalog: the threshold from which requests go to the smallest size whose "
+            "`thinking_default` is on (4b, so thresholds[1])."
+        ),
+    )
+
+
+class EscalationConfig(StrictModel):
+    """Asking again one size up when a non-streamed answer from a smaller size looks bad (at most once)."""
+
+    enabled: bool = Field(False, description="Escalate bad answers one size up.")
+    min_mean_logprob: float = Field(
+        -1.5,
+        le=0.0,
+        description="An answer whose mean token log-probability is below this is low-confidence.",
+    )
+    on_cut_off_thinking: bool = Field(
+        True, description="Escalate an answer cut off by `max_tokens` before its thinking ended."
+    )
+    loop_window_chars: int = Field(
+        240,
+        ge=16,
+        le=8192,
+        description="The tail of the answer, in characters, checked for a repeating loop.",
+    )
+    loop_min_repeats: int = Field(
+        3, ge=2, le=100, description="A loop is a unit repeated at least this many times across the window."
+    )
+
+
+class RouterConfig(StrictModel):
+    """How requests for `auto` are sent to a size."""
+
+    enabled: bool = Field(False, description="Route `model: auto` by difficulty; off sends it to `fallback_size`.")
+    fallback_size: ModelSize = Field("0.8b", description="Size used for `auto` while routing is off.")
+    scorer: ScorerKind = Field(
+        "features",
+        description=(
+            "Difficulty scorer: `features` (transparent cues, no model), `learned` (sentence "
+            "embeddings + classifier artifact) or `blend` (weighted mean of both)."
+        ),
+    )
+    blend_learned_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="With scorer `blend`: weight of the learned score (features get the rest)."
+    )
+    artifact_path: Path | None = Field(
+        None,
+        description="Learned-scorer artifact (JSON); None uses the one packaged in deployments/router/artifacts/.",
+    )
+    thresholds: tuple[float, float, float] = Field(
+        DEFAULT_THRESHOLDS,
+        description=(
+            "Scores at or below t1 go to 0.8b, up to t2 to 2b, up to t3 to 4b, above t3 to 9b. "
+            "Non-decreasing in [0, 1]; equal thresholds give the size between them no traffic. "
+            "Calibrate them from traffic shares with `qwen-cluster router calibrate`."
+        ),
+    )
+    thinking: ThinkingRule = Field(default_factory=ThinkingRule, description="Thinking on or off per request.")
+    escalation: EscalationConfig = Field(
+        default_factory=EscalationConfig, description="Re-asking one size up after a bad answer."
+    )
+    capacity_fallback: CapacityFallback = Field(
+        "up",
+        description=(
+            "When the chosen size has no ready replica or a full queue: send the request to the "
+            "nearest served size `up` or `down` that has capacity, or `off` to keep the choice."
+        ),
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_ordered(cls, thresholds: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(not 0.0 <= t <= 1.0 for t in thresholds):
+            raise ValueError(f"thresholds must lie in [0, 1]; got {list(thresholds)}")
+        if not thresholds[0] <= thresholds[1] <= thresholds[2]:
+            raise ValueError(f"thresholds must be non-decreasing (t1 <= t2 <= t3); got {list(thresholds)}")
+        return thresholds
+
+    @model_validator(mode="after")
+    def _artifact_exists(self) -> RouterConfig:
+        # Only checked when the learned scorer will load it, so a stale path in an unused field is harmless.
+        if (
+            self.enabled
+            and self.scorer in ("learned", "blend")
+            and self.artifact_path is not None
+            and not Path(self.artifact_path).is_file()
+        ):
+            raise ValueError(f"artifact_path {self.artifact_path} is not a file")
+        return self

@@ -1,0 +1,185 @@
+"""The engine interface and the request and output types every engine speaks.
+
+These types are plain dataclasses so they pickle cheaply across Ray handles; nothing here imports
+torch, transformers or vllm.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class EngineRequestError(Exception):
+    """A request the engine cannot serve because of the request itself (an HTTP 4xx).
+
+    Raised from `Engine.chat` before any output is produced; it crosses Ray handles as itself, so
+    the ingress can answer with `status_code` and an OpenAI-style error body.
+    """
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.param, self.code))
+
+
+class PromptTooLongError(EngineRequestError):
+    """Prompt plus `max_tokens` exceeds the model's context limit."""
+
+    def __init__(
+        self, message: str, param: str | None = "messages", code: str | None = "context_length_exceeded"
+    ):
+        super().__init__(message, param, code)
+
+
+class InvalidImageError(EngineRequestError):
+    """An image that cannot be decoded, is too large, or is one too many."""
+
+    def __init__(self, message: str, param: str | None = "messages", code: str | None = "invalid_image"):
+        super().__init__(message, param, code)
+
+
+class EngineOverloadedError(Exception):
+    """The engine cannot take more work now (an HTTP 429)."""
+
+
+@dataclass
+class ImageInput:
+    """An image already fetched by the caller, as encoded bytes (PNG, JPEG, WebP, ...)."""
+
+    data: bytes
+    source: str = ""
+
+
+@dataclass
+class ChatMessage:
+    """One chat turn. `content` holds text strings and images in their original order."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: list[str | ImageInput]
+
+    @property
+    def text(self) -> str:
+        """The message's text parts joined, images left out."""
+        return "".join(part for part in self.content if isinstance(part, str))
+
+    @property
+    def images(self) -> list[ImageInput]:
+        """The message's images in order."""
+        return [part for part in self.content if isinstance(part, ImageInput)]
+
+
+@dataclass
+class SamplingParams:
+    """Sampling controls, OpenAI names. `None` takes the model card's default for the mode."""
+
+    max_tokens: int = 256
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    logprobs: bool = False
+
+
+@dataclass
+class GenerationRequest:
+    """What an engine generates for: a chat (`messages`) or a raw completion (`prompt`)."""
+
+    request_id: str
+    sampling: SamplingParams
+    messages: list[ChatMessage] | None = None
+    prompt: str | None = None
+    enable_thinking: bool | None = None
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a GenerationRequest carries exactly one of messages or prompt")
+
+    @property
+    def images(self) -> list[ImageInput]:
+        """Every image in the conversation, in order."""
+        return [image for message in self.messages or [] for image in message.images]
+
+
+FinishReason = Literal["stop", "length", "abort"]
+
+
+@dataclass
+class GenerationDelta:
+    """One streamed piece of output.
+
+    `text` is the new text since the previous delta; token counts are cumulative so the last delta
+    carries the usage. `finish_reason` is set on the last delta only; the last delta also carries
+    `logprobs` and `tokens`: the log-probability (under the model's raw distribution) and the text of
+    every completion token, in order.
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason | None = None
+    logprobs: list[float] | None = None
+    tokens: list[str] | None = None
+
+
+@dataclass
+class EngineInfo:
+    """What an engine reports about the model it serves."""
+
+    model_path: str
+    max_model_len: int
+    random_weights: bool
+    thinking_default: bool
+    device: str
+
+
+class Engine(abc.ABC):
+    """An inference engine for one model.
+
+    Lifecycle: construct (cheap, no weights), `await start()` (loads weights), any number of
+    concurrent `chat` calls, `await shutdown()`. Engines batch concurrent requests themselves.
+    """
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load the model and start background work. Idempotent."""
+
+    @abc.abstractmethod
+    def chat(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        """Generate for one request.
+
+        Yields:
+            `GenerationDelta`s in order; the last one has `finish_reason` set and the final token
+            counts. A non-streaming caller joins the texts.
+
+        Raises:
+            EngineRequestError: (or a subclass) before the first delta, when the request itself is
+                bad: the prompt is too long, an image cannot be decoded, too many images.
+            EngineOverloadedError: before the first delta, when the engine's queue is full.
+
+        Closing the generator early (client gone) cancels the request and frees its batch slot.
+        """
+
+    @abc.abstractmethod
+    async def check_health(self) -> None:
+        """Raise if the engine cannot serve (background loop dead, device lost)."""
+
+    @abc.abstractmethod
+    async def shutdown(self) -> None:
+        """Stop taking requests, finish or abort the ones in flight, release the model."""
+
+    @abc.abstractmethod
+    def info(self) -> EngineInfo:
+        """Static facts about the served model."""

@@ -1,0 +1,131 @@
+"""Turn a `GenerationRequest` into token ids and pixel inputs for a Qwen3.5 checkpoint.
+
+This is the work `Qwen3VLProcessor` does, without its video processor (which needs torchvision,
+absent on CPU machines): render the chat template, run the PIL image processor, and expand each
+`<|image_pad|>` into as many tokens as the image has merged patches.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from deployments.engines.base import ChatMessage, GenerationRequest, ImageInput, InvalidImageError
+
+IMAGE_PAD = "<|image_pad|>"
+
+
+@dataclass
+class PreparedPrompt:
+    """Token ids and vision inputs of one request, ready to batch."""
+
+    input_ids: list[int]
+    pixel_values: Any | None  # torch.Tensor (patches, dim) or None
+    image_grid_thw: Any | None  # torch.Tensor (images, 3) or None
+    thinking: bool
+
+    @property
+    def num_tokens(self) -> int:
+        """Prompt length in tokens, image tokens included."""
+        return len(self.input_ids)
+
+
+def decode_image(image: ImageInput, index: int, max_pixels: int):
+    """Decode one image into RGB, refusing bytes that are not an image and oversized images.
+
+    Raises:
+        InvalidImageError: naming which image (0-based, in conversation order) and why.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    label = f"image {index}" + (f" ({image.source[:80]})" if image.source else "")
+    try:
+        with Image.open(io.BytesIO(image.data)) as probe:
+            width, height = probe.size
+            if width * height > max_pixels:
+                raise InvalidImageError(
+                    f"{label} is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+                )
+            probe.load()
+            return probe.convert("RGB")
+    except InvalidImageError:
+        raise
+    except UnidentifiedImageError:
+        raise InvalidImageError(f"{label} could not be decoded: not a recognised image format") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise InvalidImageError(f"{label} could not be decoded as an image: {error}") from None
+
+
+def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Messages in the structure the chat template expects (OpenAI-like parts)."""
+    rendered = []
+    for message in messages:
+        parts: list[dict[str, Any]] = []
+        for part in message.content:
+            if isinstance(part, ImageInput):
+                parts.append({"type": "image"})
+            else:
+                parts.append({"type": "text", "text": part})
+        rendered.append({"role": message.role, "content": parts})
+    return rendered
+
+
+class PromptBuilder:
+    """Builds `PreparedPrompt`s for one checkpoint.
+
+    Args:
+        tokenizer: the checkpoint's tokenizer (with its chat template).
+        image_processor: the checkpoint's Qwen2-VL image processor.
+        max_images: most images per request.
+        max_decoded_pixels: largest decoded image area accepted before resizing.
+    """
+
+    def __init__(self, tokenizer, image_processor, max_images: int, max_decoded_pixels: int):
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.max_images = max_images
+        self.max_decoded_pixels = max_decoded_pixels
+        self.merge_length = image_processor.merge_size**2
+
+    def build(self, request: GenerationRequest, thinking: bool) -> PreparedPrompt:
+        """Render, tokenize and process images.
+
+        Raises:
+            InvalidImageError: too many images, or one that does not decode.
+        """
+        if request.prompt is not None:
+            ids = self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
+            return PreparedPrompt(list(ids), None, None, thinking=False)
+        images = request.images
+        if len(images) > self.max_images:
+            raise InvalidImageError(
+                f"the request carries {len(images)} images; this model accepts at most {self.max_images}",
+                code="too_many_images",
+            )
+        text = self.tokenizer.apply_chat_template(
+            template_messages(request.messages or []),
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=thinking,
+        )
+        pixel_values = grid = None
+        if images:
+            decoded = [decode_image(image, i, self.max_decoded_pixels) for i, image in enumerate(images)]
+            processed = self.image_processor(images=decoded, return_tensors="pt")
+            pixel_values, grid = processed["pixel_values"], processed["image_grid_thw"]
+            text = self._expand_image_tokens(text, grid)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return PreparedPrompt(list(ids), pixel_values, grid, thinking=thinking)
+
+    def _expand_image_tokens(self, text: str, grid) -> str:
+        pieces = text.split(IMAGE_PAD)
+        if len(pieces) - 1 != len(grid):
+            raise InvalidImageError(
+                f"the chat template placed {len(pieces) - 1} image slots for {len(grid)} images"
+            )
+        out = [pieces[0]]
+        for thw, rest in zip(grid, pieces[1:], strict=True):
+            out.append(IMAGE_PAD * (int(thw.prod()) // self.merge_length))
+            out.append(rest)
+        return "".join(out)

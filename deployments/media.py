@@ -1,0 +1,187 @@
+"""Fetch the images that chat messages point at: `data:` URLs, `https://` URLs and `s3://` objects.
+
+Remote fetches have size and time limits, and https URLs that resolve to loopback, link-local,
+private or otherwise non-public addresses are refused (server-side request forgery), on every
+redirect hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import socket
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit
+
+from cluster.config import MediaConfig, ObjectStoreConfig
+from deployments.engines.base import InvalidImageError
+
+MAX_REDIRECTS = 3
+
+
+class ImageFetchError(InvalidImageError):
+    """An image URL that cannot be used: bad form, refused address, too large, unreachable."""
+
+    def __init__(self, message: str, param: str | None = "messages", code: str | None = "invalid_image_url"):
+        super().__init__(message, param, code)
+
+
+def is_public_address(address: str) -> bool:
+    """Whether an IP address is globally routable (not loopback, private, link-local, reserved...)."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def check_public_host(host: str, port: int) -> None:
+    """Resolve `host` and refuse it unless every address it resolves to is public.
+
+    Raises:
+        ImageFetchError: the host does not resolve, or resolves to a non-public address.
+    """
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise ImageFetchError(f"image host {host!r} does not resolve: {error}") from None
+    for info in infos:
+        address = info[4][0]
+        if not is_public_address(address):
+            raise ImageFetchError(
+                f"image URL host {host!r} resolves to {address}, a loopback, link-local or private "
+                "address; only public hosts may be fetched"
+            )
+
+
+def decode_data_url(url: str, max_bytes: int) -> bytes:
+    """Bytes of a `data:[<type>][;base64],<data>` URL.
+
+    Raises:
+        ImageFetchError: malformed, not an image type, or over `max_bytes`.
+    """
+    header, sep, payload = url[5:].partition(",")
+    if not sep:
+        raise ImageFetchError("data URL has no ',' separating header and data")
+    media_type = header.split(";")[0].strip().lower()
+    if media_type and not media_type.startswith("image/"):
+        raise ImageFetchError(f"data URL has media type {media_type!r}; expected image/*")
+    # base64 grows data by 4/3: refuse early, before decoding a huge payload.
+    if len(payload) > max_bytes * 4 // 3 + 4:
+        raise ImageFetchError(f"image is larger than the {max_bytes}-byte limit", code="image_too_large")
+    try:
+        data = (
+            base64.b64decode(payload, validate=True)
+            if header.endswith(";base64")
+            else unquote_to_bytes(payload)
+        )
+    except (binascii.Error, ValueError) as error:
+        raise ImageFetchError(f"data URL is not valid base64: {error}") from None
+    if len(data) > max_bytes:
+        raise ImageFetchError(f"image is larger than the {max_bytes}-byte limit", code="image_too_large")
+    if not data:
+        raise ImageFetchError("data URL holds no data")
+    return data
+
+
+class ImageFetcher:
+    """Resolves image URLs to bytes with the configured limits. One per ingress replica."""
+
+    def __init__(self, media: MediaConfig, object_store: ObjectStoreConfig):
+        self.media = media
+        self.object_store = object_store
+        self._http = None
+        self._s3 = None
+
+    async def fetch(self, url: str) -> bytes:
+        """The encoded image `url` names.
+
+        Raises:
+            ImageFetchError: for any URL that cannot be used (the message says why).
+        """
+        scheme = urlsplit(url).scheme.lower()
+        if scheme == "data":
+            return decode_data_url(url, self.media.max_image_bytes)
+        if scheme == "https":
+            return await asyncio.wait_for(self._fetch_https(url), self.media.fetch_timeout_s)
+        if scheme == "s3":
+            return await asyncio.wait_for(asyncio.to_thread(self._fetch_s3, url), self.media.fetch_timeout_s)
+        raise ImageFetchError(
+            f"unsupported image URL scheme {scheme or '(none)'!r}; use data:, https: or s3:"
+        )
+
+    async def _fetch_https(self, url: str) -> bytes:
+        import httpx
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False, timeout=self.media.fetch_timeout_s)
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.hostname:
+                raise ImageFetchError(f"image URL {url[:200]!r} must be an https URL with a host")
+            if not self.media.allow_private_networks:
+                await check_public_host(parts.hostname, parts.port or 443)
+            try:
+                async with self._http.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    if response.status_code != 200:
+                        raise ImageFetchError(
+                            f"fetching image {url[:200]!r} returned HTTP {response.status_code}"
+                        )
+                    return await self._read_limited(response)
+            except httpx.HTTPError as error:
+                raise ImageFetchError(f"fetching image {url[:200]!r} failed: {error}") from None
+        raise ImageFetchError(f"image URL redirected more than {MAX_REDIRECTS} times")
+
+    async def _read_limited(self, response) -> bytes:
+        limit = self.media.max_image_bytes
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ImageFetchError(f"image is larger than the {limit}-byte limit", code="image_too_large")
+        chunks, total = [], 0
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise ImageFetchError(f"image is larger than the {limit}-byte limit", code="image_too_large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _fetch_s3(self, url: str) -> bytes:
+        import boto3
+        import botocore.exceptions
+
+        parts = urlsplit(url)
+        bucket, key = parts.netloc, parts.path.lstrip("/")
+        if not bucket or not key:
+            raise ImageFetchError(f"s3 URL {url!r} must name a bucket and a key")
+        if self._s3 is None:
+            self._s3 = boto3.client(
+                "s3", endpoint_url=self.object_store.resolved_endpoint(), region_name=self.object_store.region
+            )
+        limit = self.media.max_image_bytes
+        try:
+            head = self._s3.head_object(Bucket=bucket, Key=key)
+            if head["ContentLength"] > limit:
+                raise ImageFetchError(
+                    f"image {url!r} is larger than the {limit}-byte limit", code="image_too_large"
+                )
+            body = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")["Body"].read()
+        except botocore.exceptions.ClientError as error:
+            raise ImageFetchError(
+                f"reading {url!r} failed: {error.response.get('Error', {}).get('Message', error)}"
+            ) from None
+        except botocore.exceptions.BotoCoreError as error:
+            raise ImageFetchError(f"reading {url!r} failed: {error}") from None
+        if len(body) > limit:
+            raise ImageFetchError(
+                f"image {url!r} is larger than the {limit}-byte limit", code="image_too_large"
+            )
+        return body
+
+    async def close(self) -> None:
+        """Release the HTTP client."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None

@@ -1,0 +1,139 @@
+"""The model server: one engine behind a plain class, and the Serve deployment that wraps it.
+
+`ModelServer` holds no Serve state, so tests construct it directly; `ModelDeployment` adds the Serve
+lifecycle (async constructor, health checks, shutdown) around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cluster.config import ModelConfig
+from deployments.engines.base import Engine, GenerationDelta, GenerationRequest
+from deployments.engines.factory import create_engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """A whole (non-streamed) answer."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    logprobs: list[float] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    thinking: bool = False
+
+    @property
+    def mean_logprob(self) -> float | None:
+        """Mean log-probability of the completion tokens (a confidence signal), or None if empty."""
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+
+
+class ModelServer:
+    """Serves one model size with one engine.
+
+    Args:
+        model: the size's config.
+        cache_dir: where demo checkpoints live.
+        engine: an engine to use instead of the one the config names (already constructed).
+    """
+
+    def __init__(self, model: ModelConfig, cache_dir: Path, engine: Engine | None = None):
+        self.model = model
+        self.engine = engine or create_engine(model, cache_dir)
+
+    async def start(self) -> None:
+        """Load the model."""
+        await self.engine.start()
+        info = self.engine.info()
+        log.info(
+            "%s ready on %s from %s%s",
+            self.model.public_name,
+            info.device,
+            info.model_path,
+            " (RANDOM WEIGHTS: demo checkpoint, answers are noise)" if info.random_weights else "",
+        )
+
+    def resolve_thinking(self, request: GenerationRequest) -> bool:
+        """Thinking mode the engine will use for `request`."""
+        if request.prompt is not None:
+            return False
+        return (
+            self.model.spec.thinking_default if request.enable_thinking is None else request.enable_thinking
+        )
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Generate a whole answer."""
+        pieces: list[str] = []
+        last: GenerationDelta | None = None
+        async for delta in self.engine.chat(request):
+            pieces.append(delta.text)
+            last = delta
+        assert last is not None and last.finish_reason is not None, "engine ended without a final delta"
+        return GenerationResult(
+            text="".join(pieces),
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.completion_tokens,
+            finish_reason=last.finish_reason,
+            logprobs=last.logprobs or [],
+            tokens=last.tokens or [],
+            thinking=self.resolve_thinking(request),
+        )
+
+    async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        """Generate, yielding deltas as they come (see `Engine.chat`)."""
+        async for delta in self.engine.chat(request):
+            yield delta
+
+    async def check_health(self) -> None:
+        """Raise if the engine cannot serve."""
+        await self.engine.check_health()
+
+    def describe(self) -> dict:
+        """What /v1/models reports for this size."""
+        info = self.engine.info()
+        return {
+            "id": self.model.public_name,
+            "size": self.model.size,
+            "variant": self.model.variant,
+            "checkpoint": info.model_path,
+            "max_model_len": info.max_model_len,
+            "thinking_default": info.thinking_default,
+            "random_weights": info.random_weights,
+            "device": info.device,
+        }
+
+    async def shutdown(self) -> None:
+        """Stop the engine."""
+        await self.engine.shutdown()
+
+
+def make_model_deployment():
+    """The Serve deployment class for one model size (options are applied by the app builder)."""
+    from ray import serve
+
+    @serve.deployment
+    class ModelDeployment(ModelServer):
+        async def __init__(self, model: ModelConfig, cache_dir: str):
+            logging.basicConfig(level=logging.INFO)
+            if model.random_weights:
+                from cluster.demo_models import ensure_demo_models
+
+                ensure_demo_models(Path(cache_dir), [model.size])  # this node may not have it yet
+            ModelServer.__init__(self, model, Path(cache_dir))
+            await self.start()
+
+        async def check_health(self) -> None:  # called by Serve every health_check_period_s
+            await ModelServer.check_health(self)
+
+        async def __del__(self) -> None:  # Serve calls this when the replica stops
+            await self.shutdown()
+
+    return ModelDeployment

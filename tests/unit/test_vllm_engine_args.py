@@ -1,0 +1,54 @@
+import pytest
+
+from cluster.config import load_config, parse_config
+from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams
+from deployments.engines.vllm_engine import vllm_engine_kwargs, vllm_sampling_kwargs
+
+pytestmark = pytest.mark.unit
+
+
+def test_gpu_profile_translates_to_model_card_flags():
+    model = load_config(profile="gpu").model_by_name("qwen3.5-9b")
+    kwargs = vllm_engine_kwargs("Qwen/Qwen3.5-9B", model)
+    assert kwargs["model"] == "Qwen/Qwen3.5-9B"
+    assert kwargs["served_model_name"] == ["qwen3.5-9b"]
+    assert kwargs["reasoning_parser"] == "qwen3"
+    assert kwargs["max_model_len"] == model.engine.max_model_len
+    assert kwargs["limit_mm_per_prompt"] == {"image": 4, "video": 0}
+    assert kwargs["gpu_memory_utilization"] == 0.9
+    assert kwargs["dtype"] == "bfloat16"
+
+
+def test_user_engine_kwargs_override_and_text_only_mode():
+    config = parse_config(
+        {
+            "models": [
+                {
+                    "size": "2b",
+                    "engine": {
+                        "kind": "vllm",
+                        "max_images_per_prompt": 0,
+                        "engine_kwargs": {"max_model_len": 8192, "enforce_eager": True},
+                    },
+                }
+            ]
+        }
+    )
+    kwargs = vllm_engine_kwargs("/models/2b", config.models[0])
+    assert kwargs["max_model_len"] == 8192 and kwargs["enforce_eager"] is True
+    assert kwargs["language_model_only"] is True
+    assert "limit_mm_per_prompt" not in kwargs
+
+
+def test_sampling_defaults_follow_the_mode():
+    model = load_config(profile="gpu").model_by_name("qwen3.5-4b")
+    request = GenerationRequest(
+        "r",
+        SamplingParams(max_tokens=7, top_k=5, stop=["END"], seed=3),
+        messages=[ChatMessage("user", ["hi"])],
+    )
+    thinking = vllm_sampling_kwargs(request, model.spec.sampling(True))
+    assert thinking["temperature"] == 1.0 and thinking["top_p"] == 0.95
+    assert thinking["top_k"] == 5 and thinking["stop"] == ["END"] and thinking["seed"] == 3
+    plain = vllm_sampling_kwargs(request, model.spec.sampling(False))
+    assert plain["temperature"] == 0.7 and plain["max_tokens"] == 7
