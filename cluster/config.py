@@ -269,6 +269,12 @@ class RayConfig(StrictModel):
     )
     namespace: str = Field("qwen", description="Ray namespace.")
     include_dashboard: bool = Field(False, description="Start the Ray dashboard with a local cluster.")
+    metrics_export_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Prometheus port of a local cluster's metrics agent (Ray's default when None).",
+    )
 
 
 class ClusterConfig(StrictModel):

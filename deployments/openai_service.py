@@ -128,7 +128,11 @@ class OpenAIService:
     # ---- dispatch --------------------------------------------------------------------------------
     async def handle(self, request: Request) -> Response:
         """Answer one HTTP request; every failure becomes an OpenAI-style error body."""
-        path = request.url.path.rstrip("/") or "/"
+        path = request.scope["path"]
+        root = request.scope.get("root_path", "")
+        if root and path.startswith(root):  # an app mounted under a route prefix
+            path = path[len(root) :]
+        path = path.rstrip("/") or "/"
         handler = self._routes.get((request.method, path))
         started = time.perf_counter()
         model_label = "none"

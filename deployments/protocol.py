@@ -184,7 +184,7 @@ def parse_body(raw: bytes, model_cls: type[BaseModel]) -> Any:
     if not isinstance(data, dict):
         raise OpenAIError(400, "request body must be a JSON object", code="invalid_json")
     try:
-        return model_cls.model_validate(data)
+        return model_cls.model_validate(data, strict=True)  # no "yes" -> True coercions
     except ValidationError as error:
         first = error.errors()[0]
         param = ".".join(

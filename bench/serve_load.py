@@ -1,0 +1,224 @@
+"""Load sweep against a running OpenAI endpoint (`make up`), plus the ingress overhead.
+
+    python bench/serve_load.py --url http://127.0.0.1:8000 [--seconds 10] [--concurrency 1,8,32,128]
+
+For each concurrency level it runs closed-loop clients for `--seconds` and prints requests/s, p50/p99
+latency and the count of each status code, then a shorter streaming run at the same level for time
+to first token. Finally it compares, at max_tokens 1, a request through HTTP and the ingress with a
+direct call of the model deployment's handle (attaching to the running Ray cluster) and prints the
+difference at p50 and p99. Every loop is bounded in count and time; traffic goes to loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    ttfts: list[float] = field(default_factory=list)
+    rejected_latencies: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get(200, 0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def body(model: str, max_tokens: int, stream: bool) -> dict:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "Give me a short greeting."}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+        "temperature": 0.7,
+    }
+
+
+async def worker(
+    client: httpx.AsyncClient,
+    payload: dict,
+    deadline: float,
+    result: LevelResult,
+    stream: bool,
+    max_requests: int,
+) -> None:
+    sent = 0
+    while time.perf_counter() < deadline and sent < max_requests:
+        sent += 1
+        started = time.perf_counter()
+        try:
+            if stream:
+                async with client.stream("POST", "/v1/chat/completions", json=payload) as response:
+                    first = None
+                    async for line in response.aiter_lines():
+                        if (
+                            first is None
+                            and line.startswith("data: ")
+                            and '"content":"' in line
+                            and '"content":""' not in line
+                        ):
+                            first = time.perf_counter() - started
+                    status = response.status_code
+                if first is not None:
+                    result.ttfts.append(first)
+            else:
+                response = await client.post("/v1/chat/completions", json=payload)
+                status = response.status_code
+        except httpx.TimeoutException:
+            status = "timeout"
+        except httpx.HTTPError as error:
+            status = type(error).__name__
+        elapsed = time.perf_counter() - started
+        result.statuses[status] += 1
+        if status == 200:
+            result.latencies.append(elapsed)
+        elif status == 429:
+            result.rejected_latencies.append(elapsed)
+            await asyncio.sleep(0.05)  # a polite client backs off briefly on 429
+
+
+async def run_level(
+    url: str, model: str, concurrency: int, seconds: float, max_tokens: int, stream: bool
+) -> LevelResult:
+    result = LevelResult(concurrency, seconds)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
+        deadline = time.perf_counter() + seconds
+        payload = body(model, max_tokens, stream)
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(worker(client, payload, deadline, result, stream, 100_000) for _ in range(concurrency))
+        )
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+def ingress_overhead(url: str, model_deployment: str, app: str, samples: int) -> dict:
+    """p50/p99 of (HTTP + ingress) latency and of a direct handle call, at max_tokens 1."""
+    import ray
+    from ray import serve
+
+    from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams
+
+    ray.init(address="auto", namespace="qwen", log_to_driver=False, logging_level="ERROR")
+    try:
+        handle = serve.get_deployment_handle(model_deployment, app_name=app)
+        request = GenerationRequest(
+            request_id="bench",
+            sampling=SamplingParams(max_tokens=1, temperature=0.0),
+            messages=[ChatMessage("user", ["Give me a short greeting."])],
+            enable_thinking=False,
+        )
+        handle.generate.remote(request).result()  # warm the handle's connection
+        direct = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            handle.generate.remote(request).result()
+            direct.append(time.perf_counter() - started)
+    finally:
+        ray.shutdown()
+    payload = {
+        "model": "qwen3.5-" + model_deployment.removeprefix("model-").replace("_", "."),
+        "messages": [{"role": "user", "content": "Give me a short greeting."}],
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
+    http = []
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        client.post("/v1/chat/completions", json=payload)
+        for _ in range(samples):
+            started = time.perf_counter()
+            response = client.post("/v1/chat/completions", json=payload)
+            http.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text
+    return {
+        "http_p50_ms": percentile(http, 0.5) * 1e3,
+        "http_p99_ms": percentile(http, 0.99) * 1e3,
+        "direct_p50_ms": percentile(direct, 0.5) * 1e3,
+        "direct_p99_ms": percentile(direct, 0.99) * 1e3,
+        "overhead_p50_ms": (percentile(http, 0.5) - percentile(direct, 0.5)) * 1e3,
+        "overhead_mean_ms": (statistics.mean(http) - statistics.mean(direct)) * 1e3,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--model", default="qwen3.5-0.8b")
+    parser.add_argument("--concurrency", default="1,8,32,128")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--stream-seconds", type=float, default=5.0)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--overhead-samples", type=int, default=200)
+    parser.add_argument("--app", default="qwen")
+    parser.add_argument("--json", action="store_true", help="also print one JSON line per level")
+    args = parser.parse_args()
+
+    levels = [int(c) for c in args.concurrency.split(",")]
+    print(
+        f"target {args.url}  model {args.model}  max_tokens {args.max_tokens}  {args.seconds:.0f}s per level"
+    )
+    print(
+        f"{'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ttft p50':>9} {'ttft p99':>9} {'429 p99 ms':>10}  statuses"
+    )
+    results = []
+    for concurrency in levels:
+        level = asyncio.run(
+            run_level(args.url, args.model, concurrency, args.seconds, args.max_tokens, stream=False)
+        )
+        streamed = asyncio.run(
+            run_level(args.url, args.model, concurrency, args.stream_seconds, args.max_tokens, stream=True)
+        )
+        level.ttfts = streamed.ttfts
+        results.append(level)
+        rps = level.ok / level.seconds
+        statuses = " ".join(f"{k}={v}" for k, v in sorted(level.statuses.items(), key=str))
+        print(
+            f"{concurrency:>5} {rps:>8.1f} {percentile(level.latencies, 0.5) * 1e3:>8.1f} "
+            f"{percentile(level.latencies, 0.99) * 1e3:>8.1f} {percentile(level.ttfts, 0.5) * 1e3:>9.1f} "
+            f"{percentile(level.ttfts, 0.99) * 1e3:>9.1f} {percentile(level.rejected_latencies, 0.99) * 1e3:>10.1f}  {statuses}",
+            flush=True,
+        )
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "concurrency": concurrency,
+                        "rps": rps,
+                        "statuses": {str(k): v for k, v in level.statuses.items()},
+                        "p50_ms": percentile(level.latencies, 0.5) * 1e3,
+                        "p99_ms": percentile(level.latencies, 0.99) * 1e3,
+                    }
+                )
+            )
+    best = max(r.ok / r.seconds for r in results)
+    for r in results:
+        print(f"concurrency {r.concurrency}: {100 * (r.ok / r.seconds) / best:.0f}% of the best throughput")
+    size = args.model.removeprefix("qwen3.5-").replace(".", "_")
+    overhead = ingress_overhead(args.url, f"model-{size}", args.app, args.overhead_samples)
+    print("ingress overhead at max_tokens 1 (HTTP + proxy + ingress, minus a direct handle call):")
+    print("  " + "  ".join(f"{k}={v:.2f}" for k, v in overhead.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reusable test helpers (real services on loopback, started and stopped by fixtures)."""
