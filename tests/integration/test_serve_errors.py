@@ -129,9 +129,10 @@ def test_auth_required_when_enabled(served):
         401,
         "invalid_api_key",
     )
-    with OpenAI(base_url=served.secure_url, api_key="wrong", max_retries=0) as bad:
-        with pytest.raises(openai.AuthenticationError):
-            bad.models.list()
+    with OpenAI(base_url=served.secure_url, api_key="wrong", max_retries=0) as bad, pytest.raises(
+        openai.AuthenticationError
+    ):
+        bad.models.list()
     with OpenAI(base_url=served.secure_url, api_key=served.api_key, max_retries=0) as good:
         assert [m.id for m in good.models.list().data] == ["qwen3.5-0.8b", "auto"]
         answer = good.chat.completions.create(
