@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from cluster.base_config import StrictModel
+from cluster.batch_config import TASK_NAMES
 from cluster.catalog import ModelSize
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -42,7 +43,9 @@ class HeadConfig(StrictModel):
     """The Ray head pod: GCS, dashboard, Serve controller and the batch driver; no replicas (num-cpus 0)."""
 
     cpu: str = Field("4", pattern=QUANTITY, description="CPU request and limit of the head container.")
-    memory: str = Field("16Gi", pattern=QUANTITY, description="Memory request and limit of the head container.")
+    memory: str = Field(
+        "16Gi", pattern=QUANTITY, description="Memory request and limit of the head container."
+    )
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         "ClusterIP", description="Type of the head Service KubeRay creates."
     )
@@ -84,7 +87,9 @@ class WorkerGroupConfig(StrictModel):
 class ProbeConfig(StrictModel):
     """Readiness and liveness probes of the Ray containers (the same checks KubeRay would inject)."""
 
-    raylet_health_port: int = Field(52365, description="Dashboard agent port serving /api/local_raylet_healthz.")
+    raylet_health_port: int = Field(
+        52365, description="Dashboard agent port serving /api/local_raylet_healthz."
+    )
     dashboard_port: int = Field(8265, description="Head dashboard port serving /api/gcs_healthz.")
     serve_health_path: str = Field("/-/healthz", description="Serve proxy health path on the serve port.")
     period_seconds: int = Field(5, ge=1, description="Seconds between probes.")
@@ -110,7 +115,9 @@ class UpgradeConfig(StrictModel):
     gateway_class_name: str | None = Field(None, description="GatewayClass for the incremental upgrade.")
     step_size_percent: int = Field(25, ge=1, le=100, description="Traffic moved per incremental step.")
     interval_seconds: int = Field(60, ge=1, description="Seconds between incremental steps.")
-    max_surge_percent: int = Field(100, ge=1, le=100, description="Extra capacity the new cluster may add per step.")
+    max_surge_percent: int = Field(
+        100, ge=1, le=100, description="Extra capacity the new cluster may add per step."
+    )
     cluster_deletion_delay_seconds: int = Field(
         60, ge=0, description="Seconds the old cluster lives after traffic left it (lets requests drain)."
     )
@@ -150,7 +157,10 @@ class BatchJobConfig(StrictModel):
     name: str = Field("qwen-nightly-batch", pattern=DNS_LABEL, description="Name of the job resources.")
     input_uri: str = Field("s3://qwen-batch/incoming/", description="`--input` of `qwen-cluster batch`.")
     output_uri: str = Field("s3://qwen-batch/results/", description="`--output` of `qwen-cluster batch`.")
-    task: str = Field("extract", pattern=r"^[a-z][a-z0-9_-]*$", description="`--task` of `qwen-cluster batch`.")
+    task: str = Field("extract", description="`--task` of `qwen-cluster batch` (one of its TASK_NAMES).")
+    prompt: str | None = Field(
+        None, description="`--prompt` of `qwen-cluster batch` (needed by task `custom`)."
+    )
     s3_endpoint: str | None = Field(None, description="`--s3-endpoint`; None keeps the config/env endpoint.")
     partial_failure_ok: bool = Field(
         True,
@@ -181,6 +191,14 @@ class BatchJobConfig(StrictModel):
         3_600, ge=1, description="Plain CronJob: how late a missed run may still start."
     )
 
+    @model_validator(mode="after")
+    def _known_task(self) -> BatchJobConfig:
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown batch task {self.task!r}; valid: {', '.join(TASK_NAMES)}")
+        if self.task == "custom" and not self.prompt:
+            raise ValueError("task `custom` needs a prompt")
+        return self
+
     @field_validator("schedule")
     @classmethod
     def _five_fields(cls, schedule: str) -> str:
@@ -202,12 +220,16 @@ class OverlayConfig(StrictModel):
     """A kustomize overlay: the base rendered with these changes, written as JSON patches."""
 
     namespace: str = Field(pattern=DNS_LABEL, description="Namespace of the overlay's resources.")
-    sizes: list[ModelSize] | None = Field(None, description="Serve only these sizes; None keeps the config's.")
+    sizes: list[ModelSize] | None = Field(
+        None, description="Serve only these sizes; None keeps the config's."
+    )
     max_replicas_per_size: int | None = Field(None, ge=1, description="Cap every size's replicas.")
     worker_groups: list[WorkerGroupConfig] | None = Field(
         None, description="Worker groups of the overlay; None derives them."
     )
-    suspend_batch: bool | None = Field(None, description="Suspend the nightly schedule; None keeps the base's.")
+    suspend_batch: bool | None = Field(
+        None, description="Suspend the nightly schedule; None keeps the base's."
+    )
 
 
 def default_overlays() -> dict[str, OverlayConfig]:
@@ -241,7 +263,8 @@ class KubernetesConfig(StrictModel):
     kuberay_version: str = Field("1.7.0", description="KubeRay operator version the manifests target.")
     cache_mount_path: str = Field("/home/ray/.cache", description="Where the cache volume is mounted.")
     cache_dir: str = Field(
-        "/home/ray/.cache/qwen-cluster", description="`cache_dir` of the cluster config inside the containers."
+        "/home/ray/.cache/qwen-cluster",
+        description="`cache_dir` of the cluster config inside the containers.",
     )
     hf_home: str = Field("/home/ray/.cache/huggingface", description="HF_HOME inside the containers.")
     cache_volume_claim: str | None = Field(

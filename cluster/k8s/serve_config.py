@@ -1,0 +1,87 @@
+"""The cluster config as the containers see it, and the RayService `serveConfigV2` built from it.
+
+The Serve app gets the whole config inline as builder args (`{"config": ...}`), validated by
+`deployments.app_args.parse_app_args`. Per-size deployment options are also written as Serve config
+overrides: that is where each size is pinned to its worker group (a custom resource in
+`ray_actor_options`), and editing autoscaling there is a light in-place update on a live cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cluster.config import ClusterConfig
+from cluster.k8s.groups import GroupPlan
+from cluster.k8s.yamlio import dump_yaml
+
+APP_IMPORT_PATH = "deployments.app:build_app"
+
+
+def container_cluster_config(config: ClusterConfig) -> dict[str, Any]:
+    """The config as a JSON-able dict for the containers.
+
+    `cache_dir` is the fixed in-container path (not this machine's $HOME) and the `kubernetes` section
+    is left out: the app does not read it, and a change to pods or schedules must not redeploy the app.
+    """
+    data = config.model_dump(mode="json", exclude={"kubernetes"})
+    data["cache_dir"] = config.kubernetes.cache_dir
+    return data
+
+
+def placement_group_for(plans: list[GroupPlan], size: str) -> GroupPlan:
+    """The worker group a size is pinned to.
+
+    Raises:
+        KeyError: if no group holds the size (plan_worker_groups rules that out).
+    """
+    for plan in plans:
+        if size in plan.sizes:
+            return plan
+    raise KeyError(f"no worker group holds size {size}")
+
+
+def deployment_overrides(config: ClusterConfig, plans: list[GroupPlan]) -> list[dict[str, Any]]:
+    """Serve config `deployments` entries, one per enabled size.
+
+    `ray_actor_options` in a Serve config replaces the one in code as a whole, so it repeats num_cpus,
+    num_gpus and accelerator_type from the config and adds the group's placement resource.
+    """
+    overrides = []
+    for model in config.enabled_models():
+        options = model.deployment.serve_options()
+        group = placement_group_for(plans, model.size)
+        actor = dict(options["ray_actor_options"])
+        actor["resources"] = {group.placement_resource: group.placement_amount(model)}
+        entry: dict[str, Any] = {"name": model.deployment_name}
+        if "autoscaling_config" in options:
+            entry["autoscaling_config"] = options["autoscaling_config"]
+        else:
+            entry["num_replicas"] = options["num_replicas"]
+        entry["max_ongoing_requests"] = options["max_ongoing_requests"]
+        entry["max_queued_requests"] = options["max_queued_requests"]
+        entry["ray_actor_options"] = actor
+        overrides.append(entry)
+    return overrides
+
+
+def serve_config(config: ClusterConfig, plans: list[GroupPlan]) -> dict[str, Any]:
+    """The Serve config (ServeDeploySchema) the RayService deploys."""
+    serving = config.serving
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": serving.port},
+        "applications": [
+            {
+                "name": serving.app_name,
+                "route_prefix": serving.route_prefix,
+                "import_path": APP_IMPORT_PATH,
+                "args": {"config": container_cluster_config(config)},
+                "deployments": deployment_overrides(config, plans),
+            }
+        ],
+    }
+
+
+def serve_config_text(config: ClusterConfig, plans: list[GroupPlan]) -> str:
+    """`serveConfigV2`: the Serve config as a YAML string."""
+    return dump_yaml(serve_config(config, plans))

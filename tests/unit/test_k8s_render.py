@@ -1,0 +1,296 @@
+"""Rendering: committed bytes, machine independence, and what each manifest must say."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.config import ClusterConfig, load_config
+from cluster.k8s.batch_jobs import batch_entrypoint
+from cluster.k8s.layout import BASE, OVERLAYS
+from cluster.k8s.render import render_all
+from deployments.app_args import parse_app_args
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+INFRA = REPO / "infra"
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, str]:
+    return render_all(load_config(profile="gpu"))
+
+
+def docs(files: dict[str, str], name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(files[f"{BASE}/{name}"]) if d]
+
+
+def ray_service(files: dict[str, str]) -> dict:
+    return docs(files, "ray-service.qwen.yaml")[0]
+
+
+def test_committed_files_are_a_fresh_rendering(files: dict[str, str]) -> None:
+    stale = [
+        path
+        for path, text in files.items()
+        if not (INFRA / path).is_file() or (INFRA / path).read_text(encoding="utf-8") != text
+    ]
+    assert stale == [], "re-run: qwen-cluster render k8s --profile gpu --out infra/kuberay/"
+    on_disk = {
+        str(p.relative_to(INFRA)) for folder in (BASE, OVERLAYS) for p in (INFRA / folder).rglob("*.yaml")
+    }
+    assert on_disk == {path for path in files if path.startswith(("kuberay/base/", "kuberay/overlays/"))}
+
+
+def test_rendering_does_not_depend_on_this_machine(
+    files: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("QWEN_CLUSTER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert render_all(load_config(profile="gpu")) == files
+
+
+def serve_config(files: dict[str, str]) -> dict:
+    return yaml.safe_load(ray_service(files)["spec"]["serveConfigV2"])
+
+
+def test_serve_args_are_the_config_and_parse_with_the_app_model(files: dict[str, str]) -> None:
+    app = serve_config(files)["applications"][0]
+    assert app["import_path"] == "deployments.app:build_app"
+    assert set(app["args"]) == {"config"} and "kubernetes" not in app["args"]["config"]
+    parsed = parse_app_args(app["args"])
+    assert str(parsed.cache_dir) == "/home/ray/.cache/qwen-cluster"
+    expected = load_config(profile="gpu").model_dump(mode="json", exclude={"kubernetes", "cache_dir"})
+    assert parsed.model_dump(mode="json", exclude={"kubernetes", "cache_dir"}) == expected
+
+
+def test_serve_config_passes_ray_serves_own_schema(files: dict[str, str]) -> None:
+    schema = pytest.importorskip("ray.serve.schema")
+    deploy = schema.ServeDeploySchema.model_validate(serve_config(files))
+    assert deploy.http_options.host == "0.0.0.0" and deploy.http_options.port == 8000
+
+
+def test_each_size_is_pinned_to_its_group_with_its_own_autoscaling(files: dict[str, str]) -> None:
+    config = load_config(profile="gpu")
+    overrides = {d["name"]: d for d in serve_config(files)["applications"][0]["deployments"]}
+    assert list(overrides) == ["model-0_8b", "model-2b", "model-4b", "model-9b"]
+    groups = {g["groupName"]: g for g in ray_service(files)["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    assert list(groups) == ["gpu-0-8b-2b", "gpu-4b", "gpu-9b", "cpu"]
+    for model in config.models:
+        override = overrides[model.deployment_name]
+        assert override["autoscaling_config"] == model.deployment.autoscaling_config.to_serve()
+        actor = override["ray_actor_options"]
+        assert (actor["num_cpus"], actor["num_gpus"]) == (
+            model.deployment.num_cpus,
+            model.deployment.num_gpus,
+        )
+        ((resource, amount),) = actor["resources"].items()
+        owners = [name for name, g in groups.items() if resource in g["resources"]]
+        assert len(owners) == 1 and amount == model.deployment.num_gpus
+    assert (
+        overrides["model-0_8b"]["ray_actor_options"]["resources"]
+        == overrides["model-2b"]["ray_actor_options"]["resources"]
+    )
+    assert (
+        groups["gpu-4b"]["resources"]["GPU"] == "1" and groups["gpu-4b"]["template"]["spec"]["nodeSelector"]
+    )
+
+
+def test_ray_service_cluster_settings(files: dict[str, str]) -> None:
+    spec = ray_service(files)["spec"]
+    cluster = spec["rayClusterConfig"]
+    assert spec["upgradeStrategy"] == {"type": "NewCluster"}
+    assert cluster["enableInTreeAutoscaling"] is True and cluster["autoscalerOptions"]["version"] == "v2"
+    assert cluster["rayVersion"] == "2.60.0"
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        pod = group["template"]["spec"]
+        container = pod["containers"][0]
+        assert pod["restartPolicy"] == "Never"
+        assert {"readinessProbe", "livenessProbe"} <= set(container)
+        secrets = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e
+        }
+        assert secrets == {
+            "HF_TOKEN": "hf-token",
+            "AWS_ACCESS_KEY_ID": "s3-credentials",
+            "AWS_SECRET_ACCESS_KEY": "s3-credentials",
+            "AWS_ENDPOINT_URL": "s3-credentials",
+            "QWEN_API_KEYS": "qwen-api-keys",
+        }
+        assert {"name": "serve", "containerPort": 8000, "protocol": "TCP"} in container["ports"]
+    for worker in cluster["workerGroupSpecs"]:
+        readiness = " ".join(worker["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"])
+        assert "localhost:8000/-/healthz" in readiness and "local_raylet_healthz" in readiness
+        assert worker["minReplicas"] <= worker["replicas"] <= worker["maxReplicas"]
+
+
+def test_one_job_spec_for_the_rayjob_the_raycronjob_and_the_plain_cronjob(files: dict[str, str]) -> None:
+    job = docs(files, "ray-job.nightly-batch.yaml")[0]
+    cron = docs(files, "ray-cronjob.nightly-batch.yaml")[0]
+    plain = {d["kind"]: d for d in docs(files, "cronjob.nightly-batch.yaml")}
+    template = yaml.safe_load(plain["ConfigMap"]["data"]["ray-job.yaml"])
+    assert job["metadata"]["generateName"] == "qwen-nightly-batch-" and "name" not in job["metadata"]
+    assert cron["spec"]["jobTemplate"] == job["spec"] == template["spec"]
+    spec = job["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True
+    assert (spec["ttlSecondsAfterFinished"], spec["activeDeadlineSeconds"], spec["backoffLimit"]) == (
+        600,
+        21600,
+        1,
+    )
+    assert cron["spec"]["schedule"] == "0 2 * * *" and cron["spec"]["timeZone"] == "Etc/UTC"
+    assert all(g["minReplicas"] == 0 for g in spec["rayClusterSpec"]["workerGroupSpecs"])
+    cron_job = plain["CronJob"]["spec"]
+    assert cron_job["schedule"] == cron["spec"]["schedule"] and cron_job["concurrencyPolicy"] == "Forbid"
+    pod = cron_job["jobTemplate"]["spec"]["template"]["spec"]
+    assert (
+        pod["serviceAccountName"]
+        == plain["RoleBinding"]["subjects"][0]["name"]
+        == plain["ServiceAccount"]["metadata"]["name"]
+    )
+    assert pod["containers"][0]["command"][:3] == ["kubectl", "create", "-f"]
+    assert plain["Role"]["rules"] == [
+        {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": ["create", "get", "list"]}
+    ]
+
+
+FAKE_SUBMIT = """
+import shlex, subprocess, sys
+# `ray job submit ... -- ENTRYPOINT`: Ray re-joins the words after `--` and runs them with a shell.
+words = sys.argv[sys.argv.index("--") + 1:]
+sys.exit(subprocess.call(shlex.join(words), shell=True))
+"""
+FAKE_BATCH = """#!/bin/sh
+printf '%s\\n' "$@" > "$ARGS_FILE"
+exit "$BATCH_EXIT"
+"""
+
+
+@pytest.mark.parametrize(("batch_exit", "job_exit"), [(0, 0), (2, 0), (1, 1)])
+def test_entrypoint_survives_the_kuberay_submitter_script(
+    batch_exit: int, job_exit: int, tmp_path: Path
+) -> None:
+    (tmp_path / "submit.py").write_text(FAKE_SUBMIT)
+    fake = tmp_path / "qwen-cluster"
+    fake.write_text(FAKE_BATCH)
+    fake.chmod(0o755)
+    entrypoint = batch_entrypoint(load_config(profile="gpu"))
+    # KubeRay pastes the entrypoint unquoted into: if ...; then ...; else ray job submit ... -- <entrypoint> ; fi
+    script = (
+        f"if false ; then true ; else {shlex.quote(sys.executable)} {tmp_path}/submit.py -- {entrypoint} ; fi"
+    )
+    env = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "ARGS_FILE": str(tmp_path / "args"),
+        "BATCH_EXIT": str(batch_exit),
+    }
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == job_exit, done.stderr
+    argv = (tmp_path / "args").read_text().split("\n")[:-1]
+    assert argv == [
+        "batch",
+        "--input",
+        "s3://qwen-batch/incoming/",
+        "--output",
+        "s3://qwen-batch/results/",
+        "--task",
+        "extract",
+        "--config",
+        "/home/ray/qwen-config/cluster.yaml",
+    ]
+
+
+def test_plain_entrypoint_without_the_partial_failure_wrapper() -> None:
+    data = load_config(profile="gpu").model_dump()
+    data["kubernetes"]["batch"]["partial_failure_ok"] = False
+    data["kubernetes"]["batch"]["s3_endpoint"] = "http://minio.storage:9000"
+    entrypoint = batch_entrypoint(ClusterConfig.model_validate(data))
+    assert shlex.split(entrypoint)[:2] == ["qwen-cluster", "batch"]
+    assert entrypoint.endswith("--s3-endpoint http://minio.storage:9000")
+
+
+def test_config_map_holds_the_config_the_job_reads(files: dict[str, str]) -> None:
+    config_map = docs(files, "configmap.qwen-cluster-config.yaml")[0]
+    loaded = yaml.safe_load(config_map["data"]["cluster.yaml"])
+    assert ClusterConfig.model_validate(loaded).cache_dir == Path("/home/ray/.cache/qwen-cluster")
+    head = docs(files, "ray-job.nightly-batch.yaml")[0]["spec"]["rayClusterSpec"]["headGroupSpec"][
+        "template"
+    ]["spec"]
+    assert {"name": "qwen-config", "configMap": {"name": "qwen-cluster-config"}} in head["volumes"]
+
+
+def test_kustomization_and_overlays(files: dict[str, str]) -> None:
+    base = yaml.safe_load(files[f"{BASE}/kustomization.yaml"])
+    assert base["resources"] == [
+        "configmap.qwen-cluster-config.yaml",
+        "ray-service.qwen.yaml",
+        "ray-cronjob.nightly-batch.yaml",
+    ]
+    dev = yaml.safe_load(files[f"{OVERLAYS}/dev/kustomization.yaml"])
+    assert dev["namespace"] == "qwen-dev" and dev["resources"] == ["../../base"]
+    assert {p["target"]["kind"] for p in dev["patches"]} == {"ConfigMap", "RayService", "RayCronJob"}
+    prod = yaml.safe_load(files[f"{OVERLAYS}/prod/kustomization.yaml"])
+    assert prod == {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": "qwen",
+        "resources": ["../../base"],
+    }
+
+
+def test_scheduler_choice_and_incremental_upgrade_render() -> None:
+    data = load_config(profile="gpu").model_dump()
+    data["kubernetes"]["batch"]["scheduler"] = "cronjob"
+    data["kubernetes"]["upgrade"] = {
+        "strategy": "NewClusterWithIncrementalUpgrade",
+        "gateway_class_name": "istio",
+    }
+    files = render_all(ClusterConfig.model_validate(data))
+    assert (
+        yaml.safe_load(files[f"{BASE}/kustomization.yaml"])["resources"][-1] == "cronjob.nightly-batch.yaml"
+    )
+    strategy = yaml.safe_load(files[f"{BASE}/ray-service.qwen.yaml"].split("---")[0])["spec"][
+        "upgradeStrategy"
+    ]
+    assert strategy["clusterUpgradeOptions"]["gatewayClassName"] == "istio"
+    patches = yaml.safe_load(files[f"{OVERLAYS}/dev/kustomization.yaml"])["patches"]
+    targets = {(p["target"]["kind"], p["target"]["name"]) for p in patches}
+    # dev suspends the CronJob and shrinks the RayJob template held in a ConfigMap.
+    assert targets == {
+        ("ConfigMap", "qwen-cluster-config"),
+        ("RayService", "qwen"),
+        ("ConfigMap", "qwen-nightly-batch-rayjob"),
+        ("CronJob", "qwen-nightly-batch"),
+    }
+
+
+def test_dashboard_covers_sizes_and_routes(files: dict[str, str]) -> None:
+    import json
+
+    dashboard = json.loads(files["monitoring/grafana-dashboard.qwen.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    for metric in (
+        "ray_qwen_requests_total",
+        "ray_qwen_request_latency_s_bucket",
+        "ray_qwen_time_to_first_token_s_bucket",
+        "ray_qwen_tokens_total",
+        "ray_qwen_routes_total",
+    ):
+        assert metric in exprs
+    assert "sum by (model, reason)" in exprs and "sum by (model, kind)" in exprs
+    monitor = yaml.safe_load(files["monitoring/podmonitor.qwen.yaml"])
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} == {
+        "metrics",
+        "as-metrics",
+        "dash-metrics",
+    }
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["qwen", "qwen-dev"]

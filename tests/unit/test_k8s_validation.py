@@ -1,0 +1,295 @@
+"""The rendered tree passes strict validation, and each kind of broken manifest is caught."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.config import ClusterConfig, load_config
+from cluster.k8s import cli
+from cluster.k8s.layout import BASE, OVERLAYS
+from cluster.k8s.render import render_all
+from cluster.k8s.schema import CrdCatalog, load_crds
+from cluster.k8s.validation import TreeValidator, validate_rendered
+from cluster.k8s.yamlio import dump_documents, dump_yaml
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_DIR = REPO.parent / "shared" / "kuberay" / "crds"
+SERVICE = f"{BASE}/ray-service.qwen.yaml"
+JOB = f"{BASE}/ray-job.nightly-batch.yaml"
+CRON = f"{BASE}/ray-cronjob.nightly-batch.yaml"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> CrdCatalog:
+    if not CRD_DIR.is_dir():
+        pytest.skip(f"KubeRay CRDs not found at {CRD_DIR} (clone shared/ beside the repo)")
+    return load_crds(CRD_DIR)
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, str]:
+    return render_all(load_config(profile="gpu"))
+
+
+def mutated(files: dict[str, str], path: str, change: Callable[[dict], None]) -> dict[str, str]:
+    documents = [d for d in yaml.safe_load_all(files[path]) if d]
+    change(documents[0])
+    return {**files, path: dump_documents(documents)}
+
+
+def serve_app(document: dict) -> tuple[dict, Callable[[], None]]:
+    serve = yaml.safe_load(document["spec"]["serveConfigV2"])
+
+    def save() -> None:
+        document["spec"]["serveConfigV2"] = dump_yaml(serve)
+
+    return serve, save
+
+
+def test_rendered_tree_validates(files: dict[str, str], catalog: CrdCatalog) -> None:
+    report = validate_rendered(files, catalog)
+    assert report.problems == []
+    # base: ConfigMap, RayService, RayJob, RayCronJob, 5 plain-CronJob documents + the RayJob they embed;
+    # overlays dev and prod: 3 kustomized resources each; PodMonitor.
+    assert report.tally.documents == 17
+    assert report.tally.nodes > 3000 and report.tally.cross_checks > 20
+
+
+def test_committed_tree_validates(catalog: CrdCatalog) -> None:
+    infra = REPO / "infra"
+    on_disk = {
+        str(p.relative_to(infra)): p.read_text(encoding="utf-8")
+        for folder in ("kuberay", "monitoring")
+        for p in sorted((infra / folder).rglob("*"))
+        if p.is_file()
+    }
+    assert any(path.endswith("ray-service.qwen.yaml") for path in on_disk)
+    assert validate_rendered(on_disk, catalog).problems == []
+
+
+def _set_worker(index: int, key: str, value: object) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        document["spec"]["rayClusterConfig"]["workerGroupSpecs"][index][key] = value
+
+    return change
+
+
+def _override(name: str, key: str, value: object) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        serve, save = serve_app(document)
+        for deployment in serve["applications"][0]["deployments"]:
+            if deployment["name"] == name:
+                deployment["ray_actor_options"][key] = value
+        save()
+
+    return change
+
+
+def _bad_args(document: dict) -> None:
+    serve, save = serve_app(document)
+    serve["applications"][0]["args"]["config"]["models"][0]["size"] = "7b"
+    save()
+
+
+def _head_cpus(document: dict) -> None:
+    document["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = "1"
+
+
+def _restart_always(document: dict) -> None:
+    document["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["restartPolicy"] = (
+        "Always"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "expected"),
+    [
+        (SERVICE, _set_worker(0, "maxReplica", 4), "workerGroupSpecs[0].maxReplica: unknown field"),
+        (SERVICE, _set_worker(0, "maxReplicas", "4"), "maxReplicas: must be of type integer"),
+        (SERVICE, _set_worker(0, "maxReplicas", 2), "pinned deployments may ask 4 GPU at max replicas"),
+        (
+            SERVICE,
+            _set_worker(0, "rayStartParams", {"num-cpus": "5"}),
+            "resources set both in rayStartParams and in `resources`",
+        ),
+        (SERVICE, _restart_always, "restartPolicy must be Never or unset with autoscaler v2"),
+        (
+            SERVICE,
+            _override("model-9b", "num_gpus", 0.5),
+            "model-9b ray_actor_options.num_gpus is 0.5, config says 1.0",
+        ),
+        (SERVICE, _override("model-4b", "resources", {"qwen_gpu_4b": 2.0}), "no worker group offers that"),
+        (SERVICE, _bad_args, "args.config is invalid"),
+        (SERVICE, _head_cpus, 'rayStartParams num-cpus must be "0"'),
+    ],
+    ids=[
+        "unknown-field",
+        "wrong-type",
+        "capacity",
+        "double-resources",
+        "restart-policy",
+        "override-drift",
+        "unplaceable",
+        "bad-args",
+        "head-cpus",
+    ],
+)
+def test_catches_broken_ray_service(
+    files: dict[str, str], catalog: CrdCatalog, path: str, change, expected: str
+) -> None:
+    problems = validate_rendered(mutated(files, path, change), catalog).problems
+    assert any(expected in problem for problem in problems), problems
+
+
+def _entrypoint(text: str) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        document["spec"]["entrypoint"] = text
+
+    return change
+
+
+def _cron(key: str, value: str) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        document["spec"][key] = value
+
+    return change
+
+
+def _long_name(document: dict) -> None:
+    document["metadata"]["generateName"] = "qwen-nightly-batch-with-a-name-far-too-long-for-kuberay-"
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "expected"),
+    [
+        (
+            JOB,
+            _entrypoint(
+                "qwen-cluster batch --input s3://a/ --output s3://b/ --task extract --config /home/ray/qwen-config/cluster.yaml --date 2024-01-01"
+            ),
+            "--date must be left to the command",
+        ),
+        (
+            JOB,
+            _entrypoint(
+                "qwen-cluster batch --output s3://b/ --task extract --config /home/ray/qwen-config/cluster.yaml"
+            ),
+            "--input is missing",
+        ),
+        (
+            JOB,
+            _entrypoint(
+                "qwen-cluster batch --input s3://a/ --output s3://b/ --task extract --config /etc/elsewhere.yaml"
+            ),
+            "is not on a mounted ConfigMap",
+        ),
+        (JOB, _long_name, "a RayJob name must have at most 47 characters"),
+        (CRON, _cron("schedule", "61 2 * * *"), "'61' is outside 0-59"),
+        (CRON, _cron("timeZone", "Mars/Olympus_Mons"), "unknown time zone"),
+        (
+            CRON,
+            lambda d: d["spec"]["jobTemplate"].update(backoffLimit=3),
+            "all schedules must run the same job",
+        ),
+    ],
+    ids=["date", "no-input", "unmounted-config", "long-name", "schedule", "time-zone", "template-drift"],
+)
+def test_catches_broken_batch_jobs(
+    files: dict[str, str], catalog: CrdCatalog, path: str, change, expected: str
+) -> None:
+    problems = validate_rendered(mutated(files, path, change), catalog).problems
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_catches_broken_overlays_and_dashboards(files: dict[str, str], catalog: CrdCatalog) -> None:
+    broken = dict(files)
+    broken[f"{OVERLAYS}/dev/patch.rayservice.qwen.yaml"] = dump_yaml(
+        [{"op": "add", "path": "/spec/rayClusterConfig/workerGroupSpecs/0/replica", "value": 1}]
+    )
+    broken["monitoring/grafana-dashboard.qwen.json"] = files[
+        "monitoring/grafana-dashboard.qwen.json"
+    ].replace("ray_qwen_tokens_total", "ray_qwen_token_count")
+    problems = validate_rendered(broken, catalog).problems
+    assert any("overlays/dev" in p and "replica: unknown field" in p for p in problems), problems
+    assert any("reads unknown metric ray_qwen_token_count" in p for p in problems), problems
+    broken[f"{OVERLAYS}/dev/patch.rayservice.qwen.yaml"] = dump_yaml(
+        [{"op": "replace", "path": "/spec/nothing", "value": 1}]
+    )
+    assert any("'/spec/nothing' does not exist" in p for p in validate_rendered(broken, catalog).problems)
+
+
+@pytest.mark.parametrize("scheduler", ["raycronjob", "cronjob"])
+def test_kustomize_builds_what_the_validator_checks(
+    scheduler: str, catalog: CrdCatalog, tmp_path: Path
+) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    data = load_config(profile="gpu").model_dump()
+    data["kubernetes"]["batch"]["scheduler"] = scheduler
+    files = render_all(ClusterConfig.model_validate(data))
+    for path, text in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text, encoding="utf-8")
+    validator = TreeValidator(catalog)
+    assert validator.validate(files).ok
+    for overlay in ("dev", "prod"):
+        built = subprocess.run(
+            [kubectl, "kustomize", str(tmp_path / OVERLAYS / overlay)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert built.returncode == 0, built.stderr
+        theirs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
+        ours = {(d["kind"], d["metadata"]["name"]): d for d in validator.overlays[overlay]}
+        assert ours == theirs
+
+
+def test_cli_check_passes_on_committed_files_and_catches_drift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not CRD_DIR.is_dir():
+        pytest.skip(f"KubeRay CRDs not found at {CRD_DIR}")
+    shutil.copytree(REPO / "infra" / "kuberay", tmp_path / "kuberay")
+    shutil.copytree(REPO / "infra" / "monitoring", tmp_path / "monitoring")
+    out = str(tmp_path / "kuberay")
+    assert (
+        cli.main(["render", "k8s", "--profile", "gpu", "--out", out, "--check", "--crds", str(CRD_DIR)]) == 0
+    )
+    assert "check passed" in capsys.readouterr().out
+    service = tmp_path / "kuberay" / "base" / "ray-service.qwen.yaml"
+    service.write_text(service.read_text().replace("maxReplicas: 4", "maxReplicas: 3"))
+    (tmp_path / "kuberay" / "overlays" / "old").mkdir()
+    (tmp_path / "kuberay" / "overlays" / "old" / "kustomization.yaml").write_text("resources: []\n")
+    assert (
+        cli.main(["render", "k8s", "--profile", "gpu", "--out", out, "--check", "--crds", str(CRD_DIR)]) == 1
+    )
+    err = capsys.readouterr().err
+    assert f"out of date: {service}" in err and "overlays/old/kustomization.yaml" in err
+
+
+def test_render_k8s_is_a_qwen_cluster_command(tmp_path: Path) -> None:
+    from cluster.cli import build_parser
+
+    args = build_parser().parse_args(["render", "k8s", "--profile", "gpu", "--out", str(tmp_path), "--check"])
+    assert args.handler is cli.run_render_k8s and args.check and args.out == tmp_path
+
+
+def test_a_repeated_field_is_an_error_not_last_one_wins(files: dict[str, str], catalog: CrdCatalog) -> None:
+    text = files[SERVICE]
+    assert text.count("        replicas: 1\n") >= 1
+    broken = {
+        **files,
+        SERVICE: text.replace("        replicas: 1\n", "        replicas: 1\n        replicas: 4\n", 1),
+    }
+    problems = validate_rendered(broken, catalog).problems
+    assert any("duplicate field 'replicas'" in p for p in problems), problems
