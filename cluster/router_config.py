@@ -71,7 +71,9 @@ class EscalationConfig(StrictModel):
 class RouterConfig(StrictModel):
     """How requests for `auto` are sent to a size."""
 
-    enabled: bool = Field(False, description="Route `model: auto` by difficulty; off sends it to `fallback_size`.")
+    enabled: bool = Field(
+        False, description="Route `model: auto` by difficulty; off sends it to `fallback_size`."
+    )
     fallback_size: ModelSize = Field("0.8b", description="Size used for `auto` while routing is off.")
     scorer: ScorerKind = Field(
         "features",
@@ -81,7 +83,10 @@ class RouterConfig(StrictModel):
         ),
     )
     blend_learned_weight: float = Field(
-        0.5, ge=0.0, le=1.0, description="With scorer `blend`: weight of the learned score (features get the rest)."
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="With scorer `blend`: weight of the learned score (features get the rest).",
     )
     artifact_path: Path | None = Field(
         None,
@@ -95,7 +100,9 @@ class RouterConfig(StrictModel):
             "Calibrate them from traffic shares with `qwen-cluster router calibrate`."
         ),
     )
-    thinking: ThinkingRule = Field(default_factory=ThinkingRule, description="Thinking on or off per request.")
+    thinking: ThinkingRule = Field(
+        default_factory=ThinkingRule, description="Thinking on or off per request."
+    )
     escalation: EscalationConfig = Field(
         default_factory=EscalationConfig, description="Re-asking one size up after a bad answer."
     )

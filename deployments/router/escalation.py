@@ -1,0 +1,45 @@
+"""When a smaller size's answer should be asked again one size up (at most once; the caller enforces
+"once" and "non-streamed"). Checks, in order: thinking cut off by `max_tokens`, a repeating loop at
+the end of the answer, and low confidence (mean token log-probability under a threshold)."""
+
+from __future__ import annotations
+
+from cluster.router_config import EscalationConfig
+
+
+def is_looping(text: str, window: int, min_repeats: int) -> bool:
+    """Whether the last `window` characters of `text` are one unit repeated at least `min_repeats`
+    times (a degenerate generation loop).
+
+    A string of length n repeats a unit of length p exactly when it equals itself shifted by p, so
+    each candidate period costs one string comparison. Trailing whitespace is ignored. Text shorter
+    than the window is never called a loop: too little to tell.
+    """
+    tail = text.rstrip()
+    if len(tail) < window:
+        return False
+    tail = tail[-window:]
+    return any(tail[period:] == tail[:-period] for period in range(1, window // min_repeats + 1))
+
+
+def escalation_reason(
+    config: EscalationConfig,
+    *,
+    mean_logprob: float | None,
+    finish_reason: str,
+    thinking_unfinished: bool,
+    completion_text: str,
+) -> str | None:
+    """The reason to escalate an answer (`cut_off_thinking`, `looping`, `low_confidence`), or None.
+
+    Does not look at sizes: whether a larger size exists is the router's question.
+    """
+    if not config.enabled:
+        return None
+    if config.on_cut_off_thinking and finish_reason == "length" and thinking_unfinished:
+        return "cut_off_thinking"
+    if is_looping(completion_text, config.loop_window_chars, config.loop_min_repeats):
+        return "looping"
+    if mean_logprob is not None and mean_logprob < config.min_mean_logprob:
+        return "low_confidence"
+    return None

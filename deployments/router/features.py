@@ -1,0 +1,153 @@
+"""Transparent difficulty features: what makes a prompt hard, each as a number in [0, 1].
+
+One pass over the words of the cue text (the query first, long text cut to its head and tail) feeds
+every keyword family (keywords.py); symbols (code fences, LaTeX, arithmetic) are counted with a few
+cheap scans. Nothing here is trained: the families and their saturation points are written down, and
+`FEATURE_NAMES` fixes the order a learned model sees them in.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from deployments.router.keywords import FAMILY_WORDS, FOREIGN_WORDS, PHRASES
+from deployments.router.routing_input import RoutingInput
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "length",
+    "turns",
+    "images",
+    "math",
+    "code",
+    "multi_step",
+    "reasoning",
+    "proof",
+    "step_by_step",
+    "competition",
+    "non_english",
+    "simple",
+)
+
+# A request of this many tokens or more counts as fully long (log scale below it).
+LONG_PROMPT_TOKENS = 8192
+LENGTH_SCALE_TOKENS = 32
+# Beyond this many tokens a prompt is no longer "simple", whatever its cues.
+SIMPLE_MAX_TOKENS = 200
+# The language check reads this many characters of the query.
+LANGUAGE_SAMPLE_CHARS = 1200
+
+_WORD = re.compile(r"[^\W\d_]+")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
+# Symbol scans are literal counts or patterns that can only start at a digit or a rare character:
+# alternations that may start at any letter cost milliseconds on long prompts.
+_ARITHMETIC = re.compile(r"\d\s*[-+*/^×÷=<>]\s*[\d(a-z]|\d[a-z]\b")
+_LATEX = re.compile(
+    r"\\(?:frac|sum|int|sqrt|binom|cdot|leq|geq|neq|pi|alpha|beta|theta|lim|infty|mathbb)|\$[^$\n]{1,80}\$"
+)
+_MATH_SYMBOLS = ("^", "∑", "∫", "√", "≤", "≥", "≠", "π", "∞", "∈", "∀", "∃", "≡", "%")
+_CODE_LITERALS = (
+    "```",
+    "def ",
+    "return",
+    "#include",
+    "import ",
+    "SELECT ",
+    "function",
+    "=>",
+    "->",
+    "::",
+    "()",
+)
+_CODE_LINE_END = re.compile(r"[{};]$", re.MULTILINE)
+_SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
+_NUMBERED_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
+_NON_LATIN = re.compile(
+    r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
+)
+
+_WORD_FAMILY: dict[str, str] = {word: family for family, words in FAMILY_WORDS.items() for word in words}
+
+
+def _saturate(count: float, half: float) -> float:
+    """Map a non-negative count to [0, 1): `half` counts give 0.5, more approach 1."""
+    return 0.0 if count <= 0 else count / (count + half)
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens a Qwen tokenizer would give, estimated without one (~4 ASCII chars or ~1.5 others a token)."""
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return round(ascii_chars / 4 + (len(text) - ascii_chars) / 1.5)
+
+
+def extract_features(request: RoutingInput) -> dict[str, float]:
+    """The transparent features of one request.
+
+    Returns:
+        `FEATURE_NAMES` mapped to values in [0, 1], plus the raw counts behind them: `tokens`
+        (estimated), `user_turns`, `image_count`.
+    """
+    cue_text = request.cue_text()
+    lowered = cue_text.lower()
+    hits = dict.fromkeys((*FAMILY_WORDS, *PHRASES), 0)
+    for word in _WORD.findall(lowered):
+        family = _WORD_FAMILY.get(word)
+        if family is not None:
+            hits[family] += 1
+    for family, phrases in PHRASES.items():
+        hits[family] += sum(lowered.count(phrase) for phrase in phrases)
+
+    tokens = estimate_tokens(request.query) + estimate_tokens(request.context)
+    numbers = len(_NUMBER.findall(cue_text))
+    math_symbols = (
+        len(_ARITHMETIC.findall(lowered))
+        + len(_LATEX.findall(cue_text))
+        + sum(cue_text.count(symbol) for symbol in _MATH_SYMBOLS)
+    )
+    code_symbols = (
+        sum(cue_text.count(literal) for literal in _CODE_LITERALS)
+        + len(_CODE_LINE_END.findall(cue_text))
+        + (len(_SNAKE_CASE.findall(cue_text)) if "_" in cue_text else 0)
+    )
+    numbered_items = len(_NUMBERED_ITEM.findall(cue_text))
+
+    length = min(
+        1.0, math.log1p(tokens / LENGTH_SCALE_TOKENS) / math.log1p(LONG_PROMPT_TOKENS / LENGTH_SCALE_TOKENS)
+    )
+    simple = _saturate(hits["simple"], 1.0) if tokens <= SIMPLE_MAX_TOKENS else 0.0
+    features = {
+        "length": length,
+        "turns": min(1.0, (request.user_turns - 1) / 4),
+        "images": min(1.0, request.images / 3),
+        "math": _saturate(hits["math"] + math_symbols, 3.0),
+        "code": _saturate(hits["code"] + 2 * code_symbols, 3.0),
+        # Word problems chain several quantities: numbers past the second count as steps.
+        "multi_step": _saturate(hits["multi_step"] + max(0, numbers - 2) + numbered_items * 0.5, 3.0),
+        "reasoning": _saturate(hits["reasoning"], 2.0),
+        "proof": _saturate(hits["proof"], 1.0),
+        "step_by_step": _saturate(hits["step_by_step"], 1.0),
+        "competition": _saturate(hits["competition"], 1.0),
+        "non_english": non_english_share(request.query[:LANGUAGE_SAMPLE_CHARS]),
+        "simple": simple,
+        "tokens": float(tokens),
+        "user_turns": float(request.user_turns),
+        "image_count": float(request.images),
+    }
+    return features
+
+
+def non_english_share(text: str) -> float:
+    """How clearly `text` is not English, in [0, 1].
+
+    Non-Latin scripts (CJK, Cyrillic, Arabic, Devanagari, ...) count per character; Latin-script
+    languages are recognised by their common function words.
+    """
+    if not text:
+        return 0.0
+    letters = text.replace(" ", "")
+    script_share = len(_NON_LATIN.findall(text)) / max(1, len(letters))
+    words = _WORD.findall(text.lower())
+    foreign_share = sum(1 for word in words if word in FOREIGN_WORDS) / len(words) if words else 0.0
+    # English has none of these words; French, Spanish or German text has about one in five. Accents
+    # alone are no sign: English borrows café and naïve.
+    return min(1.0, max(script_share * 2.0, foreign_share * 5.0))

@@ -1,0 +1,159 @@
+"""Keyword tables of the transparent features: which words and phrases signal what.
+
+Each word belongs to one family, so extraction does one dictionary lookup per word. Phrases are
+matched as substrings of the lowercased text. Lists are space-separated strings for readability.
+"""
+
+# ruff: noqa: SIM905
+
+from __future__ import annotations
+
+FAMILY_WORDS: dict[str, tuple[str, ...]] = {
+    "math": tuple(
+        (
+            "equation equations solve solving integral integrals integrate derivative derivatives "
+            "differentiate probability probabilities polynomial polynomials matrix matrices "
+            "eigenvalue eigenvalues prime primes divisible divides divisor divisors modulo mod sqrt "
+            "logarithm fraction fractions percent percentage ratio algebra algebraic geometry "
+            "triangle triangles circle radius area perimeter volume angle angles vector vectors limit "
+            "series factorial combinatorics gcd lcm inequality inequalities integer integers digits "
+            "digit expected variance calculate compute exponent quadratic cubic"
+        ).split()
+    ),
+    "code": tuple(
+        (
+            "python javascript typescript java rust golang sql bash shell kotlin swift cpp function "
+            "functions class classes method implement implementation debug bug bugs compile compiler "
+            "exception stacktrace traceback api endpoint regex algorithm algorithms complexity "
+            "recursion recursive refactor unittest pytest database schema script library async await "
+            "thread threads concurrency concurrent kubernetes docker html css code snippet program "
+            "runtime lock mutex cache query queries join joins table tables index"
+        ).split()
+    ),
+    "multi_step": tuple(
+        (
+            "then afterwards afterward next finally first second third each every total remaining "
+            "altogether subsequently meanwhile overall combined respectively"
+        ).split()
+    ),
+    "reasoning": tuple(
+        (
+            "why explain explanation analyze analyse analysis compare comparison contrast evaluate "
+            "assess critique argue justify implications tradeoffs tradeoff pros cons recommend "
+            "recommendation strategy strategies design architecture reasoning infer deduce hypothesis "
+            "hypotheses consequences risks discuss weigh alternatives diagnose causal"
+        ).split()
+    ),
+    "proof": tuple(
+        (
+            "prove proves proof proofs lemma theorem rigorous rigorously qed induction contradiction "
+            "derive derivation"
+        ).split()
+    ),
+    "competition": tuple(("olympiad aime imo usamo amc putnam lattice").split()),
+    "simple": tuple(
+        (
+            "hi hello hey thanks thank bye goodbye joke pun weather translate spell spelling typo "
+            "typos grammar proofread synonym synonyms antonym briefly quick capital define lol cheers "
+            "bonjour salut hola hallo ciao olá hej привет merci gracias danke grazie obrigado"
+        ).split()
+    ),
+}
+
+# Substrings of the lowercased text, including the other languages' words for the same requests.
+PHRASES: dict[str, tuple[str, ...]] = {
+    "proof": (
+        "show that",
+        "demonstrate that",
+        "from first principles",
+        "démontrer",
+        "démontrez",
+        "prouver",
+        "beweisen",
+        "beweise",
+        "demuestra",
+        "demostrar",
+        "dimostra",
+        "证明",
+        "証明",
+    ),
+    "step_by_step": (
+        "step by step",
+        "step-by-step",
+        "show your work",
+        "show all work",
+        "walk me through",
+        "each step",
+        "every step",
+        "intermediate",
+        "show the steps",
+        "chain of thought",
+        "étape",
+        "paso a paso",
+        "schritt",
+        "步骤",
+        "ステップ",
+    ),
+    "reasoning": (
+        "trade-off",
+        "trade off",
+        "pros and cons",
+        "root cause",
+        "why it happens",
+    ),
+    "competition": (
+        "find all",
+        "determine all",
+        "positive integers",
+        "how many integers",
+        "remainder when",
+        "real numbers",
+        "for all real",
+        "maximum value",
+        "minimum value",
+        "largest possible",
+        "smallest possible",
+        "integer solutions",
+        "ordered pairs",
+        "ordered triples",
+    ),
+    "multi_step": (
+        "after that",
+        "how much more",
+        "how many more",
+        "in total",
+        "how long",
+        "how far",
+        "at what time",
+        "how much change",
+        "later",
+        "per hour",
+        "km/h",
+        "half an hour",
+    ),
+    "simple": (
+        "how are you",
+        "one word",
+        "one sentence",
+        "yes or no",
+        "good morning",
+        "what's up",
+        "你好",
+        "こんにちは",
+        "안녕하세요",
+        "元気",
+        "怎么样",
+    ),
+}
+
+# Common function words and greetings of languages the keyword families do not cover (es, fr, de, it,
+# pt, nl); English homographs (pour, son, met, con, per, die, los, las, von, com, ...) are left out.
+FOREIGN_WORDS = frozenset(
+    (
+        "ao au auch auf aux avec bitte bonjour cette che ciao como cómo danke dans das della dem "
+        "der des du een ein eine el es est está für gli gracias grazie het hola il ist le les "
+        "mais merci mit muy más nella nicht niet nous não obrigado ook para pas pela pelo pero "
+        "por que questo qui qué sich sono sont sur también uma una und une unos va voor vous "
+        "warum wie zijn zu ça"
+    ).split()
+)

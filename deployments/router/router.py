@@ -1,0 +1,154 @@
+"""The router object the ingress and the batch jobs hold: a scorer plus a policy, built from config.
+
+Construction loads the learned artifact and the embedding model once (slow, seconds); `route` is
+the per-request call (fast). Nothing is global, so a Serve replica or a Ray Data actor builds its own
+from the config alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from cluster.catalog import ModelSize
+from cluster.router_config import RouterConfig
+from deployments.engines.base import ChatMessage
+from deployments.router.escalation import escalation_reason
+from deployments.router.policy import RouteDecision, RoutingPolicy, SizeCapacity
+from deployments.router.routing_input import RoutingInput, from_request
+from deployments.router.scorers import Scorer, ScoreResult, build_scorer
+
+
+class Router:
+    """Scores requests for `model: auto` and decides their size, thinking and escalation.
+
+    Args:
+        config: the router section of the cluster config.
+        served_sizes: the sizes that are deployed; decisions only name these.
+        scorer: the scorer to use; None builds the one `config` names (not built while routing is off).
+    """
+
+    def __init__(self, config: RouterConfig, served_sizes: Sequence[ModelSize], scorer: Scorer | None = None):
+        self.config = config
+        self.policy = RoutingPolicy(config, served_sizes)
+        self.scorer: Scorer | None = (
+            scorer if scorer is not None else (build_scorer(config) if config.enabled else None)
+        )
+
+    @property
+    def served_sizes(self) -> tuple[ModelSize, ...]:
+        """The served sizes, smallest first."""
+        return self.policy.served
+
+    def score(self, request: RoutingInput) -> ScoreResult:
+        """The scorer's result for one request.
+
+        Raises:
+            RuntimeError: when the router was built with routing off and no scorer.
+        """
+        if self.scorer is None:
+            raise RuntimeError("this router has no scorer: routing is off in its config")
+        return self.scorer.score(request)
+
+    def route(
+        self,
+        messages: list[ChatMessage] | None = None,
+        prompt: str | None = None,
+        *,
+        requested_thinking: bool | None = None,
+        capacity: Mapping[ModelSize, SizeCapacity] | None = None,
+    ) -> RouteDecision:
+        """Decide where a chat (`messages`) or completion (`prompt`) request for `auto` goes.
+
+        Args:
+            messages: the chat, for chat completions.
+            prompt: the prompt, for completions.
+            requested_thinking: the request's explicit `enable_thinking`, which always wins.
+            capacity: what the caller knows of each size's readiness; sizes left out count as ready.
+        """
+        if not self.config.enabled:
+            return self.policy.disabled(requested_thinking)
+        return self.decide(
+            from_request(messages, prompt), requested_thinking=requested_thinking, capacity=capacity
+        )
+
+    def decide(
+        self,
+        request: RoutingInput,
+        *,
+        requested_thinking: bool | None = None,
+        capacity: Mapping[ModelSize, SizeCapacity] | None = None,
+    ) -> RouteDecision:
+        """Score an already reduced request and apply the policy (routing on or off alike)."""
+        result = self.score(request)
+        return self.policy.decide(
+            result.difficulty,
+            scorer=self.scorer.name if self.scorer else "none",
+            features=result.features,
+            requested_thinking=requested_thinking,
+            capacity=capacity,
+        )
+
+    def redecide(
+        self,
+        decision: RouteDecision,
+        *,
+        requested_thinking: bool | None = None,
+        capacity: Mapping[ModelSize, SizeCapacity] | None = None,
+    ) -> RouteDecision:
+        """Apply the policy again to an earlier decision's score with new capacity, without scoring
+        again (for a size that turned out full after the first decision)."""
+        if decision.reason == "router_disabled":
+            return decision
+        return self.policy.decide(
+            decision.difficulty,
+            scorer=decision.scorer,
+            features=decision.features,
+            requested_thinking=requested_thinking,
+            capacity=capacity,
+        )
+
+    def decide_many(self, requests: Sequence[RoutingInput]) -> list[RouteDecision]:
+        """Decisions for many requests, batching the embedding model when the scorer can."""
+        if self.scorer is None:
+            raise RuntimeError("this router has no scorer: routing is off in its config")
+        score_many = getattr(self.scorer, "score_many", None)
+        results = score_many(requests) if score_many else [self.scorer.score(r) for r in requests]
+        return [
+            self.policy.decide(result.difficulty, scorer=self.scorer.name, features=result.features)
+            for result in results
+        ]
+
+    def escalation(
+        self,
+        decision: RouteDecision,
+        *,
+        mean_logprob: float | None,
+        finish_reason: str,
+        thinking_unfinished: bool,
+        completion_text: str,
+    ) -> str | None:
+        """The reason to ask again one size up (`low_confidence`, `cut_off_thinking`, `looping`), or
+        None; None as well when escalation is off or the size is already the largest served."""
+        if self.next_size_up(decision.size) is None:
+            return None
+        return escalation_reason(
+            self.config.escalation,
+            mean_logprob=mean_logprob,
+            finish_reason=finish_reason,
+            thinking_unfinished=thinking_unfinished,
+            completion_text=completion_text,
+        )
+
+    def next_size_up(self, size: ModelSize) -> ModelSize | None:
+        """The smallest served size larger than `size`, or None."""
+        return self.policy.next_size_up(size)
+
+
+def build_router(config: RouterConfig, served_sizes: Sequence[ModelSize]) -> Router:
+    """Build the router a cluster config describes (loads models when the scorer needs them).
+
+    Raises:
+        ValueError: for no or unknown served sizes.
+        FileNotFoundError: when the learned scorer's artifact is missing.
+    """
+    return Router(config, served_sizes)

@@ -1,0 +1,166 @@
+"""Every transparent feature fires on its cue, stays quiet without it, and moves the score the right way."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.engines.base import ChatMessage, ImageInput
+from deployments.router.features import FEATURE_NAMES, estimate_tokens, extract_features, non_english_share
+from deployments.router.routing_input import CUE_HEAD_CHARS, RoutingInput, from_messages
+from deployments.router.scorers import FEATURE_WEIGHTS, FeatureScorer
+
+pytestmark = pytest.mark.unit
+
+NEUTRAL = "Tell me about the old lighthouse on the hill near our village."
+
+# feature -> a prompt that carries the cue (same neutral sentence, cue added)
+CUES = {
+    "math": f"{NEUTRAL} Solve the equation 3x + 5 = 20 and compute the integral of x^2.",
+    "code": f"{NEUTRAL} Implement it as a Python function:\n```\ndef f(x):\n    return x\n```",
+    "multi_step": f"{NEUTRAL} First it cost 12, then 30 more, after that 7 and finally 15. How much in total?",
+    "reasoning": f"{NEUTRAL} Explain why it matters, compare the alternatives and justify a recommendation.",
+    "proof": f"{NEUTRAL} Prove that the sum of two even numbers is even.",
+    "step_by_step": f"{NEUTRAL} Walk me through it step by step and show your work.",
+    "competition": f"{NEUTRAL} Find all positive integers n such that n divides 2^n + 1 (olympiad).",
+    "non_english": "Raconte-moi l'histoire du vieux phare sur la colline près de notre village, avec des détails.",
+}
+
+
+def features_of(text: str, **kwargs) -> dict[str, float]:
+    return extract_features(RoutingInput(query=text, **kwargs))
+
+
+def test_feature_names_are_the_weighted_ones():
+    assert set(FEATURE_WEIGHTS) == set(FEATURE_NAMES)
+
+
+def test_every_value_lies_in_unit_interval():
+    for text in (NEUTRAL, *CUES.values(), "hi", ""):
+        values = features_of(text)
+        assert all(0.0 <= values[name] <= 1.0 for name in FEATURE_NAMES), text
+
+
+@pytest.mark.parametrize("feature", sorted(CUES))
+def test_cue_fires_and_neutral_does_not(feature):
+    assert features_of(NEUTRAL)[feature] == 0.0
+    assert features_of(CUES[feature])[feature] >= 0.3
+
+
+@pytest.mark.parametrize("feature", sorted(CUES))
+def test_cue_raises_the_feature_score(feature):
+    scorer = FeatureScorer()
+    plain = scorer.score(RoutingInput(query=NEUTRAL)).difficulty
+    cued = scorer.score(RoutingInput(query=CUES[feature])).difficulty
+    assert cued > plain
+
+
+def test_length_grows_with_tokens_and_saturates():
+    short, medium, long_, huge = (features_of("word " * n)["length"] for n in (10, 400, 4000, 40000))
+    assert 0 < short < medium < long_ < huge == 1.0
+
+
+def test_length_counts_context_too():
+    alone = features_of("Summarize.")["length"]
+    with_context = features_of("Summarize.", context="a sentence of context " * 200)["length"]
+    assert with_context > alone
+
+
+def test_turns_count_user_turns_beyond_the_first():
+    assert features_of(NEUTRAL)["turns"] == 0.0
+    assert features_of(NEUTRAL, user_turns=3)["turns"] == pytest.approx(0.5)
+    assert features_of(NEUTRAL, user_turns=9)["turns"] == 1.0
+
+
+def test_images_count_and_saturate():
+    assert features_of(NEUTRAL)["images"] == 0.0
+    assert features_of(NEUTRAL, images=1)["images"] == pytest.approx(1 / 3)
+    assert features_of(NEUTRAL, images=7)["images"] == 1.0
+    assert features_of(NEUTRAL, images=2)["image_count"] == 2.0
+
+
+def test_images_and_turns_raise_the_score():
+    scorer = FeatureScorer()
+    base = scorer.score(RoutingInput(query=NEUTRAL)).difficulty
+    assert scorer.score(RoutingInput(query=NEUTRAL, images=2)).difficulty > base
+    assert scorer.score(RoutingInput(query=NEUTRAL, user_turns=4)).difficulty > base
+
+
+def test_simple_cue_lowers_short_prompts_only():
+    assert features_of("Hi! How are you?")["simple"] > 0.5
+    assert features_of("Hi! " + "Please analyse this report. " * 100)["simple"] == 0.0
+    scorer = FeatureScorer()
+    cued = scorer.score(RoutingInput(query="Thanks, see you, bye!")).difficulty
+    plain = scorer.score(RoutingInput(query="The lighthouse is tall.")).difficulty
+    assert cued < plain
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "¿Cuál es la capital de Perú y qué idioma se habla allí?",
+        "Was ist die Hauptstadt von Österreich und wie ist das Wetter dort?",
+        "水的沸点是多少摄氏度？",
+        "Привет! Как у тебя дела сегодня?",
+        "Quelle est la meilleure façon d'apprendre une langue ?",
+    ],
+)
+def test_non_english_is_recognised(text):
+    assert non_english_share(text) >= 0.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pour the water into a pot and bring it to a boil, then add the pasta.",
+        "My son met the team in Los Angeles and Las Vegas last week.",
+        "The café served a naïve but tasty dessert.",
+    ],
+)
+def test_english_with_foreign_looking_words_is_not_flagged(text):
+    assert non_english_share(text) < 0.35
+
+
+def test_estimate_tokens():
+    assert estimate_tokens("abcd" * 100) == 100
+    assert estimate_tokens("你好" * 30) == 40
+    assert estimate_tokens("") == 0
+
+
+def test_long_text_is_scanned_head_and_tail_only():
+    middle_cue = "x" * CUE_HEAD_CHARS + " prove the lemma " + "y" * 10_000
+    tail_cue = "x" * 20_000 + " prove the lemma"
+    assert features_of(middle_cue)["proof"] == 0.0
+    assert features_of(tail_cue)["proof"] > 0.0
+
+
+def test_query_comes_from_the_last_user_turn():
+    request = from_messages(
+        [
+            ChatMessage(role="system", content=["You are terse."]),
+            ChatMessage(role="user", content=["Prove Fermat's little theorem."]),
+            ChatMessage(role="assistant", content=["Sure."]),
+            ChatMessage(role="user", content=["thanks!", ImageInput(data=b"png")]),
+        ]
+    )
+    assert request.query == "thanks!"
+    assert "Prove Fermat" in request.context
+    assert request.user_turns == 2
+    assert request.images == 1
+
+
+def test_feature_scorer_orders_the_sizes():
+    scorer = FeatureScorer()
+    greeting = scorer.score(RoutingInput(query="Hey! How's it going?")).difficulty
+    summary = scorer.score(
+        RoutingInput(query="Summarize this paragraph in two sentences: " + NEUTRAL * 6)
+    ).difficulty
+    proof = scorer.score(
+        RoutingInput(query="Prove rigorously that there are infinitely many primes of the form 4k+3.")
+    ).difficulty
+    assert greeting < summary < proof
+    assert greeting >= 0.0 and proof <= 1.0
+
+
+def test_unknown_feature_weight_is_rejected():
+    with pytest.raises(ValueError, match="unknown feature weights"):
+        FeatureScorer(weights={"sparkle": 1.0})
