@@ -40,6 +40,7 @@ def make_ingress_deployment():
     @serve.deployment
     class OpenAIIngress:
         def __init__(self, config: ClusterConfig, **model_handles: Any):
+            from deployments.capacity import CapacityTracker, serve_replica_counter
             from deployments.metrics import ServingMetrics
             from deployments.openai_service import OpenAIService
             from deployments.router import build_router
@@ -47,11 +48,16 @@ def make_ingress_deployment():
             logging.basicConfig(level=logging.INFO)
             clients = {size: HandleModelClient(handle) for size, handle in model_handles.items()}
             router = build_router(config.router, served_sizes=[m.size for m in config.enabled_models()])
-            self.service = OpenAIService(config, clients, router, metrics=ServingMetrics())
+            counter = serve_replica_counter(
+                config.serving.app_name, {m.size: m.deployment_name for m in config.enabled_models()}
+            )
+            self.capacity = CapacityTracker(config, counter)
+            self.service = OpenAIService(config, clients, router, metrics=ServingMetrics(), capacity=self.capacity)
             if config.uses_random_weights:
                 log.warning("serving RANDOM-WEIGHT demo checkpoints: answers are noise")
 
         async def __call__(self, request: Request):
+            self.capacity.start()  # idempotent; needs the replica's running event loop
             return await self.service.handle(request)
 
         async def __del__(self):

@@ -52,8 +52,8 @@ def served(demo_cache, tmp_path_factory, s3_server):
     """Start local Ray + Serve with two apps, stop both afterwards.
 
     - `qwen` at `/`: the demo profile, four sizes, auth off;
-    - `qwen-secure` at `/secure`: 0.8b only, auth on, one request at a time and a queue of one, so
-      overload (429) can be provoked.
+    - `qwen-secure` at `/secure`: 0.8b and 2b, auth on, one request at a time and a queue of one per
+      size (so overload, 429, can be provoked), and escalation forced on for `auto`.
     """
     import os
 
@@ -73,12 +73,20 @@ def served(demo_cache, tmp_path_factory, s3_server):
     keys_file = tmp_path_factory.mktemp("auth") / "keys.txt"
     keys_file.write_text(f"# test keys\n{SECURE_KEY}\n")
     secure_data = config.model_dump(mode="json")
-    secure_data["models"] = [m for m in secure_data["models"] if m["size"] == "0.8b"]
-    secure_data["models"][0]["deployment"] = {
-        "num_replicas": 1,
-        "max_ongoing_requests": 1,
-        "max_queued_requests": 1,
-        "num_cpus": 0.5,
+    secure_data["models"] = [m for m in secure_data["models"] if m["size"] in ("0.8b", "2b")]
+    for model in secure_data["models"]:
+        model["deployment"] = {
+            "num_replicas": 1,
+            "max_ongoing_requests": 1,
+            "max_queued_requests": 1,
+            "num_cpus": 0.5,
+        }
+    # Every answer from random weights has a mean log-probability below zero: `auto` always escalates.
+    secure_data["router"] = {
+        "enabled": True,
+        "scorer": "features",
+        "capacity_fallback": "off",
+        "escalation": {"enabled": True, "min_mean_logprob": -0.0001},
     }
     secure_data["serving"].update(
         app_name="qwen-secure", route_prefix="/secure", default_model="qwen3.5-0.8b"

@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import time
 
 import httpx
 import openai
@@ -183,6 +184,15 @@ def test_image_from_s3(client, served):
     assert "s3://images/missing.png" in missing.value.message
 
 
-def test_healthz(served):
-    response = httpx.get(served.base_url.removesuffix("/v1") + "/healthz")
-    assert response.status_code == 200 and response.json()["status"] == "ok"
+def test_healthz_reports_capacity(served):
+    deadline = time.monotonic() + 30
+    while True:  # the ingress polls Serve's controller for ready replicas in the background
+        response = httpx.get(served.base_url.removesuffix("/v1") + "/healthz")
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+        if response.json()["replica_counts_known"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    capacity = response.json()["capacity"]
+    assert set(capacity) == set(SIZES)
+    assert all(entry["ready_replicas"] >= 1 and not entry["queue_full"] for entry in capacity.values())
+    assert response.json()["replica_counts_known"] is True

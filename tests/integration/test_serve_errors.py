@@ -129,12 +129,13 @@ def test_auth_required_when_enabled(served):
         401,
         "invalid_api_key",
     )
-    with OpenAI(base_url=served.secure_url, api_key="wrong", max_retries=0) as bad, pytest.raises(
-        openai.AuthenticationError
+    with (
+        OpenAI(base_url=served.secure_url, api_key="wrong", max_retries=0) as bad,
+        pytest.raises(openai.AuthenticationError),
     ):
         bad.models.list()
     with OpenAI(base_url=served.secure_url, api_key=served.api_key, max_retries=0) as good:
-        assert [m.id for m in good.models.list().data] == ["qwen3.5-0.8b", "auto"]
+        assert [m.id for m in good.models.list().data] == ["qwen3.5-0.8b", "qwen3.5-2b", "auto"]
         answer = good.chat.completions.create(
             model="qwen3.5-0.8b", messages=[{"role": "user", "content": "hi"}], max_tokens=2
         )

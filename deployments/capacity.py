@@ -1,0 +1,118 @@
+"""What the ingress knows of each size's capacity: ready replicas and how full its queue is.
+
+Ready replica counts come from Serve's controller (polled in the background, never on the request
+path); queue fullness is this ingress replica's own count of requests in flight against the size's
+share of `replicas x max_ongoing_requests + max_queued_requests`. The router uses the snapshot to
+steer `auto` requests away from a size that is scaled to zero, starting, or saturated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+
+from cluster.config import ClusterConfig, ModelConfig
+from deployments.router import SizeCapacity
+
+log = logging.getLogger(__name__)
+
+ReplicaCounter = Callable[[], Awaitable[dict[str, int]]]
+
+
+def serve_replica_counter(app_name: str, deployment_names: dict[str, str]) -> ReplicaCounter:
+    """A counter that reads RUNNING replicas per size from `serve.status()`."""
+
+    def read() -> dict[str, int]:
+        from ray import serve
+
+        app = serve.status().applications.get(app_name)
+        if app is None:
+            return {}
+        counts = {}
+        for size, deployment in deployment_names.items():
+            status = app.deployments.get(deployment)
+            if status is not None:
+                states = {str(getattr(k, "value", k)): v for k, v in status.replica_states.items()}
+                counts[size] = states.get("RUNNING", 0)
+        return counts
+
+    async def count() -> dict[str, int]:
+        return await asyncio.to_thread(read)
+
+    return count
+
+
+class CapacityTracker:
+    """Per-size in-flight counts and ready replicas for one ingress replica.
+
+    Args:
+        config: the cluster config (replica and queue limits per size).
+        counter: reads ready replicas per size; None treats every size as ready.
+        refresh_s: how often the background task calls `counter`.
+    """
+
+    def __init__(self, config: ClusterConfig, counter: ReplicaCounter | None = None, refresh_s: float = 2.0):
+        self.models: dict[str, ModelConfig] = {m.size: m for m in config.enabled_models()}
+        self.ingress_replicas = config.serving.ingress.num_replicas
+        self.counter = counter
+        self.refresh_s = refresh_s
+        self.in_flight: dict[str, int] = dict.fromkeys(self.models, 0)
+        self.ready: dict[str, int] | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Start polling ready replicas (needs a running event loop)."""
+        if self.counter is not None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._poll(), name="capacity-poll")
+
+    async def _poll(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.refresh_s)
+
+    async def refresh(self) -> None:
+        """Read ready replicas once; on failure keep the last known counts."""
+        if self.counter is None:
+            return
+        try:
+            self.ready = await self.counter()
+        except Exception as error:  # the controller may be restarting; routing must go on
+            log.warning("could not read replica counts: %r", error)
+
+    def limit(self, size: str) -> float:
+        """Requests this ingress replica may have in flight for `size` before it counts as full."""
+        model = self.models[size]
+        replicas = (self.ready or {}).get(size, 1)
+        queued = model.deployment.max_queued_requests
+        if queued < 0:
+            return float("inf")
+        return max(1.0, (replicas * model.deployment.max_ongoing_requests + queued) / self.ingress_replicas)
+
+    def snapshot(self) -> dict[str, SizeCapacity]:
+        """Capacity per size for the router; sizes with unknown replica counts count as ready."""
+        result = {}
+        for size in self.models:
+            ready = 1 if self.ready is None else self.ready.get(size, 1)
+            result[size] = SizeCapacity(
+                ready_replicas=ready, queue_full=self.in_flight[size] >= self.limit(size)
+            )
+        return result
+
+    @contextlib.contextmanager
+    def track(self, size: str) -> Iterator[None]:
+        """Count one request in flight for `size` while the block runs."""
+        self.in_flight[size] += 1
+        try:
+            yield
+        finally:
+            self.in_flight[size] -= 1
+
+    async def close(self) -> None:
+        """Stop polling."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
