@@ -32,7 +32,9 @@ class TaskMaxTokens(StrictModel):
     """Completion budget per task, in tokens."""
 
     describe: int = Field(256, ge=1, le=32_768, description="max_tokens for `describe`.")
-    transcribe: int = Field(1024, ge=1, le=32_768, description="max_tokens for `transcribe` (OCR to Markdown).")
+    transcribe: int = Field(
+        1024, ge=1, le=32_768, description="max_tokens for `transcribe` (OCR to Markdown)."
+    )
     summarize: int = Field(256, ge=1, le=32_768, description="max_tokens for `summarize`.")
     classify: int = Field(16, ge=1, le=32_768, description="max_tokens for `classify` (one label).")
     extract: int = Field(512, ge=1, le=32_768, description="max_tokens for `extract` (one JSON object).")
@@ -59,7 +61,9 @@ class TaskSettings(StrictModel):
         None, description="Prompt of the `custom` task when the command line gives none (`--prompt`)."
     )
     system_prompt: str | None = Field(None, description="Optional system message sent before every prompt.")
-    max_tokens: TaskMaxTokens = Field(default_factory=TaskMaxTokens, description="Completion budget per task.")
+    max_tokens: TaskMaxTokens = Field(
+        default_factory=TaskMaxTokens, description="Completion budget per task."
+    )
 
     @field_validator("classify_labels")
     @classmethod
@@ -117,7 +121,13 @@ class CpuStageSettings(StrictModel):
     reader_min_actors: int = Field(1, ge=1, description="Fewest actors reading objects and expanding pages.")
     reader_max_actors: int = Field(2, ge=1, description="Most actors reading objects and expanding pages.")
     documents_per_batch: int = Field(
-        2, ge=1, le=1024, description="Documents one reader call takes (each may expand to many pages)."
+        8, ge=1, le=1024, description="Documents one reader call takes (each may expand to many pages)."
+    )
+    rows_per_task: int = Field(
+        32,
+        ge=1,
+        le=65_536,
+        description="Rows one preprocessing or scoring call takes; fewer, larger calls cost less overhead.",
     )
     num_cpus: float = Field(0.5, ge=0, description="Logical CPUs one reader actor or one CPU task reserves.")
     scorer_actors: int = Field(1, ge=1, description="Actors scoring difficulty (each loads the router once).")
@@ -136,7 +146,9 @@ class BatchConfig(StrictModel):
     """Defaults for the nightly Ray Data jobs."""
 
     default_size: ModelSize = Field("0.8b", description="Size used when the router is off.")
-    tasks: TaskSettings = Field(default_factory=TaskSettings, description="Prompt templates and task settings.")
+    tasks: TaskSettings = Field(
+        default_factory=TaskSettings, description="Prompt templates and task settings."
+    )
     pdf_dpi: int = Field(
         110,
         ge=36,
@@ -171,7 +183,9 @@ class BatchConfig(StrictModel):
     temperature: float | None = Field(
         None, ge=0, le=2, description="Sampling temperature; None takes the model card's default."
     )
-    seed: int | None = Field(None, description="Sampling seed, for repeatable outputs where the engine allows.")
+    seed: int | None = Field(
+        None, description="Sampling seed, for repeatable outputs where the engine allows."
+    )
     default_pool: ActorPoolSettings = Field(
         default_factory=ActorPoolSettings, description="Inference pool settings for sizes not in `pools`."
     )

@@ -1,0 +1,336 @@
+"""Batch pipeline throughput and memory vs a plain sequential loop, from a loopback S3 endpoint.
+
+    python bench/batch_throughput.py [--pages 250,500,1000] [--loop-pages 1000] [--max-tokens 16]
+
+Writes a mixed corpus (half PDF pages, five per PDF, half images in PNG/JPEG) to `moto_server` on a
+free loopback port, then for each size runs `run_batch_job` (task describe, demo profile: random
+weights on CPU, a fresh local Ray per run) and reports pages/s, tokens/s and the peak memory (PSS,
+which counts shared pages such as the object store once) of the whole process tree: this script, Ray
+and its workers. The loop reads the same objects, expands pages with the same code, and sends one
+request at a time to the same engine (same checkpoint, engine settings and prompts) in this process.
+
+The pipeline's time runs from its first stage to the last result file and includes starting its
+actors (loading the engine); the loop's time excludes loading its engine. Other work on the machine
+moves the figures: compare runs taken together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import boto3
+
+from cluster.config import ClusterConfig, load_config, parse_config
+from pipelines.documents import DocumentExpander, kind_from_name
+from pipelines.imaging import fit_image
+from pipelines.job import BatchJobSpec, expansion_settings, plan_job, run_batch_job
+from pipelines.resume import DoneIndex
+from pipelines.sample_corpus import make_image, make_pdf, sample_lines
+from pipelines.schema import KIND_IMAGE
+from pipelines.storage import Storage
+
+BUCKET = "bench"
+PAGES_PER_PDF = 5
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy since boot (all cores, from /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class MemorySampler(threading.Thread):
+    """Samples the total PSS of this process and its descendants (not `exclude`) every `period_s`, and
+    the CPU seconds other processes on the machine used meanwhile (a noise gauge: shared machine)."""
+
+    def __init__(self, exclude: set[int], period_s: float = 0.5):
+        super().__init__(daemon=True)
+        self.exclude = exclude
+        self.period_s = period_s
+        self.peak_bytes = 0
+        self._halt = threading.Event()
+        self._own_cpu: dict[int, float] = {}
+        self._busy_start = machine_busy_s()
+        self._cpu_at_start = {pid: self.cpu_s(pid) for pid in [*self.tree(), *exclude]}
+        self.others_cpu_s = 0.0
+
+    def tree(self) -> list[int]:
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+        members, frontier = {os.getpid()}, [os.getpid()]
+        while frontier:
+            parent = frontier.pop()
+            for pid, ppid in parents.items():
+                if ppid == parent and pid not in members and pid not in self.exclude:
+                    members.add(pid)
+                    frontier.append(pid)
+        return sorted(members)
+
+    @staticmethod
+    def pss_bytes(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    @staticmethod
+    def cpu_s(pid: int) -> float:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return 0.0
+
+    def run(self) -> None:
+        while not self._halt.wait(self.period_s):
+            tree = self.tree()
+            self.peak_bytes = max(self.peak_bytes, sum(self.pss_bytes(pid) for pid in tree))
+            for pid in [*tree, *self.exclude]:
+                self._own_cpu[pid] = max(self._own_cpu.get(pid, 0.0), self.cpu_s(pid))
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join()
+        own = sum(cpu - self._cpu_at_start.get(pid, 0.0) for pid, cpu in self._own_cpu.items())
+        self.others_cpu_s = max(0.0, machine_busy_s() - self._busy_start - own)
+        return self.peak_bytes
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    command = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", "0"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **CREDENTIALS},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    for line in process.stdout:
+        match = re.search(r"Running on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+            return process, match.group(1)
+        if time.monotonic() > deadline:
+            break
+    os.killpg(process.pid, signal.SIGKILL)
+    raise RuntimeError("moto_server did not start")
+
+
+def write_corpus(client, prefix: str, pages: int) -> None:
+    """`pages` pages: half from five-page PDFs, half single images (PNG and JPEG, 800x600)."""
+    import random
+
+    rng = random.Random(pages)
+    pdf_pages = pages // 2
+    for i in range(pdf_pages // PAGES_PER_PDF):
+        body = make_pdf(
+            [[f"Document {i} page {p + 1}", *sample_lines(rng, 12)] for p in range(PAGES_PER_PDF)]
+        )
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/pdfs/doc-{i:05d}.pdf", Body=body)
+    for i in range(pages - (pdf_pages // PAGES_PER_PDF) * PAGES_PER_PDF):
+        image_format = "png" if i % 2 else "jpeg"
+        body = make_image(800, 600, image_format, seed=i)
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/images/img-{i:05d}.{image_format}", Body=body)
+
+
+def bench_config(max_tokens: int, num_cpus: int, inference_actors: int) -> ClusterConfig:
+    data = load_config(profile="demo").model_dump(mode="json")
+    data["ray"]["num_cpus"] = num_cpus
+    # One size, so the pipeline and the loop run the same engine (the demo profile routes over four).
+    data["router"]["enabled"] = False
+    data["batch"].update(
+        {
+            "tasks": {"max_tokens": {"describe": max_tokens}},
+            "rows_per_file": 128,
+            "progress_interval_s": 15,
+            "default_pool": {
+                "min_actors": inference_actors,
+                "max_actors": inference_actors,
+                "batch_size": 8,
+                "concurrent_tasks_per_actor": 2,
+                "num_cpus": 1,
+            },
+            "cpu_stages": {
+                "reader_min_actors": 1,
+                "reader_max_actors": 2,
+                "num_cpus": 0.5,
+            },
+        }
+    )
+    return parse_config(data)
+
+
+def run_pipeline(config: ClusterConfig, endpoint: str, prefix: str, moto_pid: int) -> dict:
+    spec = BatchJobSpec(
+        f"s3://{BUCKET}/{prefix}/",
+        f"s3://{BUCKET}/results-{prefix}/",
+        "describe",
+        config,
+        run_date=date(2026, 11, 22),
+        s3_endpoint=endpoint,
+    )
+    sampler = MemorySampler(exclude={moto_pid})
+    sampler.start()
+    summary = run_batch_job(spec, emit=lambda line: print("   ", line, flush=True))
+    peak = sampler.stop()
+    data = summary.to_dict()
+    return {
+        "pages": data["run"]["pages"],
+        "rows": data["run"]["rows"],
+        "errors": data["run"]["errors"],
+        "elapsed_s": data["elapsed_s"],
+        "pages_per_s": data["pages_per_s"],
+        "tokens_per_s": data["tokens_per_s"],
+        "completion_tokens": data["run"]["completion_tokens"],
+        "peak_pss_mib": peak / 2**20,
+        "other_processes_cpu_s": sampler.others_cpu_s,
+    }
+
+
+async def run_loop(config: ClusterConfig, endpoint: str, prefix: str, moto_pid: int) -> dict:
+    """The same work, one page and one request at a time, in this process."""
+    from deployments.engines.base import GenerationRequest, SamplingParams
+    from deployments.engines.factory import create_engine
+
+    plan = plan_job(
+        BatchJobSpec(f"s3://{BUCKET}/{prefix}/", "/unused", "describe", config, s3_endpoint=endpoint)
+    )
+    settings = expansion_settings(plan)
+    storage = Storage(plan.storage_options)
+    expander = DocumentExpander(storage, settings, DoneIndex())
+    model = plan.models[0]
+    engine = create_engine(model, config.cache_dir)
+    await engine.start()
+    sampler = MemorySampler(exclude={moto_pid})
+    sampler.start()
+    pages = tokens = errors = 0
+    started = time.perf_counter()
+    for info in storage.list_files(plan.input):
+        item = {
+            "uri": info.location.uri,
+            "doc_id": info.location.relative_to(plan.input),
+            "size": info.size,
+            "kind": kind_from_name(info.location.name),
+        }
+        for row in expander.expand(item):
+            if row["kind"] == KIND_IMAGE:
+                row["image"] = fit_image(
+                    row["image"],
+                    target_pixels=settings.target_pixels,
+                    max_pixels=config.batch.max_image_pixels,
+                    image_format=settings.image_format,
+                )
+            request = GenerationRequest(
+                request_id=f"{row['doc_id']}#{row['page']}",
+                sampling=SamplingParams(max_tokens=plan.catalog.max_tokens("describe")),
+                messages=plan.catalog.messages(row),
+                enable_thinking=config.batch.enable_thinking,
+            )
+            last = None
+            async for delta in engine.chat(request):
+                last = delta
+            pages += 1
+            tokens += last.prompt_tokens + last.completion_tokens if last else 0
+            errors += last is None
+    elapsed = time.perf_counter() - started
+    peak = sampler.stop()
+    await engine.shutdown()
+    return {
+        "pages": pages,
+        "errors": errors,
+        "elapsed_s": elapsed,
+        "pages_per_s": pages / elapsed,
+        "tokens_per_s": tokens / elapsed,
+        "peak_pss_mib": peak / 2**20,
+        "other_processes_cpu_s": sampler.others_cpu_s,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--pages", default="250,500,1000", help="corpus sizes for the pipeline, comma-separated"
+    )
+    parser.add_argument("--loop-pages", type=int, default=1000, help="corpus size for the loop (0 skips it)")
+    parser.add_argument("--max-tokens", type=int, default=16, help="completion tokens per page")
+    parser.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray")
+    parser.add_argument("--inference-actors", type=int, default=2, help="actors in the inference pool")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.pages.split(",") if size]
+    os.environ.update(CREDENTIALS)
+    config = bench_config(args.max_tokens, args.num_cpus, args.inference_actors)
+    from cluster.demo_models import ensure_demo_models
+
+    ensure_demo_models(config.cache_dir, sizes=[config.batch.default_size])
+    moto, endpoint = start_moto()
+    results: dict = {"cpu_count": os.cpu_count(), "max_tokens": args.max_tokens, "pipeline": {}, "loop": None}
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        for pages in sorted(set(sizes) | ({args.loop_pages} if args.loop_pages else set())):
+            write_corpus(client, f"corpus-{pages}", pages)
+        for pages in sizes:
+            print(f"pipeline over {pages} pages ...", flush=True)
+            results["pipeline"][pages] = run_pipeline(config, endpoint, f"corpus-{pages}", moto.pid)
+            print("   ", json.dumps(results["pipeline"][pages]), flush=True)
+        if args.loop_pages:
+            print(f"sequential loop over {args.loop_pages} pages ...", flush=True)
+            results["loop"] = asyncio.run(run_loop(config, endpoint, f"corpus-{args.loop_pages}", moto.pid))
+            print("   ", json.dumps(results["loop"]), flush=True)
+    finally:
+        os.killpg(moto.pid, signal.SIGTERM)
+        moto.wait(timeout=30)
+    header = f"{'run':<18}{'pages':>7}{'seconds':>9}{'pages/s':>9}{'tokens/s':>10}{'peak PSS MiB':>14}"
+    print(f"\n{header}{'others CPU s':>14}")
+    rows = [("pipeline", figures) for figures in results["pipeline"].values()]
+    if results["loop"]:
+        rows.append(("sequential loop", results["loop"]))
+    for name, figures in rows:
+        print(
+            f"{name:<18}{figures['pages']:>7}{figures['elapsed_s']:>9.1f}{figures['pages_per_s']:>9.2f}"
+            f"{figures['tokens_per_s']:>10.0f}{figures['peak_pss_mib']:>14.0f}{figures['other_processes_cpu_s']:>14.0f}"
+        )
+    same = results["pipeline"].get(args.loop_pages)
+    if results["loop"] and same:
+        results["speedup"] = same["pages_per_s"] / results["loop"]["pages_per_s"]
+        print(f"pipeline / loop at {args.loop_pages} pages: {results['speedup']:.2f}x pages/s")
+    print("others CPU s: CPU seconds other processes on this shared machine used during the run")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

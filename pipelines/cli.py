@@ -1,0 +1,105 @@
+"""`qwen-cluster batch`: run a batch document job.
+
+Exit codes: 0 every row of the partition succeeded; 2 some rows failed (their error rows are
+written); 1 the job itself failed (bad arguments or config, storage unreachable, a stage failing for
+good). Running the same command again resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from cluster.batch_config import TASK_NAMES
+from cluster.cli import add_config_arguments, config_from_args
+from cluster.config import ConfigError
+from pipelines.summary import EXIT_JOB_FAILED
+
+log = logging.getLogger(__name__)
+
+
+def parse_run_date(value: str | None) -> date | None:
+    """The `--date` value; checked in the handler (not by argparse, whose usage errors exit 2, the
+    code for failed rows), since a scheduler fills it in.
+
+    Raises:
+        ValueError: when it is not YYYY-MM-DD.
+    """
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"--date must be a date in YYYY-MM-DD form; got {value!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `batch` command to a `qwen-cluster` parser."""
+    parser = subparsers.add_parser(
+        "batch",
+        help="run a batch document job (PDFs, images, text, manifests) to Parquet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--input", required=True, help="input prefix or file: s3://bucket/prefix/ or a local path"
+    )
+    parser.add_argument("--output", required=True, help="output prefix: s3://bucket/results/ or a local path")
+    parser.add_argument("--task", required=True, choices=TASK_NAMES, help="what to do with every page")
+    parser.add_argument("--prompt", help="the prompt of --task custom")
+    parser.add_argument("--date", help="date partition to write, YYYY-MM-DD (default: today in UTC)")
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--s3-endpoint",
+        help="S3-compatible endpoint URL (default: object_store.endpoint_url, then $AWS_ENDPOINT_URL)",
+    )
+    parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON to this file")
+    parser.set_defaults(handler=run_batch_command)
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    """Handle `batch`: run the job, print its summary, return the exit code."""
+    from pipelines.job import BatchJobError, BatchJobSpec, run_batch_job, utc_today
+
+    try:
+        spec = BatchJobSpec(
+            input_uri=args.input,
+            output_uri=args.output,
+            task=args.task,
+            config=config_from_args(args),
+            prompt=args.prompt,
+            run_date=parse_run_date(args.date) or utc_today(),
+            s3_endpoint=args.s3_endpoint,
+        )
+    except (ConfigError, ValueError) as error:
+        print(f"batch: {error}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    try:
+        summary = run_batch_job(spec, emit=lambda line: print(line, flush=True))
+    except BatchJobError as error:
+        print(f"batch: {error}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    except Exception:
+        log.exception("batch job failed; rows written so far are kept, and running it again resumes")
+        return EXIT_JOB_FAILED
+    print(summary.format(), flush=True)
+    if args.summary_json:
+        args.summary_json.write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
+    return summary.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipelines.cli batch ...`, until the command is reached through `qwen-cluster`."""
+    parser = argparse.ArgumentParser(prog="pipelines.cli")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The inference stage on the real transformers engine (demo checkpoint), without Ray: concurrent
+rows, engine refusals as error rows, rows of other sizes passed through, then postprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from cluster.batch_config import TaskSettings
+from pipelines.imaging import fit_image
+from pipelines.inference import InferenceStage
+from pipelines.sample_corpus import make_image
+from pipelines.schema import ErrorKind, rows_of, to_work_table, work_row
+from pipelines.stages import postprocess
+
+pytestmark = pytest.mark.integration
+
+
+def row(doc_id: str, task: str = "describe", size: str = "0.8b", **values) -> dict:
+    return work_row(
+        doc_id=doc_id,
+        source_uri=f"mem://{doc_id}",
+        page=1,
+        page_count=1,
+        task=task,
+        size=size,
+        thinking=False,
+        **values,
+    )
+
+
+@pytest.fixture(scope="module")
+def stage(demo_cache):
+    from cluster.config import load_config
+
+    config = load_config(profile="demo")
+    model = config.model_by_name("0.8b")
+    model.engine.max_model_len = 1024
+    settings = TaskSettings(
+        classify_labels=["invoice", "letter"],
+        max_tokens={"describe": 4, "classify": 3, "extract": 6, "summarize": 4},
+    )
+    return InferenceStage(model, str(demo_cache), settings, None, temperature=0.0, seed=1), settings
+
+
+def test_rows_get_outputs_errors_and_pass_through(stage):
+    inference, settings = stage
+    image = fit_image(
+        make_image(300, 200, "jpeg", 1), target_pixels=200_704, max_pixels=10**7, image_format="png"
+    )
+    truncated_png = make_image(64, 64, "png", 2)[:80]  # a valid header, then nothing
+    rows = [
+        row("text", kind="text", text="Order 17 ships on Monday."),
+        row("image", kind="image", image=image),
+        row("broken", kind="image", image=truncated_png),
+        row("long", kind="text", text="word " * 3000),
+        row("other-size", size="9b", kind="text", text="not mine"),
+        row("classify", task="classify", kind="text", text="Dear Sir, thank you."),
+        row("extract", task="extract", kind="text", text="Invoice A-1, total 12."),
+    ]
+    out = {r["doc_id"]: r for r in rows_of(asyncio.run(inference(to_work_table(rows))))}
+    for doc_id in ("text", "image", "classify", "extract"):
+        done = out[doc_id]
+        assert done["error"] is None and done["model"] == "qwen3.5-0.8b", done
+        assert done["prompt_tokens"] > 0 and 0 < done["completion_tokens"] <= 6 and done["latency_ms"] > 0
+    assert out["image"]["prompt_tokens"] > out["text"]["prompt_tokens"]  # image tokens count
+    assert out["broken"]["error_kind"] == ErrorKind.INVALID_IMAGE
+    assert out["long"]["error_kind"] == ErrorKind.PROMPT_TOO_LONG and "1024" in out["long"]["error"]
+    assert out["other-size"]["model"] is None and out["other-size"]["output"] is None
+    assert all(r["image"] is None for r in out.values() if r["doc_id"] != "other-size")
+
+    checked = {
+        r["doc_id"]: r
+        for r in rows_of(
+            postprocess(
+                to_work_table(list(out.values())),
+                task_settings=settings,
+                custom_prompt=None,
+                fail_on_invalid_output=True,
+            )
+        )
+    }
+    # Random weights answer noise, so classify/extract either validate or say why they do not.
+    for doc_id in ("classify", "extract"):
+        result = checked[doc_id]
+        if result["error"] is None:
+            assert json.loads(result["output_json"])
+        else:
+            assert result["error_kind"] == ErrorKind.INVALID_OUTPUT and result["output_json"] is None
+    assert checked["text"]["error"] is None and checked["text"]["output_json"] is None
