@@ -161,6 +161,29 @@ def ingress_overhead(url: str, model_deployment: str, app: str, samples: int) ->
     }
 
 
+def auto_overhead(url: str, model: str, samples: int) -> dict:
+    """p50 latency of `model: auto` against naming the size it routes to, at max_tokens 1.
+
+    Runs the two kinds interleaved so drift on a busy machine hits both alike.
+    """
+    prompt = "Give me a short greeting."
+    payload = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 1, "temperature": 0.0,
+               "chat_template_kwargs": {"enable_thinking": False}}
+    auto, direct = [], []
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        routed = client.post("/v1/chat/completions", json={**payload, "model": "auto"})
+        target = routed.headers["x-qwen-routed-model"]
+        for _ in range(samples):
+            for label, bucket in (("auto", auto), (target, direct)):
+                started = time.perf_counter()
+                response = client.post("/v1/chat/completions", json={**payload, "model": label})
+                bucket.append(time.perf_counter() - started)
+                assert response.status_code == 200, response.text
+    return {"routed_to": target, "auto_p50_ms": percentile(auto, 0.5) * 1e3,
+            "explicit_p50_ms": percentile(direct, 0.5) * 1e3,
+            "auto_overhead_p50_ms": (percentile(auto, 0.5) - percentile(direct, 0.5)) * 1e3}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
@@ -218,6 +241,9 @@ def main() -> None:
     overhead = ingress_overhead(args.url, f"model-{size}", args.app, args.overhead_samples)
     print("ingress overhead at max_tokens 1 (HTTP + proxy + ingress, minus a direct handle call):")
     print("  " + "  ".join(f"{k}={v:.2f}" for k, v in overhead.items()))
+    routed = auto_overhead(args.url, args.model, args.overhead_samples)
+    print("router overhead at max_tokens 1 (model=auto minus naming the routed size):")
+    print("  " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in routed.items()))
 
 
 if __name__ == "__main__":
