@@ -53,62 +53,105 @@ def body(model: str, max_tokens: int, stream: bool) -> dict:
     }
 
 
+class RawHTTPConnection:
+    """A minimal keep-alive HTTP/1.1 client: a load generator that costs far less CPU per request
+    than a full client library, so on a 2-core machine the server, not the client, is measured."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def request(self, raw: bytes, on_chunk=None) -> tuple[int, dict[str, str]]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(raw)
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
+        if headers.get("transfer-encoding") == "chunked":
+            while True:
+                size = int((await self.reader.readline()).strip() or b"0", 16)
+                data = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                if on_chunk is not None:
+                    on_chunk(data)
+        else:
+            await self.reader.readexactly(int(headers.get("content-length", 0)))
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def encode_post(host: str, port: int, path: str, payload: dict) -> bytes:
+    body = json.dumps(payload).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 async def worker(
-    client: httpx.AsyncClient,
-    payload: dict,
-    deadline: float,
-    result: LevelResult,
-    stream: bool,
-    max_requests: int,
+    host: str, port: int, raw: bytes, deadline: float, result: LevelResult, stream: bool, max_requests: int
 ) -> None:
+    connection = RawHTTPConnection(host, port)
     sent = 0
     while time.perf_counter() < deadline and sent < max_requests:
         sent += 1
         started = time.perf_counter()
+        first: list[float] = []
+
+        def on_chunk(data: bytes, started=started, first=first) -> None:
+            if not first and b'"content":"' in data and b'"content":""' not in data:
+                first.append(time.perf_counter() - started)
+
         try:
-            if stream:
-                async with client.stream("POST", "/v1/chat/completions", json=payload) as response:
-                    first = None
-                    async for line in response.aiter_lines():
-                        if (
-                            first is None
-                            and line.startswith("data: ")
-                            and '"content":"' in line
-                            and '"content":""' not in line
-                        ):
-                            first = time.perf_counter() - started
-                    status = response.status_code
-                if first is not None:
-                    result.ttfts.append(first)
-            else:
-                response = await client.post("/v1/chat/completions", json=payload)
-                status = response.status_code
-        except httpx.TimeoutException:
-            status = "timeout"
-        except httpx.HTTPError as error:
-            status = type(error).__name__
+            status, headers = await asyncio.wait_for(
+                connection.request(raw, on_chunk if stream else None), 30
+            )
+        except (asyncio.TimeoutError, TimeoutError):
+            status, headers = "timeout", {}
+            connection.close()
+        except (OSError, asyncio.IncompleteReadError, ValueError) as error:
+            status, headers = type(error).__name__, {}
+            connection.close()
         elapsed = time.perf_counter() - started
         result.statuses[status] += 1
         if status == 200:
             result.latencies.append(elapsed)
+            result.ttfts.extend(first)
         elif status == 429:
             result.rejected_latencies.append(elapsed)
-            await asyncio.sleep(0.05)  # a polite client backs off briefly on 429
+            # As the openai SDK does: wait what Retry-After says before trying again.
+            await asyncio.sleep(float(headers.get("retry-after", 1)))
+    connection.close()
 
 
 async def run_level(
     url: str, model: str, concurrency: int, seconds: float, max_tokens: int, stream: bool
 ) -> LevelResult:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 80
+    raw = encode_post(host, port, "/v1/chat/completions", body(model, max_tokens, stream))
     result = LevelResult(concurrency, seconds)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
-        deadline = time.perf_counter() + seconds
-        payload = body(model, max_tokens, stream)
-        started = time.perf_counter()
-        await asyncio.gather(
-            *(worker(client, payload, deadline, result, stream, 100_000) for _ in range(concurrency))
-        )
-        result.seconds = time.perf_counter() - started
+    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(worker(host, port, raw, deadline, result, stream, 100_000) for _ in range(concurrency))
+    )
+    result.seconds = time.perf_counter() - started
     return result
 
 
@@ -167,8 +210,12 @@ def auto_overhead(url: str, model: str, samples: int) -> dict:
     Runs the two kinds interleaved so drift on a busy machine hits both alike.
     """
     prompt = "Give me a short greeting."
-    payload = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 1, "temperature": 0.0,
-               "chat_template_kwargs": {"enable_thinking": False}}
+    payload = {
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
     auto, direct = [], []
     with httpx.Client(base_url=url, timeout=30.0) as client:
         routed = client.post("/v1/chat/completions", json={**payload, "model": "auto"})
@@ -179,9 +226,12 @@ def auto_overhead(url: str, model: str, samples: int) -> dict:
                 response = client.post("/v1/chat/completions", json={**payload, "model": label})
                 bucket.append(time.perf_counter() - started)
                 assert response.status_code == 200, response.text
-    return {"routed_to": target, "auto_p50_ms": percentile(auto, 0.5) * 1e3,
-            "explicit_p50_ms": percentile(direct, 0.5) * 1e3,
-            "auto_overhead_p50_ms": (percentile(auto, 0.5) - percentile(direct, 0.5)) * 1e3}
+    return {
+        "routed_to": target,
+        "auto_p50_ms": percentile(auto, 0.5) * 1e3,
+        "explicit_p50_ms": percentile(direct, 0.5) * 1e3,
+        "auto_overhead_p50_ms": (percentile(auto, 0.5) - percentile(direct, 0.5)) * 1e3,
+    }
 
 
 def main() -> None:

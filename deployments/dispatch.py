@@ -189,7 +189,17 @@ class Dispatcher:
             result = await self._generate_on(route, request)
         return await self._maybe_escalate(route, request, result)
 
+    def _admit(self, size: str) -> None:
+        """Refuse at once when this replica already has the size's share of work in flight.
+
+        Rejecting here is cheap and immediate; letting the request reach Serve's handle queue first
+        would park it in the handle's retry back-off (seconds under overload) before a 429.
+        """
+        if self.capacity.in_flight[size] >= self.capacity.limit(size):
+            raise EngineOverloadedError(f"{size} has {self.capacity.in_flight[size]} requests in flight")
+
     async def _generate_on(self, route: Route, request: GenerationRequest) -> GenerationResult:
+        self._admit(route.model.size)
         with self.capacity.track(route.model.size):
             return await asyncio.wait_for(self.clients[route.model.size].generate(request), self.timeout_s)
 
@@ -241,6 +251,7 @@ class Dispatcher:
             return await self._open_on(other, self._for_route(request, other))
 
     async def _open_on(self, route: Route, request: GenerationRequest) -> OpenStream:
+        self._admit(route.model.size)
         loop = asyncio.get_running_loop()
         started = loop.time()
         iterator = self.clients[route.model.size].stream(request).__aiter__()

@@ -105,22 +105,31 @@ class OpenAIService:
 
     # ---- simple routes ---------------------------------------------------------------------------
     async def _healthz(self, request: Request) -> Response:
+        """200 once every size that keeps replicas has one ready; 503 while any is still starting."""
+        snapshot = self.capacity.snapshot()
         capacity = {
             self.config.model_by_name(size).public_name: {
                 "ready_replicas": state.ready_replicas,
                 "queue_full": state.queue_full,
                 "in_flight_here": self.capacity.in_flight[size],
             }
-            for size, state in self.capacity.snapshot().items()
+            for size, state in snapshot.items()
         }
-        return JSONResponse(
-            {
-                "status": "ok",
-                "models": self._served_names(),
-                "capacity": capacity,
-                "replica_counts_known": self.capacity.ready is not None,
-            }
-        )
+        starting = [
+            self.config.model_by_name(size).public_name
+            for size in self.capacity.sizes_expected_up()
+            if self.capacity.ready is not None and snapshot[size].ready_replicas < 1
+        ]
+        known = self.capacity.ready is not None or self.capacity.counter is None
+        healthy = known and not starting
+        body = {
+            "status": "ok" if healthy else "starting",
+            "models": self._served_names(),
+            "capacity": capacity,
+            "replica_counts_known": self.capacity.ready is not None,
+            "starting": starting,
+        }
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     def _served_names(self) -> list[str]:
         return [m.public_name for m in self.config.enabled_models()]
