@@ -46,6 +46,7 @@ class _Row:
     max_tokens: int
     cancelled: bool = False
     finished: bool = False
+    eos_token: int | None = None
     logprobs: list[float] = field(default_factory=list)
 
 
@@ -318,6 +319,10 @@ class TransformersEngine(Engine):
             row.finished = True
             return True
         if token in self._eos_ids:
+            # The end-of-turn token is generated work: counted in usage (as vLLM and OpenAI count
+            # it) and given a log-probability, but it adds no text.
+            row.eos_token = token
+            row.logprobs.append(logprob)
             self._finish(row, "stop", loop)
             return True
         text = row.detokenizer.add(token)
@@ -343,10 +348,12 @@ class TransformersEngine(Engine):
     def _finish(self, row: _Row, reason: str, loop) -> None:
         row.finished = True
         tokens = [self._decode([token]) for token in row.detokenizer.token_ids]
+        if row.eos_token is not None:
+            tokens.append(self._builder.tokenizer.convert_ids_to_tokens(row.eos_token))
         delta = GenerationDelta(
             text=row.detokenizer.flush(),
             prompt_tokens=row.prompt.num_tokens,
-            completion_tokens=row.detokenizer.token_count,
+            completion_tokens=len(tokens),
             finish_reason=reason,
             logprobs=list(row.logprobs),
             tokens=tokens,
