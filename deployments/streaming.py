@@ -24,6 +24,32 @@ async def _deltas(stream: OpenStream, metrics: ServingMetrics | None) -> AsyncIt
         yield delta
 
 
+def _closing_events(
+    request_id: str,
+    name: str,
+    created: int,
+    obj: str,
+    last: GenerationDelta | None,
+    include_usage: bool,
+    metrics: ServingMetrics | None,
+) -> list[bytes]:
+    """Token metrics, then the usage chunk (when asked for) and `[DONE]`."""
+    events = []
+    if last is not None:
+        if metrics:
+            metrics.record_tokens(name, last.prompt_tokens, last.completion_tokens)
+        if include_usage:
+            events.append(
+                responses.sse(
+                    responses.usage_chunk(
+                        request_id, name, created, obj, last.prompt_tokens, last.completion_tokens
+                    )
+                )
+            )
+    events.append(responses.sse("[DONE]"))
+    return events
+
+
 async def chat_events(
     request_id: str,
     stream: OpenStream,
@@ -59,21 +85,10 @@ async def chat_events(
                 yield responses.sse(responses.chat_chunk(request_id, name, created, {}, delta.finish_reason))
     except Exception as raw:  # the status line is sent already: report in-band, as vLLM does
         yield responses.sse(to_openai_error(raw, retry_after_s).body())
-    if last is not None:
-        if metrics:
-            metrics.record_tokens(name, last.prompt_tokens, last.completion_tokens)
-        if include_usage:
-            yield responses.sse(
-                responses.usage_chunk(
-                    request_id,
-                    name,
-                    created,
-                    "chat.completion.chunk",
-                    last.prompt_tokens,
-                    last.completion_tokens,
-                )
-            )
-    yield responses.sse("[DONE]")
+    for event in _closing_events(
+        request_id, name, created, "chat.completion.chunk", last, include_usage, metrics
+    ):
+        yield event
 
 
 async def completion_events(
@@ -96,13 +111,5 @@ async def completion_events(
                 )
     except Exception as raw:
         yield responses.sse(to_openai_error(raw, retry_after_s).body())
-    if last is not None:
-        if metrics:
-            metrics.record_tokens(name, last.prompt_tokens, last.completion_tokens)
-        if include_usage:
-            yield responses.sse(
-                responses.usage_chunk(
-                    request_id, name, created, "text_completion", last.prompt_tokens, last.completion_tokens
-                )
-            )
-    yield responses.sse("[DONE]")
+    for event in _closing_events(request_id, name, created, "text_completion", last, include_usage, metrics):
+        yield event

@@ -81,9 +81,11 @@ def config_file(demo_cache, tmp_path_factory):
         {
             "rows_per_file": 2,
             "progress_interval_s": 1,
-            "tasks": {"max_tokens": {"summarize": 6}},
+            # Long enough that results trickle out over seconds, so the kill lands mid-run.
+            "tasks": {"max_tokens": {"summarize": 64}},
             "default_pool": {"batch_size": 2, "num_cpus": 1},
-            "cpu_stages": {"reader_max_actors": 1, "num_cpus": 0.25},
+            # One document per block: results then leave the pipeline document by document.
+            "cpu_stages": {"reader_max_actors": 1, "num_cpus": 0.25, "documents_per_batch": 1},
         }
     )
     path = tmp_path_factory.mktemp("batch-kill") / "cluster.yaml"
@@ -134,7 +136,7 @@ def test_killed_run_resumes_and_writes_every_row_once(s3_server, corpus, config_
             while time.monotonic() < deadline and first.poll() is None:
                 if partition.is_dir() and any(p.name.startswith("part-") for p in partition.iterdir()):
                     break
-                time.sleep(0.1)
+                time.sleep(0.05)
             assert first.poll() is None, (
                 "the first run ended before it could be killed:\n" + first_log.read_text()
             )
