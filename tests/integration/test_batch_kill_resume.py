@@ -40,6 +40,15 @@ def session_members(session_id: int) -> list[int]:
     return members
 
 
+def inference_running(pid: int) -> bool:
+    """Whether `pid` is a Ray Data inference actor (its process title names the stage)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"InferenceStage" in cmdline.read()
+    except OSError:
+        return False
+
+
 def kill_session(process: subprocess.Popen) -> None:
     """SIGKILL the run and every process it started (Ray's workers leave its process group, not its
     session), then wait until they are gone."""
@@ -132,9 +141,13 @@ def test_killed_run_resumes_and_writes_every_row_once(s3_server, corpus, config_
             start_new_session=True,
         )
         try:
+            # Kill while the run is inside inference: a second after its inference actor exists.
+            # (Waiting for the first result file instead raced on a quiet machine: the small
+            # corpus could be written out completely between two polls.)
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline and first.poll() is None:
-                if partition.is_dir() and any(p.name.startswith("part-") for p in partition.iterdir()):
+                if any(inference_running(pid) for pid in session_members(first.pid)):
+                    time.sleep(1.0)
                     break
                 time.sleep(0.05)
             assert first.poll() is None, (
@@ -142,9 +155,11 @@ def test_killed_run_resumes_and_writes_every_row_once(s3_server, corpus, config_
             )
         finally:
             kill_session(first)
-    written_before = [p for p in partition.iterdir() if p.name.startswith("part-")]
-    assert written_before and not (tmp_path / "first.json").exists()
-    rows_before = pads.dataset(partition, format="parquet").count_rows()
+    assert not (tmp_path / "first.json").exists(), "the killed run must not have finished"
+    written_before = (
+        [p for p in partition.iterdir() if p.name.startswith("part-")] if partition.is_dir() else []
+    )
+    rows_before = pads.dataset(written_before, format="parquet").count_rows() if written_before else 0
     assert rows_before < len(corpus.expected)
 
     second = subprocess.run(
