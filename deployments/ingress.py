@@ -52,7 +52,9 @@ def make_ingress_deployment():
                 config.serving.app_name, {m.size: m.deployment_name for m in config.enabled_models()}
             )
             self.capacity = CapacityTracker(config, counter)
-            self.service = OpenAIService(config, clients, router, metrics=ServingMetrics(), capacity=self.capacity)
+            self.service = OpenAIService(
+                config, clients, router, metrics=ServingMetrics(), capacity=self.capacity
+            )
             if config.uses_random_weights:
                 log.warning("serving RANDOM-WEIGHT demo checkpoints: answers are noise")
 

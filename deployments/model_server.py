@@ -28,7 +28,6 @@ class GenerationResult:
     finish_reason: str
     logprobs: list[float] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
-    thinking: bool = False
 
     @property
     def mean_logprob(self) -> float | None:
@@ -61,14 +60,6 @@ class ModelServer:
             " (RANDOM WEIGHTS: demo checkpoint, answers are noise)" if info.random_weights else "",
         )
 
-    def resolve_thinking(self, request: GenerationRequest) -> bool:
-        """Thinking mode the engine will use for `request`."""
-        if request.prompt is not None:
-            return False
-        return (
-            self.model.spec.thinking_default if request.enable_thinking is None else request.enable_thinking
-        )
-
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         """Generate a whole answer."""
         pieces: list[str] = []
@@ -84,7 +75,6 @@ class ModelServer:
             finish_reason=last.finish_reason,
             logprobs=last.logprobs or [],
             tokens=last.tokens or [],
-            thinking=self.resolve_thinking(request),
         )
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:

@@ -14,6 +14,9 @@ from typing import Any
 from deployments.engines.base import ChatMessage, GenerationRequest, ImageInput, InvalidImageError
 
 IMAGE_PAD = "<|image_pad|>"
+# Largest decoded image area an engine accepts before resizing (guards decompression bombs); the
+# ingress applies its own configurable limit (serving.media.max_image_pixels) before this.
+MAX_DECODED_IMAGE_PIXELS = 40_000_000
 
 
 @dataclass

@@ -27,7 +27,7 @@ from deployments.engines.base import (
     PromptTooLongError,
 )
 from deployments.engines.detokenizer import IncrementalDetokenizer
-from deployments.engines.prompting import PreparedPrompt, PromptBuilder
+from deployments.engines.prompting import MAX_DECODED_IMAGE_PIXELS, PreparedPrompt, PromptBuilder
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,10 @@ class TransformersEngine(Engine):
         model.to(device).eval()
         tokenizer.padding_side = "left"
         self._builder = PromptBuilder(
-            tokenizer, image_processor, self.config.max_images_per_prompt, max_decoded_pixels=40_000_000
+            tokenizer,
+            image_processor,
+            self.config.max_images_per_prompt,
+            max_decoded_pixels=MAX_DECODED_IMAGE_PIXELS,
         )
         self._eos_ids = {
             i

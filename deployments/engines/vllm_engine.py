@@ -18,7 +18,7 @@ from deployments.engines.base import (
     InvalidImageError,
     PromptTooLongError,
 )
-from deployments.engines.prompting import decode_image, template_messages
+from deployments.engines.prompting import MAX_DECODED_IMAGE_PIXELS, decode_image, template_messages
 
 
 def vllm_engine_kwargs(model_path: str, model: ModelConfig) -> dict[str, Any]:
@@ -113,7 +113,9 @@ class VLLMEngine(Engine):
             prompt = {"prompt": text}
             if images:
                 prompt["multi_modal_data"] = {
-                    "image": [decode_image(image, i, 40_000_000) for i, image in enumerate(images)]
+                    "image": [
+                        decode_image(image, i, MAX_DECODED_IMAGE_PIXELS) for i, image in enumerate(images)
+                    ]
                 }
         sampling = SamplingParams(**vllm_sampling_kwargs(request, spec.sampling(thinking)))
         emitted = 0

@@ -135,23 +135,26 @@ def test_completions_endpoint(client):
     assert streamed[-1].choices[0].finish_reason in ("stop", "length")
 
 
-def test_image_as_data_url(client):
-    def ask(image):
-        return client.chat.completions.create(
-            model="qwen3.5-0.8b",
-            max_tokens=4,
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "What is in the picture?"},
-                        {"type": "image_url", "image_url": {"url": data_url(image)}},
-                    ],
-                }
-            ],
-        )
+def ask_about_image(client, url, text="What is in the picture?"):
+    """A chat request with one text part and one image part, on the 0.8b model."""
+    return client.chat.completions.create(
+        model="qwen3.5-0.8b",
+        max_tokens=4,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": text},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+    )
 
-    small, large = ask(png_bytes((32, 32))), ask(png_bytes((320, 240)))
+
+def test_image_as_data_url(client):
+    small = ask_about_image(client, data_url(png_bytes((32, 32))))
+    large = ask_about_image(client, data_url(png_bytes((320, 240))))
     assert large.usage.prompt_tokens > small.usage.prompt_tokens  # image tokens reached the model
 
 
@@ -163,19 +166,7 @@ def test_image_from_s3(client, served):
     store.put_object(Bucket="images", Key="cat.png", Body=png_bytes())
 
     def ask(url):
-        return client.chat.completions.create(
-            model="qwen3.5-0.8b",
-            max_tokens=4,
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "describe"},
-                        {"type": "image_url", "image_url": {"url": url}},
-                    ],
-                }
-            ],
-        )
+        return ask_about_image(client, url, text="describe")
 
     assert ask("s3://images/cat.png").usage.prompt_tokens > 20
     with pytest.raises(openai.BadRequestError) as missing:
