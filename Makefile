@@ -22,7 +22,8 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/qwen-cluster up --profile $(PROFILE)
 
-test: $(STAMP)
+# Lint first (ruff and the import-layering contracts), then every test tier.
+test: lint
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -32,7 +33,8 @@ test-integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check cluster deployments pipelines tests bench
+	$(BIN)/ruff check cluster deployments pipelines tests bench training
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

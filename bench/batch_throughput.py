@@ -36,9 +36,9 @@ from pipelines.documents import DocumentExpander, kind_from_name
 from pipelines.imaging import fit_image
 from pipelines.job import BatchJobSpec, expansion_settings, plan_job, run_batch_job
 from pipelines.resume import DoneIndex
-from pipelines.sample_corpus import make_image, make_pdf, sample_lines
 from pipelines.schema import KIND_IMAGE
 from pipelines.storage import Storage
+from tests.support.sample_corpus import make_image, make_pdf, sample_lines
 
 BUCKET = "bench"
 PAGES_PER_PDF = 5
@@ -291,7 +291,7 @@ def main() -> int:
     sizes = [int(size) for size in args.pages.split(",") if size]
     os.environ.update(CREDENTIALS)
     config = bench_config(args.max_tokens, args.num_cpus, args.inference_actors)
-    from cluster.demo_models import ensure_demo_models
+    from deployments.engines.demo_models import ensure_demo_models
 
     ensure_demo_models(config.cache_dir, sizes=[config.batch.default_size])
     moto, endpoint = start_moto()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cluster.catalog import CATALOG
 from cluster.config import EngineConfig
-from cluster.demo_models import build_image_processor, build_tokenizer, ensure_demo_models
 from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams
+from deployments.engines.demo_models import build_image_processor, build_tokenizer, ensure_demo_models
 from deployments.engines.transformers_engine import TransformersEngine
 
 # A 0.8B-class layout: 3 Gated DeltaNet layers (16 heads of 128) per full-attention layer.

@@ -24,7 +24,6 @@ class SamplingDefaults:
     top_k: int
     min_p: float
     presence_penalty: float
-    repetition_penalty: float = 1.0
 
 
 # The cards recommend the same settings for every size of the family.

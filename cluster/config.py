@@ -227,6 +227,26 @@ class MediaConfig(StrictModel):
     )
 
 
+class LimitsConfig(StrictModel):
+    """Per-request limits the ingress enforces before any model work (each a 4xx naming the field)."""
+
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes (413 past it); sized for a few inline base64 images.",
+    )
+    max_json_depth: int = Field(64, ge=4, le=1000, description="Deepest JSON nesting a body may have.")
+    max_json_elements: int = Field(
+        100_000, ge=100, description="Most JSON values (objects, arrays, scalars) one body may hold."
+    )
+    max_messages: int = Field(1024, ge=1, description="Most messages one chat request may carry.")
+    max_parts_per_message: int = Field(64, ge=1, description="Most content parts one message may carry.")
+    max_text_chars: int = Field(
+        4 * 1024 * 1024, ge=1, description="Most characters of text one request may carry in all."
+    )
+    max_n: int = Field(8, ge=1, le=128, description="Largest `n` (parallel samples) one request may ask.")
+
+
 class IngressConfig(StrictModel):
     """The OpenAI ingress deployment."""
 
@@ -254,6 +274,7 @@ class ServingConfig(StrictModel):
     )
     auth: AuthConfig = Field(default_factory=AuthConfig, description="Bearer API keys.")
     media: MediaConfig = Field(default_factory=MediaConfig, description="Image limits.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Request size limits.")
     ingress: IngressConfig = Field(default_factory=IngressConfig, description="Ingress deployment.")
 
 

@@ -56,14 +56,15 @@ def start_ray(config: ClusterConfig) -> None:
     ray.init(num_cpus=config.ray.num_cpus, runtime_env=runtime_env, **kwargs)
 
 
-def deploy(config: ClusterConfig, blocking_timeout_s: float = 600.0) -> None:
-    """Start Serve's HTTP proxy on the configured host/port and deploy the application."""
+def deploy(config: ClusterConfig, app: Any, blocking_timeout_s: float = 600.0) -> None:
+    """Start Serve's HTTP proxy on the configured host/port and run `app` (a bound Serve application).
+
+    The caller builds the application (`deployments.app.build_app_from_config`): this package sits
+    below `deployments` and does not import it.
+    """
     from ray import serve
 
-    from deployments.app import build_app_from_config
-
     serve.start(http_options={"host": config.serving.host, "port": config.serving.port})
-    app = build_app_from_config(config)
     serve.run(app, name=config.serving.app_name, route_prefix=config.serving.route_prefix, blocking=False)
     wait_until_ready(config, blocking_timeout_s)
 

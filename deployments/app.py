@@ -11,8 +11,8 @@ from typing import Any
 
 from cluster.config import ClusterConfig
 from deployments.app_args import parse_app_args
-from deployments.ingress import make_ingress_deployment
 from deployments.model_server import make_model_deployment
+from deployments.openai.ingress import make_ingress_deployment
 
 
 def build_app(args: dict[str, Any] | None = None):

@@ -86,20 +86,6 @@ class ModelServer:
         """Raise if the engine cannot serve."""
         await self.engine.check_health()
 
-    def describe(self) -> dict:
-        """What /v1/models reports for this size."""
-        info = self.engine.info()
-        return {
-            "id": self.model.public_name,
-            "size": self.model.size,
-            "variant": self.model.variant,
-            "checkpoint": info.model_path,
-            "max_model_len": info.max_model_len,
-            "thinking_default": info.thinking_default,
-            "random_weights": info.random_weights,
-            "device": info.device,
-        }
-
     async def shutdown(self) -> None:
         """Stop the engine."""
         await self.engine.shutdown()
@@ -114,7 +100,7 @@ def make_model_deployment():
         async def __init__(self, model: ModelConfig, cache_dir: str):
             logging.basicConfig(level=logging.INFO)
             if model.random_weights:
-                from cluster.demo_models import ensure_demo_models
+                from deployments.engines.demo_models import ensure_demo_models
 
                 ensure_demo_models(Path(cache_dir), [model.size])  # this node may not have it yet
             ModelServer.__init__(self, model, Path(cache_dir))

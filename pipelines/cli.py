@@ -15,9 +15,8 @@ from datetime import date
 from pathlib import Path
 
 from cluster.batch_config import TASK_NAMES
-from cluster.cli import add_config_arguments, config_from_args
+from cluster.cli import EXIT_FAILURE, add_config_arguments, config_from_args
 from cluster.config import ConfigError
-from pipelines.summary import EXIT_JOB_FAILED
 
 log = logging.getLogger(__name__)
 
@@ -77,29 +76,17 @@ def run_batch_command(args: argparse.Namespace) -> int:
         )
     except (ConfigError, ValueError) as error:
         print(f"batch: {error}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+        return EXIT_FAILURE
     try:
         summary = run_batch_job(spec, emit=lambda line: print(line, flush=True))
     except BatchJobError as error:
         print(f"batch: {error}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+        return EXIT_FAILURE
     except Exception:
         log.exception("batch job failed; rows written so far are kept, and running it again resumes")
-        return EXIT_JOB_FAILED
+        return EXIT_FAILURE
     print(summary.format(), flush=True)
     if args.summary_json:
         args.summary_json.write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
     return summary.exit_code
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m pipelines.cli batch ...`, until the command is reached through `qwen-cluster`."""
-    parser = argparse.ArgumentParser(prog="pipelines.cli")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

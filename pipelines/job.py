@@ -319,7 +319,7 @@ def run_batch_job(spec: BatchJobSpec, emit=None) -> JobSummary:
     )
     random_sizes = [m.size for m in plan.models if m.random_weights]
     if random_sizes:
-        from cluster.demo_models import ensure_demo_models
+        from deployments.engines.demo_models import ensure_demo_models
 
         log.warning("sizes %s use RANDOM-WEIGHT demo checkpoints: outputs are noise", ", ".join(random_sizes))
         ensure_demo_models(spec.config.cache_dir, sizes=random_sizes)

@@ -17,15 +17,13 @@ from typing import Any
 import pyarrow as pa
 
 from cluster.catalog import relative_cost, spec_for
+from cluster.cli import EXIT_OK, EXIT_ROWS_FAILED
 from pipelines.schema import DOCUMENT_PAGE
 
 log = logging.getLogger(__name__)
 
 NO_MODEL = "none"
 
-EXIT_OK = 0
-EXIT_JOB_FAILED = 1
-EXIT_ROWS_FAILED = 2
 
 
 @dataclass

@@ -14,7 +14,7 @@ def demo_cache(tmp_path_factory) -> Path:
 
     `QWEN_CLUSTER_CACHE` (set by .ci/run) is reused when present so CI generates them once.
     """
-    from cluster.demo_models import ensure_demo_models
+    from deployments.engines.demo_models import ensure_demo_models
 
     root = (
         Path(os.environ["QWEN_CLUSTER_CACHE"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from cluster.cli import EXIT_ROWS_FAILED
 from cluster.config import ClusterConfig
 from cluster.k8s.groups import GroupPlan
 from cluster.k8s.pods import ray_cluster_spec, resource_labels
@@ -17,7 +18,6 @@ from cluster.k8s.serve_config import container_cluster_config
 from cluster.k8s.yamlio import dump_yaml
 
 CONFIG_FILE_KEY = "cluster.yaml"
-PARTIAL_FAILURE_EXIT_CODE = 2
 
 
 def config_file_path(config: ClusterConfig) -> str:
@@ -64,7 +64,7 @@ def batch_entrypoint(config: ClusterConfig) -> str:
         return command
     script = (
         f"{command}; status=$?; "
-        f'if [ "$status" -eq {PARTIAL_FAILURE_EXIT_CODE} ]; then '
+        f'if [ "$status" -eq {EXIT_ROWS_FAILED} ]; then '
         'echo "qwen-cluster batch: some rows failed; their error rows are in the output"; exit 0; fi; '
         'exit "$status"'
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 class EngineRequestError(Exception):
@@ -62,10 +62,18 @@ class ImageInput:
 
 @dataclass
 class ChatMessage:
-    """One chat turn. `content` holds text strings and images in their original order."""
+    """One chat turn. `content` holds text strings and images in their original order.
+
+    An assistant turn may carry `tool_calls` (OpenAI shape: `{"id", "type": "function", "function":
+    {"name", "arguments"}}` with `arguments` as a JSON string); a `tool` turn carries the
+    `tool_call_id` it answers. The chat template renders both.
+    """
 
     role: Literal["system", "user", "assistant", "tool"]
     content: list[str | ImageInput]
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
     @property
     def text(self) -> str:
@@ -76,6 +84,24 @@ class ChatMessage:
     def images(self) -> list[ImageInput]:
         """The message's images in order."""
         return [part for part in self.content if isinstance(part, ImageInput)]
+
+
+StructuredKind = Literal["json_schema", "json_object", "regex", "choice", "grammar"]
+
+
+@dataclass(frozen=True)
+class StructuredOutput:
+    """A constraint on what the engine may generate; every sampled token keeps the output inside it.
+
+    `kind` and `spec` follow vLLM's structured-output parameters, so both engines share one meaning:
+    `json_schema`: `spec` is the schema as JSON text; `json_object`: any JSON object (`spec` None);
+    `regex`: a regular expression; `choice`: a JSON list of the allowed strings; `grammar`: an EBNF
+    grammar in xgrammar's (GBNF-style) syntax. Frozen and hashable so engines can cache the
+    compiled grammar by value.
+    """
+
+    kind: StructuredKind
+    spec: str | None = None
 
 
 @dataclass
@@ -91,6 +117,10 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     logprobs: bool = False
+    top_logprobs: int = 0
+    frequency_penalty: float | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    structured: StructuredOutput | None = None
 
 
 @dataclass
@@ -102,6 +132,7 @@ class GenerationRequest:
     messages: list[ChatMessage] | None = None
     prompt: str | None = None
     enable_thinking: bool | None = None
+    tools: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -117,13 +148,28 @@ FinishReason = Literal["stop", "length", "abort"]
 
 
 @dataclass
+class TokenLogprob:
+    """One generated token with its log-probability and the most likely alternatives at its step.
+
+    `top` holds up to `SamplingParams.top_logprobs` (token text, log-probability) pairs, most likely
+    first, all under the model's raw distribution (as OpenAI and vLLM report them).
+    """
+
+    token: str
+    logprob: float
+    token_id: int
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
 class GenerationDelta:
     """One streamed piece of output.
 
     `text` is the new text since the previous delta; token counts are cumulative so the last delta
     carries the usage. `finish_reason` is set on the last delta only; the last delta also carries
     `logprobs` and `tokens`: the log-probability (under the model's raw distribution) and the text of
-    every completion token, in order.
+    every completion token, in order. When the request asked for `sampling.logprobs`, every delta
+    carries `token_logprobs` for the tokens generated since the previous delta (streamed logprobs).
     """
 
     text: str
@@ -132,6 +178,7 @@ class GenerationDelta:
     finish_reason: FinishReason | None = None
     logprobs: list[float] | None = None
     tokens: list[str] | None = None
+    token_logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass

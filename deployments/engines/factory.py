@@ -11,7 +11,7 @@ from deployments.engines.base import Engine
 def create_engine(model: ModelConfig, cache_dir: Path) -> Engine:
     """The engine for `model`, constructed but not started (call `await engine.start()`).
 
-    Demo checkpoints must exist already (`cluster.demo_models.ensure_demo_models`).
+    Demo checkpoints must exist already (`deployments.engines.demo_models.ensure_demo_models`).
     """
     path = model.resolved_checkpoint(cache_dir)
     if model.engine.kind == "vllm":

@@ -101,7 +101,7 @@ def served(demo_cache, tmp_path_factory, s3_server):
 
     local.start_ray(config)
     try:
-        local.deploy(config, blocking_timeout_s=600)
+        local.deploy(config, build_app_from_config(config), blocking_timeout_s=600)
         serve.run(build_app_from_config(secure), name="qwen-secure", route_prefix="/secure")
         base = local.endpoint(config)
         yield ServedCluster(

@@ -11,9 +11,9 @@ import pytest
 from cluster.batch_config import TaskSettings
 from pipelines.imaging import fit_image
 from pipelines.inference import InferenceStage
-from pipelines.sample_corpus import make_image
 from pipelines.schema import ErrorKind, rows_of, to_work_table, work_row
 from pipelines.stages import postprocess
+from tests.support.sample_corpus import make_image
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pyarrow.dataset as pads
 import pytest
 import yaml
 
-from pipelines.sample_corpus import write_sample_corpus
+from tests.support.sample_corpus import write_sample_corpus
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def batch_command(config_file: Path, output: Path, endpoint: str, summary: Path)
     return [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "cluster.cli",
         "batch",
         "--input",
         f"s3://{BUCKET}/in/",
@@ -192,7 +192,7 @@ def test_exit_code_one_when_the_job_cannot_start(config_file, tmp_path):
     base = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "cluster.cli",
         "batch",
         "--input",
         str(tmp_path),

@@ -18,11 +18,11 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pytest
 
+from cluster.cli import EXIT_ROWS_FAILED
 from cluster.config import parse_config
 from pipelines.job import BatchJobSpec, run_batch_job
-from pipelines.sample_corpus import write_sample_corpus
 from pipelines.schema import RESULT_SCHEMA
-from pipelines.summary import EXIT_ROWS_FAILED
+from tests.support.sample_corpus import write_sample_corpus
 
 pytestmark = pytest.mark.integration
 

@@ -31,3 +31,25 @@ def test_demo_models_command_writes_checkpoints(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "RANDOM WEIGHTS" in out
     assert (tmp_path / "demo-models" / "qwen3.5-9b" / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["batch", "--input", "x", "--output", "y", "--task", "nope"], ["router", "--bogus"], ["render"]],
+)
+def test_every_sub_command_shares_the_exit_code_policy(argv, capsys):
+    # Sub-command parsers are the root's CliParser too: a usage error anywhere exits 1.
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 1
+
+
+def test_config_arguments_fall_back_to_the_command_default(tmp_path):
+    import argparse
+
+    from cluster.cli import add_config_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, default_profile="cpu")
+    assert config_from_args(parser.parse_args([])).profile == "cpu"
+    assert config_from_args(parser.parse_args(["--profile", "demo"])).profile == "demo"

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from cluster.catalog import CATALOG, SIZES
-from cluster.demo_models import MARKER_FILE, build_tokenizer, ensure_demo_models, is_current
+from deployments.engines.demo_models import MARKER_FILE, build_tokenizer, ensure_demo_models, is_current
 
 pytestmark = pytest.mark.unit
 

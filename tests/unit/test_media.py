@@ -4,7 +4,7 @@ import base64
 import pytest
 
 from cluster.config import MediaConfig, ObjectStoreConfig
-from deployments.media import (
+from deployments.openai.media import (
     ImageFetcher,
     ImageFetchError,
     check_public_host,

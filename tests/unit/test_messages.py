@@ -7,9 +7,9 @@ from PIL import Image
 
 from cluster.config import MediaConfig, ObjectStoreConfig
 from deployments.engines.base import ImageInput, InvalidImageError
-from deployments.media import ImageFetcher
-from deployments.messages import to_chat_messages
-from deployments.protocol import ChatCompletionRequest
+from deployments.openai.media import ImageFetcher
+from deployments.openai.messages import to_chat_messages
+from deployments.openai.protocol import ChatCompletionRequest
 
 pytestmark = pytest.mark.unit
 

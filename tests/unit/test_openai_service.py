@@ -7,10 +7,10 @@ import httpx
 import pytest
 
 from cluster.config import parse_config
-from deployments.capacity import CapacityTracker
-from deployments.dispatch import LocalModelClient
 from deployments.model_server import ModelServer
-from deployments.openai_service import OpenAIService
+from deployments.openai.capacity import CapacityTracker
+from deployments.openai.dispatch import LocalModelClient
+from deployments.openai.service import OpenAIService
 from deployments.router import build_router
 
 pytestmark = pytest.mark.unit

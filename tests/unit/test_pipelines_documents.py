@@ -17,9 +17,9 @@ from pipelines.documents import (
     split_text,
 )
 from pipelines.resume import DoneIndex
-from pipelines.sample_corpus import make_image, make_pdf
 from pipelines.schema import DOCUMENT_PAGE, ErrorKind
 from pipelines.storage import Storage, StorageOptions
+from tests.support.sample_corpus import make_image, make_pdf
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from pipelines.imaging import fit_image, read_header, scale_to_fit
-from pipelines.sample_corpus import make_huge_image, make_image
 from pipelines.schema import ErrorKind, RowError
+from tests.support.sample_corpus import make_huge_image, make_image
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from cluster.batch_config import BatchConfig, TaskSettings
 from cluster.router_config import RouterConfig
 from pipelines.results import ResultLayout, result_files
-from pipelines.sample_corpus import make_huge_image, make_image
 from pipelines.schema import WORK_SCHEMA, ErrorKind, error_row, rows_of, to_work_table, work_row
 from pipelines.stages import (
     ScoreDifficulty,
@@ -22,6 +21,7 @@ from pipelines.stages import (
     write_result_batch,
 )
 from pipelines.storage import Storage, StorageOptions, parse_uri
+from tests.support.sample_corpus import make_huge_image, make_image
 
 pytestmark = pytest.mark.unit
 

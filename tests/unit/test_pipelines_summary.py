@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from cluster.cli import EXIT_OK, EXIT_ROWS_FAILED
 from pipelines.schema import STATS_SCHEMA
-from pipelines.summary import EXIT_OK, EXIT_ROWS_FAILED, JobSummary, ProgressReporter, RunCounters
+from pipelines.summary import JobSummary, ProgressReporter, RunCounters
 
 pytestmark = pytest.mark.unit
 

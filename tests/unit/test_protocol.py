@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from deployments.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, parse_body
+from deployments.openai.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, parse_body
 
 pytestmark = pytest.mark.unit
 

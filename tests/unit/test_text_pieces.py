@@ -3,7 +3,7 @@
 import pytest
 
 from deployments.engines.detokenizer import IncrementalDetokenizer
-from deployments.reasoning import ReasoningSplitter
+from deployments.openai.reasoning import ReasoningSplitter
 
 pytestmark = pytest.mark.unit
 

@@ -40,9 +40,9 @@ def make_ingress_deployment():
     @serve.deployment
     class OpenAIIngress:
         def __init__(self, config: ClusterConfig, **model_handles: Any):
-            from deployments.capacity import CapacityTracker, serve_replica_counter
             from deployments.metrics import ServingMetrics
-            from deployments.openai_service import OpenAIService
+            from deployments.openai.capacity import CapacityTracker, serve_replica_counter
+            from deployments.openai.service import OpenAIService
             from deployments.router import build_router
 
             logging.basicConfig(level=logging.INFO)

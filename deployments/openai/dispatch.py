@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cluster.config import AUTO_MODEL, ClusterConfig, ModelConfig
-from deployments.capacity import CapacityTracker
 from deployments.engines.base import ChatMessage, EngineOverloadedError, GenerationDelta, GenerationRequest
 from deployments.metrics import ServingMetrics
 from deployments.model_server import GenerationResult
-from deployments.protocol import OpenAIError
-from deployments.reasoning import THINK_END
+from deployments.openai.capacity import CapacityTracker
+from deployments.openai.protocol import OpenAIError
+from deployments.openai.reasoning import THINK_END
 from deployments.router import RouteDecision, SizeCapacity
 
 
@@ -79,7 +79,7 @@ def is_backpressure(error: BaseException) -> bool:
     """Whether `error` (possibly wrapped by Ray) means the size's queue is full."""
     from ray.serve.exceptions import BackPressureError
 
-    from deployments.errors import unwrap_error
+    from deployments.openai.errors import unwrap_error
 
     return isinstance(unwrap_error(error), (BackPressureError, EngineOverloadedError))
 

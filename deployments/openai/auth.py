@@ -6,7 +6,7 @@ import hmac
 import os
 
 from cluster.config import AuthConfig, ConfigError
-from deployments.protocol import OpenAIError
+from deployments.openai.protocol import OpenAIError
 
 
 def load_api_keys(auth: AuthConfig) -> list[str]:

@@ -8,7 +8,7 @@ import logging
 from starlette.responses import JSONResponse
 
 from deployments.engines.base import EngineOverloadedError, EngineRequestError
-from deployments.protocol import OpenAIError
+from deployments.openai.protocol import OpenAIError
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from deployments.engines.base import ChatMessage, ImageInput, InvalidImageError
-from deployments.media import ImageFetcher
-from deployments.protocol import ImagePart, Message
+from deployments.openai.media import ImageFetcher
+from deployments.openai.protocol import ImagePart, Message
 
 _ROLES = {"developer": "system"}
 

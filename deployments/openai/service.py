@@ -16,18 +16,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from cluster.config import AUTO_MODEL, ClusterConfig, ModelConfig
-from deployments import responses
-from deployments.auth import ApiKeyAuth
-from deployments.capacity import CapacityTracker
-from deployments.dispatch import Dispatcher, ModelClient
 from deployments.engines.base import GenerationRequest, SamplingParams
-from deployments.errors import error_response, to_openai_error
-from deployments.media import ImageFetcher
-from deployments.messages import to_chat_messages
 from deployments.metrics import ServingMetrics
-from deployments.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, parse_body
-from deployments.reasoning import ReasoningSplitter
-from deployments.streaming import chat_events, completion_events
+from deployments.openai import responses
+from deployments.openai.auth import ApiKeyAuth
+from deployments.openai.capacity import CapacityTracker
+from deployments.openai.dispatch import Dispatcher, ModelClient
+from deployments.openai.errors import error_response, to_openai_error
+from deployments.openai.media import ImageFetcher
+from deployments.openai.messages import to_chat_messages
+from deployments.openai.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, parse_body
+from deployments.openai.reasoning import ReasoningSplitter
+from deployments.openai.streaming import chat_events, completion_events
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from deployments import responses
-from deployments.dispatch import OpenStream
 from deployments.engines.base import GenerationDelta
-from deployments.errors import to_openai_error
 from deployments.metrics import ServingMetrics
-from deployments.reasoning import ReasoningSplitter
+from deployments.openai import responses
+from deployments.openai.dispatch import OpenStream
+from deployments.openai.errors import to_openai_error
+from deployments.openai.reasoning import ReasoningSplitter
 
 
 async def _deltas(stream: OpenStream, metrics: ServingMetrics | None) -> AsyncIterator[GenerationDelta]:
