@@ -217,7 +217,7 @@ class MonitoringConfig(StrictModel):
 
 
 class OverlayConfig(StrictModel):
-    """A kustomize overlay: the base rendered with these changes, written as JSON patches."""
+    """An environment beside `default`: the config rendered with these changes into its own folder."""
 
     namespace: str = Field(pattern=DNS_LABEL, description="Namespace of the overlay's resources.")
     sizes: list[ModelSize] | None = Field(
@@ -304,7 +304,8 @@ class KubernetesConfig(StrictModel):
     batch: BatchJobConfig = Field(default_factory=BatchJobConfig, description="The nightly batch job.")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="Prometheus scraping.")
     overlays: dict[str, OverlayConfig] = Field(
-        default_factory=default_overlays, description="Kustomize overlays by name."
+        default_factory=default_overlays,
+        description="Environments by name, each rendered to a self-contained folder beside `default`.",
     )
 
     @model_validator(mode="after")
@@ -318,9 +319,9 @@ class KubernetesConfig(StrictModel):
     @field_validator("overlays")
     @classmethod
     def _overlay_names(cls, overlays: dict[str, OverlayConfig]) -> dict[str, OverlayConfig]:
-        bad = [name for name in overlays if not re.match(DNS_LABEL, name)]
+        bad = [name for name in overlays if not re.match(DNS_LABEL, name) or name == "default"]
         if bad:
-            raise ValueError(f"overlay names must be DNS labels: {', '.join(bad)}")
+            raise ValueError(f"overlay names must be DNS labels other than `default`: {', '.join(bad)}")
         return overlays
 
     @field_validator("extra_env")

@@ -1,11 +1,13 @@
 """Serving metrics, exported through Ray's metrics agent (Prometheus names get the `ray_` prefix).
 
-One `ServingMetrics` per ingress replica; no module-level metric objects.
+One `ServingMetrics` per ingress replica; no module-level metric objects. Names, descriptions, tag
+keys and buckets come from `cluster.metric_names`, which the dashboard renderer reads too.
 """
 
 from __future__ import annotations
 
-LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]
+from cluster import metric_names as names
+from cluster.metric_names import Metric
 
 
 class ServingMetrics:
@@ -14,38 +16,23 @@ class ServingMetrics:
     def __init__(self) -> None:
         from ray.util import metrics
 
-        self.requests = metrics.Counter(
-            "qwen_requests_total",
-            description="Requests answered, by model and HTTP status.",
-            tag_keys=("model", "status"),
-        )
-        self.errors = metrics.Counter(
-            "qwen_errors_total",
-            description="Requests that failed, by model and error type.",
-            tag_keys=("model", "error_type"),
-        )
-        self.latency = metrics.Histogram(
-            "qwen_request_latency_s",
-            description="End-to-end request latency in seconds.",
-            boundaries=LATENCY_BUCKETS_S,
-            tag_keys=("model",),
-        )
-        self.ttft = metrics.Histogram(
-            "qwen_time_to_first_token_s",
-            description="Time to the first generated token in seconds.",
-            boundaries=LATENCY_BUCKETS_S,
-            tag_keys=("model",),
-        )
-        self.tokens = metrics.Counter(
-            "qwen_tokens_total",
-            description="Tokens processed, by model and kind (prompt, completion).",
-            tag_keys=("model", "kind"),
-        )
-        self.routes = metrics.Counter(
-            "qwen_routes_total",
-            description="Routing decisions, by chosen model and reason.",
-            tag_keys=("model", "reason"),
-        )
+        def counter(metric: Metric):
+            return metrics.Counter(metric.name, description=metric.description, tag_keys=metric.tag_keys)
+
+        def histogram(metric: Metric):
+            return metrics.Histogram(
+                metric.name,
+                description=metric.description,
+                boundaries=list(metric.buckets or ()),
+                tag_keys=metric.tag_keys,
+            )
+
+        self.requests = counter(names.REQUESTS)
+        self.errors = counter(names.ERRORS)
+        self.latency = histogram(names.LATENCY)
+        self.ttft = histogram(names.TIME_TO_FIRST_TOKEN)
+        self.tokens = counter(names.TOKENS)
+        self.routes = counter(names.ROUTES)
 
     def record_request(self, model: str, status: int, latency_s: float) -> None:
         """One finished request."""

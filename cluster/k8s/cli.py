@@ -3,8 +3,10 @@
     qwen-cluster render k8s --profile gpu --out infra/kuberay/            # render, validate, write
     qwen-cluster render k8s --profile gpu --out infra/kuberay/ --check    # validate + compare bytes
 
-Manifests that fail validation are never written. `--check` writes nothing and fails when the
-committed files differ from a fresh rendering or do not validate.
+Each environment is written to its own folder (`<out>/default`, `<out>/dev`, `<out>/prod`). Manifests
+that fail validation are never written. `--check` writes nothing and fails when the committed files
+differ from a fresh rendering, when a file the rendering no longer makes is left, or when anything
+does not validate.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from cluster.config import PROFILES, ConfigError, load_config
+from cluster.cli import EXIT_FAILURE, EXIT_OK, add_config_arguments, config_from_args
 from cluster.k8s.groups import K8sRenderError
-from cluster.k8s.layout import BASE, KUBERAY, MONITORING, OVERLAYS
+from cluster.k8s.layout import MONITORING
 from cluster.k8s.render import render_all, split_destinations, stale_files, write_files
-from cluster.k8s.schema import default_crd_dir, load_crds
-from cluster.k8s.validation import ValidationReport, validate_rendered
+from cluster.k8s.schemas import default_crd_dir, load_crds, vendored_crd_dir
+from cluster.k8s.validation import validate_rendered
 
 PLACEHOLDER_IMAGE_OWNER = "/your-org/"
 
@@ -30,13 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     targets = render.add_subparsers(dest="render_target", required=True, metavar="TARGET")
     k8s = targets.add_parser(
         "k8s",
-        help="KubeRay manifests (RayService, RayJob, RayCronJob), kustomize overlays, monitoring.",
+        help="KubeRay manifests (RayService, RayJob, RayCronJob) per environment, and monitoring.",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    source = k8s.add_mutually_exclusive_group()
-    source.add_argument("--profile", choices=PROFILES, help="Shipped profile to render (default: gpu).")
-    source.add_argument("--config", type=Path, help="Cluster config YAML file to render.")
+    add_config_arguments(k8s, default_profile="gpu")
     k8s.add_argument("--out", type=Path, required=True, help="KubeRay folder, e.g. infra/kuberay/.")
     k8s.add_argument(
         "--monitoring-out", type=Path, default=None, help="Monitoring folder (default: <out>/../monitoring)."
@@ -50,38 +50,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k8s.set_defaults(handler=run_render_k8s)
 
 
-def _summary(report: ValidationReport, seconds: float) -> str:
-    tally = report.tally
-    return (
-        f"validated {report.files} files: {tally.documents} resources against schemas "
-        f"({tally.nodes} fields, {tally.cel_rules} CEL rules), {tally.cross_checks} cross-checks, "
-        f"{len(report.problems)} problems in {seconds:.2f}s"
-    )
-
-
-def _extra_files(kuberay_dir: Path, expected: set[Path]) -> list[str]:
-    """Rendered-looking files on disk that a fresh rendering no longer produces."""
-    found = []
-    for folder in (
-        kuberay_dir / BASE.removeprefix(f"{KUBERAY}/"),
-        kuberay_dir / OVERLAYS.removeprefix(f"{KUBERAY}/"),
-    ):
-        if folder.is_dir():
-            found += [str(p) for p in sorted(folder.rglob("*.yaml")) if p not in expected]
-    return found
-
-
 def run_render_k8s(args: argparse.Namespace) -> int:
-    """Run `render k8s`; returns the process exit code (0 ok, 1 invalid or stale, 2 usage/config error)."""
+    """Run `render k8s`; returns the exit code (0 ok; 1 invalid, stale, or a config that cannot render)."""
+    config = config_from_args(args)
+    started = time.perf_counter()
     try:
-        config = load_config(args.config, profile=None if args.config else (args.profile or "gpu"))
-        started = time.perf_counter()
         files = render_all(config)
-        rendered_s = time.perf_counter() - started
-    except (ConfigError, K8sRenderError) as error:
+    except K8sRenderError as error:
         print(error, file=sys.stderr)
-        return 2
-    print(f"rendered {len(files)} files in {rendered_s:.2f}s")
+        return EXIT_FAILURE
+    print(f"rendered {len(files)} files in {time.perf_counter() - started:.2f}s")
     if PLACEHOLDER_IMAGE_OWNER in config.kubernetes.image:
         print(
             f"warning: kubernetes.image is the placeholder {config.kubernetes.image}; set your registry's image"
@@ -90,39 +68,39 @@ def run_render_k8s(args: argparse.Namespace) -> int:
     report = None
     if crd_dir.is_dir():
         started = time.perf_counter()
-        report = validate_rendered(files, load_crds(crd_dir))
-        print(_summary(report, time.perf_counter() - started))
+        try:
+            report = validate_rendered(files, load_crds(crd_dir, vendored_crd_dir()))
+        except ModuleNotFoundError as error:
+            print(f"{error.name} is missing: pip install 'qwen-cluster[k8s]' to validate", file=sys.stderr)
+            return EXIT_FAILURE
+        tally = report.tally
+        print(
+            f"validated {report.files} files: {tally.documents} distinct resources against schemas "
+            f"({tally.cel_rules} CEL rules), {tally.cross_checks} cross-checks, "
+            f"{len(report.problems)} problems in {time.perf_counter() - started:.2f}s"
+        )
         for problem in report.problems:
             print(f"  {problem}", file=sys.stderr)
     elif args.check:
         print(f"KubeRay CRDs not found in {crd_dir}; pass --crds", file=sys.stderr)
-        return 2
+        return EXIT_FAILURE
     else:
         print(f"warning: KubeRay CRDs not found in {crd_dir}; manifests NOT validated", file=sys.stderr)
-    monitoring_dir = args.monitoring_out or args.out.parent / MONITORING
-    placed = split_destinations(files, args.out, monitoring_dir)
+    placed = split_destinations(files, args.out, args.monitoring_out or args.out.parent / MONITORING)
+    # Anything under <out> that a fresh rendering does not make is left over (an old environment).
+    extra = [str(p) for p in sorted(args.out.rglob("*")) if p.is_file() and p not in placed]
     if args.check:
-        stale = stale_files(placed) + _extra_files(args.out, set(placed))
+        stale = stale_files(placed) + extra
         for path in stale:
             print(f"  out of date: {path} (re-run without --check)", file=sys.stderr)
         ok = not stale and report is not None and report.ok
         print("check passed" if ok else "check FAILED")
-        return 0 if ok else 1
+        return EXIT_OK if ok else EXIT_FAILURE
     if report is not None and not report.ok:
         print("not writing manifests that fail validation", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     written = write_files(placed)
     print(f"wrote {len(written)} changed files ({len(placed) - len(written)} unchanged)")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m cluster.k8s.cli render k8s ...`) until the main CLI wires it."""
-    parser = argparse.ArgumentParser(prog="qwen-cluster")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    for path in extra:
+        print(f"warning: {path} is not rendered any more; delete it", file=sys.stderr)
+    return EXIT_OK

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from cluster.config import ConfigError, parse_config
-from cluster.k8s.schema import Tally
+from cluster.k8s.schemas import Tally
+from cluster.k8s.serve_config import SERVE_APP_SECTIONS
 from cluster.k8s.yamlio import load_document
 
 BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
@@ -162,7 +163,12 @@ def _application(
     except ConfigError as error:
         return [f"{where}: args.config is invalid: {error}"], {}, 0.0
     tally.cross_checks += 1
-    problems = []
+    # Sections the app does not read would redeploy it whenever they change.
+    problems = [
+        f"{where}: args.config carries `{key}`, which the app does not read"
+        for key in args["config"]
+        if key not in SERVE_APP_SECTIONS
+    ]
     overrides = {d["name"]: d for d in app.get("deployments", [])}
     expected = {m.deployment_name: m for m in config.enabled_models()}
     if set(overrides) != set(expected):

@@ -307,12 +307,10 @@ def _check_defaults_served(config: ClusterConfig) -> list[str]:
 
 
 def apply_overlay(config: ClusterConfig, overlay: OverlayConfig) -> ClusterConfig:
-    """The config an overlay renders: sizes limited, replicas capped, groups and schedule replaced.
-
-    The namespace is left as the base's: kustomize sets the overlay's namespace, so the patches only
-    carry what really differs.
-    """
+    """The config an environment renders: its namespace, sizes limited, replicas capped, groups and
+    schedule replaced."""
     data = config.model_dump()
+    data["kubernetes"]["namespace"] = overlay.namespace
     for model in data["models"]:
         if overlay.sizes is not None and model["size"] not in overlay.sizes:
             model["enabled"] = False

@@ -1,8 +1,9 @@
 """Render every manifest from one cluster config: `render_all(config) -> {path: text}`.
 
-Paths are relative to infra/: `kuberay/base/...` (the KubeRay resources and their kustomization),
-`kuberay/overlays/<name>/...` (dev, prod) and `monitoring/...` (PodMonitor, Grafana dashboard). Rendering
-reads only the config, so the same config gives the same bytes on every machine.
+Paths are relative to infra/: `kuberay/<environment>/...` (one self-contained folder per environment:
+`default` from the config as it is, and each of `kubernetes.overlays`, e.g. `dev` and `prod`) and
+`monitoring/...` (PodMonitor, Grafana dashboard). Rendering reads only the config, so the same config
+gives the same bytes on every machine.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from typing import Any
 from cluster.config import ClusterConfig
 from cluster.k8s.batch_jobs import cluster_config_map, plain_cron_job, ray_cron_job, ray_job
 from cluster.k8s.groups import apply_overlay, plan_worker_groups
-from cluster.k8s.kustomize import kustomization, overlay_patches, patch_file_name, patch_target
 from cluster.k8s.layout import (
-    BASE,
     CONFIG_MAP_FILE,
+    DEFAULT_ENVIRONMENT,
     KUBERAY,
     KUSTOMIZATION_FILE,
+    KUSTOMIZE_API,
     MONITORING,
-    OVERLAY_BASE_REFERENCE,
-    OVERLAYS,
     PLAIN_CRON_JOB_FILE,
     RAY_CRON_JOB_FILE,
     RAY_JOB_FILE,
@@ -30,14 +29,30 @@ from cluster.k8s.monitoring import grafana_dashboard, pod_monitor
 from cluster.k8s.ray_service import ray_service
 from cluster.k8s.yamlio import comment_header, dump_documents, dump_json, dump_yaml
 
+PURPOSES = {
+    CONFIG_MAP_FILE: "The cluster config the batch jobs read.",
+    RAY_JOB_FILE: "One-off run: kubectl create -f (generateName gives each run its own name).",
+    RAY_CRON_JOB_FILE: "Needs the operator feature gate RayCronJob=true.",
+    PLAIN_CRON_JOB_FILE: "Alternative to the RayCronJob for operators without its feature gate.",
+}
+
 
 def ray_service_file(config: ClusterConfig) -> str:
     """File name of the RayService (`ray-service.<name>.yaml`)."""
     return f"ray-service.{config.kubernetes.name}.yaml"
 
 
+def environments(config: ClusterConfig) -> dict[str, ClusterConfig]:
+    """The config of each environment folder: `default`, then every overlay by name."""
+    envs = {DEFAULT_ENVIRONMENT: config}
+    envs.update(
+        {name: apply_overlay(config, env) for name, env in sorted(config.kubernetes.overlays.items())}
+    )
+    return envs
+
+
 def manifest_documents(config: ClusterConfig) -> dict[str, list[dict[str, Any]]]:
-    """The KubeRay-directory manifests as data, by file name (kustomizations excluded).
+    """One environment's manifests as data, by file name (kustomization excluded).
 
     Raises:
         K8sRenderError: when the config cannot give working manifests.
@@ -53,59 +68,40 @@ def manifest_documents(config: ClusterConfig) -> dict[str, list[dict[str, Any]]]
 
 
 def kustomized_files(config: ClusterConfig) -> list[str]:
-    """Files the base kustomization applies: the one-off RayJob is left for `kubectl create`."""
+    """Files `kubectl apply -k` applies: the one-off RayJob is left for `kubectl create`."""
     scheduled = (
         RAY_CRON_JOB_FILE if config.kubernetes.batch.scheduler == "raycronjob" else PLAIN_CRON_JOB_FILE
     )
     return [CONFIG_MAP_FILE, ray_service_file(config), scheduled]
 
 
-def _header(config: ClusterConfig, purpose: str) -> str:
+def _header(config: ClusterConfig, purpose: str, environment: str | None = None) -> str:
     k8s = config.kubernetes
+    source = f"the `{config.profile}` cluster config"
+    if environment is not None:
+        source += f", environment `{environment}`"
     return comment_header(
         [
-            f"Rendered by `qwen-cluster render k8s` from the `{config.profile}` cluster config; do not edit.",
-            f"KubeRay {k8s.kuberay_version}, Ray {k8s.ray_version}. {purpose}",
+            f"Rendered by `qwen-cluster render k8s` from {source}; do not edit.",
+            f"KubeRay {k8s.kuberay_version}, Ray {k8s.ray_version}. {purpose}".rstrip(),
         ]
     )
 
 
-PURPOSES = {
-    CONFIG_MAP_FILE: "The cluster config the batch jobs read.",
-    RAY_JOB_FILE: "One-off run: kubectl create -f (generateName gives each run its own name).",
-    RAY_CRON_JOB_FILE: "Needs the operator feature gate RayCronJob=true.",
-    PLAIN_CRON_JOB_FILE: "Alternative to the RayCronJob for operators without its feature gate.",
-}
-
-
-def _overlay_files(config: ClusterConfig, base_docs: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-    files: dict[str, str] = {}
-    resources = kustomized_files(config)
-    for name, overlay in sorted(config.kubernetes.overlays.items()):
-        overlay_docs = manifest_documents(apply_overlay(config, overlay))
-        entries = []
-        for document, ops in overlay_patches(base_docs, overlay_docs, resources):
-            patch_name = patch_file_name(document)
-            header = _header(config, f"JSON patch of the `{name}` overlay.")
-            files[f"{OVERLAYS}/{name}/{patch_name}"] = header + dump_yaml(ops)
-            entries.append({"path": patch_name, "target": patch_target(document)})
-        text = dump_yaml(kustomization(overlay.namespace, [OVERLAY_BASE_REFERENCE], entries))
-        files[f"{OVERLAYS}/{name}/{KUSTOMIZATION_FILE}"] = _header(config, f"Overlay `{name}`.") + text
-    return files
-
-
-def render_kuberay(config: ClusterConfig) -> dict[str, str]:
-    """`kuberay/...` files: manifests and kustomization in base/, and the overlays."""
-    documents = manifest_documents(config)
+def render_environment(name: str, config: ClusterConfig) -> dict[str, str]:
+    """`kuberay/<name>/...`: the environment's manifests and a kustomization listing its resources."""
+    folder = f"{KUBERAY}/{name}"
     files = {
-        f"{BASE}/{name}": dump_documents(docs, _header(config, PURPOSES.get(name, "")))
-        for name, docs in documents.items()
+        f"{folder}/{file}": dump_documents(docs, _header(config, PURPOSES.get(file, ""), name))
+        for file, docs in manifest_documents(config).items()
     }
-    base = kustomization(config.kubernetes.namespace, kustomized_files(config))
-    files[f"{BASE}/{KUSTOMIZATION_FILE}"] = _header(config, "Base; overlays in ../overlays/.") + dump_yaml(
-        base
-    )
-    files.update(_overlay_files(config, documents))
+    kustomization = {
+        "apiVersion": KUSTOMIZE_API,
+        "kind": "Kustomization",
+        "resources": kustomized_files(config),
+    }
+    purpose = "Apply with `kubectl apply -k` on this folder; put your own overlay on top of it."
+    files[f"{folder}/{KUSTOMIZATION_FILE}"] = _header(config, purpose, name) + dump_yaml(kustomization)
     return files
 
 
@@ -126,7 +122,10 @@ def render_all(config: ClusterConfig) -> dict[str, str]:
     Raises:
         K8sRenderError: when the config cannot give working manifests.
     """
-    return {**render_kuberay(config), **render_monitoring(config)}
+    files: dict[str, str] = {}
+    for name, env_config in environments(config).items():
+        files.update(render_environment(name, env_config))
+    return {**files, **render_monitoring(config)}
 
 
 def split_destinations(files: dict[str, str], kuberay_dir: Path, monitoring_dir: Path) -> dict[Path, str]:
@@ -134,8 +133,7 @@ def split_destinations(files: dict[str, str], kuberay_dir: Path, monitoring_dir:
     placed: dict[Path, str] = {}
     for path, text in files.items():
         top, _, rest = path.partition("/")
-        root = kuberay_dir if top == KUBERAY else monitoring_dir
-        placed[root / rest] = text
+        placed[(kuberay_dir if top == KUBERAY else monitoring_dir) / rest] = text
     return placed
 
 

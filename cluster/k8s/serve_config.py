@@ -1,7 +1,8 @@
 """The cluster config as the containers see it, and the RayService `serveConfigV2` built from it.
 
-The Serve app gets the whole config inline as builder args (`{"config": ...}`), validated by
-`deployments.app_args.parse_app_args`. Per-size deployment options are also written as Serve config
+The Serve app gets the sections of the config it reads inline as builder args (`{"config": ...}`),
+validated by `deployments.app_args.parse_app_args`; the others (batch, ray, kubernetes) take their
+defaults there, so changing them does not redeploy the app. Per-size deployment options are also written as Serve config
 overrides: that is where each size is pinned to its worker group (a custom resource in
 `ray_actor_options`), and editing autoscaling there is a light in-place update on a live cluster.
 """
@@ -15,6 +16,8 @@ from cluster.k8s.groups import GroupPlan
 from cluster.k8s.yamlio import dump_yaml
 
 APP_IMPORT_PATH = "deployments.app:build_app"
+# What `deployments.app:build_app` and the ingress read of the cluster config.
+SERVE_APP_SECTIONS = ("profile", "cache_dir", "models", "serving", "router", "object_store")
 
 
 def container_cluster_config(config: ClusterConfig) -> dict[str, Any]:
@@ -26,6 +29,12 @@ def container_cluster_config(config: ClusterConfig) -> dict[str, Any]:
     data = config.model_dump(mode="json", exclude={"kubernetes"})
     data["cache_dir"] = config.kubernetes.cache_dir
     return data
+
+
+def serve_app_config(config: ClusterConfig) -> dict[str, Any]:
+    """The config sections the Serve app reads, for its builder args."""
+    data = container_cluster_config(config)
+    return {key: data[key] for key in SERVE_APP_SECTIONS}
 
 
 def placement_group_for(plans: list[GroupPlan], size: str) -> GroupPlan:
@@ -75,7 +84,7 @@ def serve_config(config: ClusterConfig, plans: list[GroupPlan]) -> dict[str, Any
                 "name": serving.app_name,
                 "route_prefix": serving.route_prefix,
                 "import_path": APP_IMPORT_PATH,
-                "args": {"config": container_cluster_config(config)},
+                "args": {"config": serve_app_config(config)},
                 "deployments": deployment_overrides(config, plans),
             }
         ],

@@ -1,7 +1,8 @@
 """Stable YAML and JSON text: same data, same bytes, on every machine.
 
 Keys keep their insertion order (renderers build dicts in the order a reader expects: apiVersion,
-kind, metadata, spec), multi-line strings are literal blocks, and nothing is wrapped.
+kind, metadata, spec), multi-line strings are literal blocks, and nothing is wrapped. libyaml's
+emitter and PyYAML's pure-Python one give the same bytes for these documents.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ from typing import Any
 import yaml
 
 
-class _ManifestDumper(yaml.SafeDumper):
-    """SafeDumper that writes multi-line strings as `|` blocks and indents lists under their key."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
+class _ManifestDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+    """SafeDumper (libyaml's when present: same bytes, several times faster) writing shared sub-objects
+    out in full: anchors are legal YAML but hard to review. Lists sit at their key's indent, as
+    `kubectl get -o yaml` writes them."""
 
     def ignore_aliases(self, data: object) -> bool:
-        # Shared sub-objects are written out in full: anchors are legal YAML but hard to review.
         return True
 
 
@@ -50,9 +49,9 @@ def dump_documents(documents: list[Any], header: str = "") -> str:
     return header + body
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key repeated in one mapping (kubectl's strict validation does too;
-    plain YAML loading would keep the last one silently)."""
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader (libyaml's when present) that refuses a key repeated in one mapping (kubectl's strict
+    validation does too; plain YAML loading would keep the last one silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()

@@ -62,7 +62,7 @@ def test_dev_overlay_is_one_small_gpu_with_two_sizes() -> None:
         "NVIDIA-L4",
     )
     assert dev.kubernetes.batch.suspend is True
-    assert dev.kubernetes.namespace == base.kubernetes.namespace
+    assert (base.kubernetes.namespace, dev.kubernetes.namespace) == ("qwen", "qwen-dev")
 
 
 def test_packing_counts_gpus_and_cpus() -> None:

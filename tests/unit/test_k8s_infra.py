@@ -67,8 +67,11 @@ def test_deploy_docs_name_the_operator_gate_secrets_and_commands() -> None:
     for command in (
         "qwen-cluster render k8s --profile gpu --out infra/kuberay/",
         "--check",
-        "kubectl apply -k infra/kuberay/overlays/prod",
-        "kubectl -n qwen create -f infra/kuberay/base/ray-job.nightly-batch.yaml",
+        "kubectl apply -k infra/kuberay/prod",
+        "kubectl -n qwen create -f infra/kuberay/prod/ray-job.nightly-batch.yaml",
     ):
         assert command in readme
     assert "### 5. Scale" in readme and "### 6. Upgrade" in readme
+    assert "overlays/" not in readme and "kuberay/base" not in readme
+    for validator in ("jsonschema", "cel-python", "kubernetes-validate", "kubectl kustomize"):
+        assert validator in readme

@@ -12,14 +12,15 @@ import yaml
 
 from cluster.config import ClusterConfig, load_config
 from cluster.k8s.batch_jobs import batch_entrypoint
-from cluster.k8s.layout import BASE, OVERLAYS
 from cluster.k8s.render import render_all
+from cluster.k8s.serve_config import SERVE_APP_SECTIONS
 from deployments.app_args import parse_app_args
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
+BASE = "kuberay/default"
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +43,8 @@ def test_committed_files_are_a_fresh_rendering(files: dict[str, str]) -> None:
         if not (INFRA / path).is_file() or (INFRA / path).read_text(encoding="utf-8") != text
     ]
     assert stale == [], "re-run: qwen-cluster render k8s --profile gpu --out infra/kuberay/"
-    on_disk = {
-        str(p.relative_to(INFRA)) for folder in (BASE, OVERLAYS) for p in (INFRA / folder).rglob("*.yaml")
-    }
-    assert on_disk == {path for path in files if path.startswith(("kuberay/base/", "kuberay/overlays/"))}
+    on_disk = {str(p.relative_to(INFRA)) for p in (INFRA / "kuberay").rglob("*") if p.is_file()}
+    assert on_disk == {path for path in files if path.startswith("kuberay/")}
 
 
 def test_rendering_does_not_depend_on_this_machine(
@@ -57,18 +56,51 @@ def test_rendering_does_not_depend_on_this_machine(
     assert render_all(load_config(profile="gpu")) == files
 
 
+def test_libyaml_and_pure_python_emitters_give_the_same_bytes() -> None:
+    from cluster.k8s import yamlio
+    from cluster.k8s.render import manifest_documents
+
+    class PurePython(yaml.SafeDumper):
+        def ignore_aliases(self, data: object) -> bool:
+            return True
+
+    PurePython.add_representer(str, yamlio._represent_str)
+    options = {"sort_keys": False, "default_flow_style": False, "width": 4096, "allow_unicode": True}
+    for documents in manifest_documents(load_config(profile="gpu")).values():
+        for document in documents:
+            assert yamlio.dump_yaml(document) == yaml.dump(document, Dumper=PurePython, **options)
+
+
 def serve_config(files: dict[str, str]) -> dict:
     return yaml.safe_load(ray_service(files)["spec"]["serveConfigV2"])
 
 
-def test_serve_args_are_the_config_and_parse_with_the_app_model(files: dict[str, str]) -> None:
+def test_serve_args_carry_only_what_the_app_reads_and_parse_with_the_app_model(files: dict[str, str]) -> None:
     app = serve_config(files)["applications"][0]
     assert app["import_path"] == "deployments.app:build_app"
-    assert set(app["args"]) == {"config"} and "kubernetes" not in app["args"]["config"]
+    assert set(app["args"]) == {"config"} and list(app["args"]["config"]) == list(SERVE_APP_SECTIONS)
+    assert not {"batch", "ray", "kubernetes"} & set(app["args"]["config"])
     parsed = parse_app_args(app["args"])
     assert str(parsed.cache_dir) == "/home/ray/.cache/qwen-cluster"
-    expected = load_config(profile="gpu").model_dump(mode="json", exclude={"kubernetes", "cache_dir"})
-    assert parsed.model_dump(mode="json", exclude={"kubernetes", "cache_dir"}) == expected
+    expected = load_config(profile="gpu").model_dump(
+        mode="json", include=set(SERVE_APP_SECTIONS) - {"cache_dir"}
+    )
+    assert parsed.model_dump(mode="json", include=set(SERVE_APP_SECTIONS) - {"cache_dir"}) == expected
+
+
+def test_changing_batch_settings_does_not_redeploy_the_serve_app(files: dict[str, str]) -> None:
+    data = load_config(profile="gpu").model_dump()
+    assert data["batch"]["default_size"] != "2b"
+    data["batch"]["default_size"] = "2b"
+    data["batch"]["pdf_dpi"] += 1
+    changed = render_all(ClusterConfig.model_validate(data))
+    assert (
+        changed[f"{BASE}/configmap.qwen-cluster-config.yaml"]
+        != files[f"{BASE}/configmap.qwen-cluster-config.yaml"]
+    )
+    for environment in ("default", "dev", "prod"):
+        path = f"kuberay/{environment}/ray-service.qwen.yaml"
+        assert changed[path] == files[path], f"{path}: a batch.* change must leave serveConfigV2 alone"
 
 
 def test_serve_config_passes_ray_serves_own_schema(files: dict[str, str]) -> None:
@@ -228,23 +260,31 @@ def test_config_map_holds_the_config_the_job_reads(files: dict[str, str]) -> Non
     assert {"name": "qwen-config", "configMap": {"name": "qwen-cluster-config"}} in head["volumes"]
 
 
-def test_kustomization_and_overlays(files: dict[str, str]) -> None:
-    base = yaml.safe_load(files[f"{BASE}/kustomization.yaml"])
-    assert base["resources"] == [
-        "configmap.qwen-cluster-config.yaml",
+def test_each_environment_is_a_self_contained_folder(files: dict[str, str]) -> None:
+    for environment in ("default", "dev", "prod"):
+        kustomization = yaml.safe_load(files[f"kuberay/{environment}/kustomization.yaml"])
+        assert kustomization == {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [
+                "configmap.qwen-cluster-config.yaml",
+                "ray-service.qwen.yaml",
+                "ray-cronjob.nightly-batch.yaml",
+            ],
+        }
+    dev = [d for d in yaml.safe_load_all(files["kuberay/dev/ray-service.qwen.yaml"]) if d][0]
+    assert dev["metadata"]["namespace"] == "qwen-dev"
+    groups = dev["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert [g["groupName"] for g in groups] == ["gpu-0-8b-2b", "cpu"]
+    dev_cron = yaml.safe_load(files["kuberay/dev/ray-cronjob.nightly-batch.yaml"].split("---")[0])
+    assert dev_cron["spec"]["suspend"] is True and dev_cron["metadata"]["namespace"] == "qwen-dev"
+    # prod is the config as it is: the same manifests as default, in its own folder.
+    for name in (
         "ray-service.qwen.yaml",
         "ray-cronjob.nightly-batch.yaml",
-    ]
-    dev = yaml.safe_load(files[f"{OVERLAYS}/dev/kustomization.yaml"])
-    assert dev["namespace"] == "qwen-dev" and dev["resources"] == ["../../base"]
-    assert {p["target"]["kind"] for p in dev["patches"]} == {"ConfigMap", "RayService", "RayCronJob"}
-    prod = yaml.safe_load(files[f"{OVERLAYS}/prod/kustomization.yaml"])
-    assert prod == {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "namespace": "qwen",
-        "resources": ["../../base"],
-    }
+        "configmap.qwen-cluster-config.yaml",
+    ):
+        assert files[f"kuberay/prod/{name}"].split("\n", 1)[1] == files[f"{BASE}/{name}"].split("\n", 1)[1]
 
 
 def test_scheduler_choice_and_incremental_upgrade_render() -> None:
@@ -255,22 +295,16 @@ def test_scheduler_choice_and_incremental_upgrade_render() -> None:
         "gateway_class_name": "istio",
     }
     files = render_all(ClusterConfig.model_validate(data))
-    assert (
-        yaml.safe_load(files[f"{BASE}/kustomization.yaml"])["resources"][-1] == "cronjob.nightly-batch.yaml"
-    )
+    for environment in ("default", "dev"):
+        resources = yaml.safe_load(files[f"kuberay/{environment}/kustomization.yaml"])["resources"]
+        assert resources[-1] == "cronjob.nightly-batch.yaml"
     strategy = yaml.safe_load(files[f"{BASE}/ray-service.qwen.yaml"].split("---")[0])["spec"][
         "upgradeStrategy"
     ]
     assert strategy["clusterUpgradeOptions"]["gatewayClassName"] == "istio"
-    patches = yaml.safe_load(files[f"{OVERLAYS}/dev/kustomization.yaml"])["patches"]
-    targets = {(p["target"]["kind"], p["target"]["name"]) for p in patches}
-    # dev suspends the CronJob and shrinks the RayJob template held in a ConfigMap.
-    assert targets == {
-        ("ConfigMap", "qwen-cluster-config"),
-        ("RayService", "qwen"),
-        ("ConfigMap", "qwen-nightly-batch-rayjob"),
-        ("CronJob", "qwen-nightly-batch"),
-    }
+    plain = {d["kind"]: d for d in yaml.safe_load_all(files["kuberay/dev/cronjob.nightly-batch.yaml"]) if d}
+    assert plain["CronJob"]["spec"]["suspend"] is True
+    assert plain["RoleBinding"]["subjects"][0]["namespace"] == "qwen-dev"
 
 
 def test_dashboard_covers_sizes_and_routes(files: dict[str, str]) -> None:

