@@ -1,9 +1,10 @@
 """One definition of each serving metric: what the app records and what dashboards and checks read.
 
 `deployments.metrics.ServingMetrics` registers these with Ray's metrics agent, which exports them to
-Prometheus with a `ray_` prefix (histograms add `_bucket`, `_sum`, `_count`); the Kubernetes renderer
-builds the Grafana dashboard from the same objects and the validator refuses a panel that reads a
-metric not defined here. Adding a tag key is a one-line change to `tag_keys`.
+Prometheus with a `ray_` prefix (histograms add `_bucket`, `_sum`, `_count`); the Kubernetes
+validator holds the checked-in Grafana dashboard to these names (a panel reading a metric not
+defined here, or a metric no panel reads, is an error). Adding a tag key is a one-line change to
+`tag_keys`.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ TOKENS = Metric(
     ("model", "kind"),
 )
 ROUTES = Metric(
-    "qwen_routes_total", "counter", "Routing decisions, by chosen model and reason.", ("model", "reason")
+    "qwen_routes_total",
+    "counter",
+    "Routing decisions, by chosen model, reason and task family.",
+    ("model", "reason", "family"),
 )
 SERVING_METRICS = (REQUESTS, ERRORS, LATENCY, TIME_TO_FIRST_TOKEN, TOKENS, ROUTES)
 

@@ -18,23 +18,17 @@ from typing import Any
 import yaml
 
 from cluster.config import ConfigError, parse_config
-from cluster.k8s.schemas import Tally
 from cluster.k8s.serve_config import SERVE_APP_SECTIONS
 from cluster.k8s.yamlio import load_document
 
-BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-DECIMAL_SUFFIXES = {
-    "n": "1e-9",
-    "u": "1e-6",
-    "m": "1e-3",
-    "k": "1e3",
-    "M": "1e6",
-    "G": "1e9",
-    "T": "1e12",
-    "P": "1e15",
-    "E": "1e18",
-}
+BINARY_SUFFIXES = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+DECIMAL_EXPONENTS = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+QUANTITY_SUFFIXES = {
+    suffix: Decimal(2) ** (10 * power) for power, suffix in enumerate(BINARY_SUFFIXES, 1)
+} | {suffix: Decimal(10) ** power for suffix, power in DECIMAL_EXPONENTS.items()}
 STANDARD_RESOURCES = {"num_cpus": "CPU", "num_gpus": "GPU"}
+OVERRIDE_KEYS = ("autoscaling_config", "num_replicas", "max_ongoing_requests", "max_queued_requests")
+JOB_KEYS = ("shutdownAfterJobFinishes", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit")
 EPSILON = 1e-9
 ARGS_KEYS = {"config", "config_path", "profile"}
 
@@ -42,11 +36,9 @@ ARGS_KEYS = {"config", "config_path", "profile"}
 def quantity(text: Any) -> Decimal:
     """A Kubernetes quantity (`500m`, `48Gi`, `2`) as a number."""
     text = str(text)
-    for suffix, factor in BINARY_SUFFIXES.items():
-        if text.endswith(suffix):
-            return Decimal(text[: -len(suffix)]) * factor
-    if text and text[-1] in DECIMAL_SUFFIXES:
-        return Decimal(text[:-1]) * Decimal(DECIMAL_SUFFIXES[text[-1]])
+    for suffix in (text[-2:], text[-1:]):
+        if suffix in QUANTITY_SUFFIXES:
+            return Decimal(text[: -len(suffix)]) * QUANTITY_SUFFIXES[suffix]
     return Decimal(text)
 
 
@@ -61,9 +53,9 @@ def offered_resources(group: dict[str, Any]) -> dict[str, float]:
     limits = _ray_container(group).get("resources", {}).get("limits", {})
     params = group.get("rayStartParams", {})
     offered = {"CPU": float(quantity(params.get("num-cpus", limits.get("cpu", 0))))}
-    gpus = params.get("num-gpus", limits.get("nvidia.com/gpu", 0))
-    if float(quantity(gpus)):
-        offered["GPU"] = float(quantity(gpus))
+    gpus = float(quantity(params.get("num-gpus", limits.get("nvidia.com/gpu", 0))))
+    if gpus:
+        offered["GPU"] = gpus
     if params.get("resources"):
         offered.update(json.loads(params["resources"].strip("'\"").replace('\\"', '"')))
     return offered
@@ -91,24 +83,21 @@ def serve_schema_problems(serve: dict[str, Any]) -> list[str]:
     return []
 
 
-def ray_service_problems(document: dict[str, Any], tally: Tally) -> list[str]:
+def ray_service_problems(document: dict[str, Any]) -> list[str]:
     """Serve config against the app config and the worker groups of a RayService."""
-    spec = document["spec"]
-    cluster = spec["rayClusterConfig"]
+    cluster = document["spec"]["rayClusterConfig"]
     try:
-        serve = load_document(spec["serveConfigV2"])
+        serve = load_document(document["spec"]["serveConfigV2"])
     except yaml.YAMLError as error:
         return [f"serveConfigV2: not YAML: {error}"]
-    problems = serve_schema_problems(serve)
-    tally.cross_checks += 1
     groups = cluster.get("workerGroupSpecs", [])
-    problems += _port_problems(serve, cluster)
+    problems = serve_schema_problems(serve) + _port_problems(serve, cluster)
     if cluster["headGroupSpec"].get("rayStartParams", {}).get("num-cpus") != "0":
         problems.append('head: rayStartParams num-cpus must be "0" so no replica lands on the head')
     demand: dict[str, dict[str, float]] = {g["groupName"]: {} for g in groups}
     cpu_total = 0.0
     for app in serve.get("applications", []):
-        app_problems, app_demand, app_cpu = _application(app, groups, tally)
+        app_problems, app_demand, app_cpu = _application(app, groups)
         problems += app_problems
         cpu_total += app_cpu
         for name, asked in app_demand.items():
@@ -116,17 +105,15 @@ def ray_service_problems(document: dict[str, Any], tally: Tally) -> list[str]:
                 demand[name][resource] = demand[name].get(resource, 0.0) + amount
     capacity_cpu = 0.0
     for group in groups:
-        offered = offered_resources(group)
-        capacity_cpu += group["maxReplicas"] * offered.get("CPU", 0.0)
+        offered, most = offered_resources(group), group["maxReplicas"]
+        capacity_cpu += most * offered.get("CPU", 0.0)
         for resource, amount in sorted(demand[group["groupName"]].items()):
-            tally.cross_checks += 1
-            if amount > group["maxReplicas"] * offered.get(resource, 0.0) + EPSILON:
+            if amount > most * offered.get(resource, 0.0) + EPSILON:
                 problems.append(
                     f"group {group['groupName']}: pinned deployments may ask {amount:g} {resource} at max "
-                    f"replicas; maxReplicas {group['maxReplicas']} x {offered.get(resource, 0):g} is less"
+                    f"replicas; maxReplicas {most} x {offered.get(resource, 0):g} is less"
                 )
-        problems += _group_pod_problems(group, offered, serving=True)
-    tally.cross_checks += 1
+        problems += _serving_group_problems(group, offered)
     if cpu_total > capacity_cpu + EPSILON:
         problems.append(f"all worker groups at max offer {capacity_cpu:g} CPUs; Serve may ask {cpu_total:g}")
     return problems
@@ -134,10 +121,10 @@ def ray_service_problems(document: dict[str, Any], tally: Tally) -> list[str]:
 
 def _port_problems(serve: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
     port = serve.get("http_options", {}).get("port", 8000)
+    groups = [("head", cluster["headGroupSpec"])]
+    groups += [(g["groupName"], g) for g in cluster.get("workerGroupSpecs", [])]
     problems = []
-    for name, group in [("head", cluster["headGroupSpec"])] + [
-        (g["groupName"], g) for g in cluster.get("workerGroupSpecs", [])
-    ]:
+    for name, group in groups:
         ports = {p.get("name"): p.get("containerPort") for p in _ray_container(group).get("ports", [])}
         if ports.get("serve") != port:
             problems.append(
@@ -147,12 +134,12 @@ def _port_problems(serve: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
 
 
 def _application(
-    app: dict[str, Any], groups: list[dict[str, Any]], tally: Tally
+    app: dict[str, Any], groups: list[dict[str, Any]]
 ) -> tuple[list[str], dict[str, dict[str, float]], float]:
+    """Problems of one Serve application, what it pins on each group at max replicas, and its CPUs."""
     where = f"serveConfigV2 application {app.get('name')}"
     args = app.get("args") or {}
-    unknown = set(args) - ARGS_KEYS
-    if unknown or "config" not in args:
+    if set(args) - ARGS_KEYS or "config" not in args:
         return (
             [f"{where}: args must hold `config` (and only {sorted(ARGS_KEYS)}); got {sorted(args)}"],
             {},
@@ -162,7 +149,6 @@ def _application(
         config = parse_config(args["config"])
     except ConfigError as error:
         return [f"{where}: args.config is invalid: {error}"], {}, 0.0
-    tally.cross_checks += 1
     # Sections the app does not read would redeploy it whenever they change.
     problems = [
         f"{where}: args.config carries `{key}`, which the app does not read"
@@ -177,22 +163,19 @@ def _application(
         )
     demand: dict[str, dict[str, float]] = {}
     cpu_total = config.serving.ingress.num_cpus * config.serving.ingress.num_replicas
-    for name, model in expected.items():
-        if name not in overrides:
-            continue
-        tally.cross_checks += 1
-        override, options = overrides[name], model.deployment.serve_options()
+    for name in sorted(set(expected) & set(overrides)):
+        override, options = overrides[name], expected[name].deployment.serve_options()
         actor = override.get("ray_actor_options", {})
-        for key, value in options["ray_actor_options"].items():
-            if actor.get(key) != value:
-                problems.append(
-                    f"{where}: {name} ray_actor_options.{key} is {actor.get(key)!r}, config says {value!r}"
-                )
-        for key in ("autoscaling_config", "num_replicas", "max_ongoing_requests", "max_queued_requests"):
-            if key in override and override[key] != options.get(key):
-                problems.append(
-                    f"{where}: {name} {key} is {override[key]!r}, config says {options.get(key)!r}"
-                )
+        problems += [
+            f"{where}: {name} ray_actor_options.{key} is {actor.get(key)!r}, config says {value!r}"
+            for key, value in options["ray_actor_options"].items()
+            if actor.get(key) != value
+        ]
+        problems += [
+            f"{where}: {name} {key} is {override[key]!r}, config says {options.get(key)!r}"
+            for key in OVERRIDE_KEYS
+            if key in override and override[key] != options.get(key)
+        ]
         scaling = override.get("autoscaling_config")
         most = scaling["max_replicas"] if scaling else override.get("num_replicas", 1)
         asked = _asked(actor)
@@ -212,13 +195,11 @@ def _application(
     return problems, demand, cpu_total
 
 
-def _group_pod_problems(group: dict[str, Any], offered: dict[str, float], serving: bool) -> list[str]:
-    name = group["groupName"]
-    container = _ray_container(group)
+def _serving_group_problems(group: dict[str, Any], offered: dict[str, float]) -> list[str]:
+    name, container = group["groupName"], _ray_container(group)
     requests = container.get("resources", {}).get("requests", {})
-    limits = container.get("resources", {}).get("limits", {})
+    gpus = float(quantity(container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0)))
     problems = []
-    gpus = float(quantity(limits.get("nvidia.com/gpu", 0)))
     if gpus != offered.get("GPU", 0.0):
         problems.append(f"group {name}: Ray sees {offered.get('GPU', 0):g} GPUs, the pod gets {gpus:g}")
     if offered.get("CPU", 0.0) > float(quantity(requests.get("cpu", 0))) + EPSILON:
@@ -228,8 +209,7 @@ def _group_pod_problems(group: dict[str, Any], offered: dict[str, float], servin
     replicas, low, high = group.get("replicas"), group.get("minReplicas", 0), group.get("maxReplicas")
     if replicas is not None and high is not None and not low <= replicas <= high:
         problems.append(f"group {name}: replicas {replicas} lies outside [{low}, {high}]")
-    probe = " ".join(container.get("readinessProbe", {}).get("exec", {}).get("command", []))
-    if serving and "/-/healthz" not in probe:
+    if "/-/healthz" not in " ".join(container.get("readinessProbe", {}).get("exec", {}).get("command", [])):
         problems.append(
             f"group {name}: a serving worker's readiness probe must check the Serve proxy (/-/healthz)"
         )
@@ -240,15 +220,7 @@ def batch_command_problems(
     spec: dict[str, Any], config_maps: dict[str, dict[str, Any]], where: str
 ) -> list[str]:
     """The job runs `qwen-cluster batch` with input, output, task and a mounted config, and no date."""
-    problems = []
-    for key in (
-        "shutdownAfterJobFinishes",
-        "ttlSecondsAfterFinished",
-        "activeDeadlineSeconds",
-        "backoffLimit",
-    ):
-        if key not in spec:
-            problems.append(f"{where}.{key}: must be set")
+    problems = [f"{where}.{key}: must be set" for key in JOB_KEYS if key not in spec]
     if spec.get("shutdownAfterJobFinishes") is not True:
         problems.append(
             f"{where}.shutdownAfterJobFinishes: must be true so GPU clusters do not outlive the run"
@@ -280,8 +252,7 @@ def _config_file_problems(
     folder, key = posixpath.split(path)
     mounts = {m["mountPath"].rstrip("/"): m["name"] for m in head["containers"][0].get("volumeMounts", [])}
     volumes = {v["name"]: v for v in head.get("volumes", [])}
-    volume = volumes.get(mounts.get(folder.rstrip("/"), ""), {})
-    map_name = volume.get("configMap", {}).get("name")
+    map_name = volumes.get(mounts.get(folder.rstrip("/"), ""), {}).get("configMap", {}).get("name")
     if map_name is None:
         return [f"{where}.entrypoint: --config {path} is not on a mounted ConfigMap in the head pod"]
     data = config_maps.get(map_name, {}).get("data", {})
@@ -294,15 +265,13 @@ def _config_file_problems(
     return []
 
 
-def batch_problems(documents: list[dict[str, Any]], tally: Tally) -> list[str]:
+def batch_problems(documents: list[dict[str, Any]]) -> list[str]:
     """One job spec for the RayJob, the RayCronJob and the plain CronJob's template; each complete."""
     config_maps = {d["metadata"]["name"]: d for d in documents if d.get("kind") == "ConfigMap"}
     specs: list[tuple[str, dict[str, Any]]] = []
     for document in documents:
-        kind, name = (
-            document.get("kind"),
-            document.get("metadata", {}).get("name") or document.get("metadata", {}).get("generateName"),
-        )
+        kind, metadata = document.get("kind"), document.get("metadata", {})
+        name = metadata.get("name") or metadata.get("generateName")
         if kind == "RayJob":
             specs.append((f"RayJob {name} spec", document["spec"]))
         elif kind == "RayCronJob":
@@ -310,12 +279,9 @@ def batch_problems(documents: list[dict[str, Any]], tally: Tally) -> list[str]:
         elif kind == "ConfigMap" and "ray-job.yaml" in document.get("data", {}):
             embedded = load_document(document["data"]["ray-job.yaml"])
             specs.append((f"ConfigMap {name} ray-job.yaml spec", embedded.get("spec", {})))
-    problems = []
-    for where, spec in specs:
-        tally.cross_checks += 1
-        problems += batch_command_problems(spec, config_maps, where)
-    for where, spec in specs[1:]:
-        tally.cross_checks += 1
-        if spec != specs[0][1]:
-            problems.append(f"{where}: differs from {specs[0][0]}; all schedules must run the same job")
-    return problems
+    problems = [p for where, spec in specs for p in batch_command_problems(spec, config_maps, where)]
+    return problems + [
+        f"{where}: differs from {specs[0][0]}; all schedules must run the same job"
+        for where, spec in specs[1:]
+        if spec != specs[0][1]
+    ]

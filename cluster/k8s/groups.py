@@ -38,7 +38,6 @@ class GroupPlan:
         initial_pods: pods at creation.
         max_pods: most pods.
         gpu_product: GPU node label value, None for CPU groups.
-        gpu_memory_gib: memory of that GPU.
         placement_resource: custom Ray resource pinning the sizes' replicas here (None for the CPU group).
         accelerator_type: Ray accelerator type the sizes ask for, offered by the group so the autoscaler
             can scale it from zero.
@@ -52,9 +51,8 @@ class GroupPlan:
     min_pods: int
     initial_pods: int
     max_pods: int
-    gpu_product: str | None
-    gpu_memory_gib: float | None
-    placement_resource: str | None
+    gpu_product: str | None = None
+    placement_resource: str | None = None
     accelerator_type: str | None = None
 
     def placement_amount(self, model: ModelConfig) -> float:
@@ -193,9 +191,6 @@ def plan_worker_groups(config: ClusterConfig) -> list[GroupPlan]:
             min_pods=cpu.min_pods,
             initial_pods=cpu.min_pods,
             max_pods=cpu.max_pods,
-            gpu_product=None,
-            gpu_memory_gib=None,
-            placement_resource=None,
         )
     )
     return plans
@@ -214,9 +209,9 @@ def _plan_group(
         gpus = model.deployment.num_gpus
         if gpus > group.gpus_per_pod or (gpus > 1 and gpus != int(gpus)):
             problems.append(f"{where}: size {model.size} asks {gpus} GPUs; a pod has {group.gpus_per_pod}")
-    gpu_product, gpu_memory = None, None
+    gpu_product = None
     if gpu_members:
-        gpu_product, gpu_memory = _choose_gpu(group, gpu_members, k8s, problems)
+        gpu_product = _choose_gpu(group, gpu_members, k8s, problems)
         claimed = worst_case_per_gpu(gpu_members, gpu_memory_utilization)
         if claimed > 1 + EPSILON:
             problems.append(f"{where}: vLLM replicas sharing a GPU claim {claimed:.2f} of its memory (> 1)")
@@ -264,7 +259,6 @@ def _plan_group(
         initial_pods=min(max(packed(1), min_pods), max_pods),
         max_pods=max_pods,
         gpu_product=gpu_product,
-        gpu_memory_gib=gpu_memory,
         placement_resource="qwen_" + group.name.replace("-", "_"),
         accelerator_type=accelerator,
     )
@@ -272,7 +266,8 @@ def _plan_group(
 
 def _choose_gpu(
     group: WorkerGroupConfig, members: list[ModelConfig], k8s: KubernetesConfig, problems: list[str]
-) -> tuple[str | None, float | None]:
+) -> str | None:
+    """The GPU product for a group: the one it names, else the first in `gpu_types` with room enough."""
     need = worst_case_per_gpu(members, _memory_per_gpu)
     known = {gpu.product: gpu.memory_gib for gpu in k8s.gpu_types}
     if group.gpu_product is not None:
@@ -280,30 +275,29 @@ def _choose_gpu(
             problems.append(
                 f"worker group {group.name}: GPU {group.gpu_product} is not in kubernetes.gpu_types"
             )
-            return group.gpu_product, None
+            return group.gpu_product
         if known[group.gpu_product] + EPSILON < need:
             problems.append(
                 f"worker group {group.name}: replicas sharing one {group.gpu_product} need {need:g} GiB; "
                 f"it has {known[group.gpu_product]:g} GiB"
             )
-        return group.gpu_product, known[group.gpu_product]
+        return group.gpu_product
     fitting = [gpu for gpu in k8s.gpu_types if gpu.memory_gib + EPSILON >= need]
     if not fitting:
         problems.append(f"worker group {group.name}: no GPU in kubernetes.gpu_types has {need:g} GiB")
-        return None, None
-    return fitting[0].product, fitting[0].memory_gib
+        return None
+    return fitting[0].product
 
 
 def _check_defaults_served(config: ClusterConfig) -> list[str]:
     served = {m.size for m in config.enabled_models()}
-    problems = []
-    for label, size in (
-        ("router.fallback_size", config.router.fallback_size),
-        ("batch.default_size", config.batch.default_size),
-    ):
-        if size not in served:
-            problems.append(f"{label} {size} is not an enabled size")
-    return problems
+    defaults = {
+        "router.fallback_size": config.router.fallback_size,
+        "batch.default_size": config.batch.default_size,
+    }
+    return [
+        f"{label} {size} is not an enabled size" for label, size in defaults.items() if size not in served
+    ]
 
 
 def apply_overlay(config: ClusterConfig, overlay: OverlayConfig) -> ClusterConfig:

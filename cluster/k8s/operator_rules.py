@@ -22,18 +22,9 @@ MAX_RAY_CRON_JOB_NAME = MAX_RAY_JOB_NAME - 6
 RESOURCE_START_PARAMS = ("num-cpus", "num-gpus", "memory", "resources")
 UPGRADE_TYPES = ("NewCluster", "NewClusterWithIncrementalUpgrade", "None")
 CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
-CRON_NAMES = (
-    {},
-    {},
-    {},
-    {
-        m: i + 1
-        for i, m in enumerate(
-            ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-        )
-    },
-    {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])},
-)
+MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+WEEKDAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+CRON_NAMES = ({}, {}, {}, {m: i for i, m in enumerate(MONTHS, 1)}, {d: i for i, d in enumerate(WEEKDAYS)})
 CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
@@ -114,9 +105,9 @@ def job_spec_problems(spec: dict[str, Any], path: str) -> list[str]:
         problems.append(f"{path}: one of rayClusterSpec or clusterSelector is required")
     if spec.get("submissionMode") == "InteractiveMode" and spec.get("backoffLimit", 0) > 0:
         problems.append(f"{path}: backoffLimit is incompatible with InteractiveMode")
-    for key in ("activeDeadlineSeconds", "preRunningDeadlineSeconds"):
-        if key in spec and spec[key] <= 0:
-            problems.append(f"{path}.{key}: must be positive")
+    # preRunningDeadlineSeconds >= 1 is in the CRD schema.
+    if spec.get("activeDeadlineSeconds", 1) <= 0:
+        problems.append(f"{path}.activeDeadlineSeconds: must be positive")
     if spec.get("backoffLimit", 0) < 0:
         problems.append(f"{path}.backoffLimit: must not be negative")
     if spec.get("rayClusterSpec"):
@@ -140,11 +131,7 @@ def _cron_field_problems(text: str, index: int) -> list[str]:
             continue
         values = []
         for bound in bounds:
-            value = (
-                names.get(bound.upper())
-                if bound.upper() in names
-                else (int(bound) if bound.isdigit() else None)
-            )
+            value = names.get(bound.upper(), int(bound) if bound.isdigit() else None)
             if value is None or not low <= value <= high:
                 problems.append(f"{bound!r} is outside {low}-{high}")
             values.append(value)
@@ -158,11 +145,8 @@ def cron_problems(schedule: str) -> list[str]:
     if "TZ" in schedule:
         return ["use timeZone instead of TZ/CRON_TZ in the schedule"]
     if schedule.startswith("@"):
-        return (
-            []
-            if schedule in CRON_MACROS or schedule.startswith("@every ")
-            else [f"unknown macro {schedule!r}"]
-        )
+        known = schedule in CRON_MACROS or schedule.startswith("@every ")
+        return [] if known else [f"unknown macro {schedule!r}"]
     fields = schedule.split()
     if len(fields) != 5:
         return [f"needs five fields, got {len(fields)}"]
@@ -203,8 +187,6 @@ def operator_problems(document: dict[str, Any]) -> list[str]:
         strategy = spec.get("upgradeStrategy") or {}
         if strategy.get("type") is not None and strategy["type"] not in UPGRADE_TYPES:
             problems.append(f"spec.upgradeStrategy.type: {strategy['type']!r} is not one of {UPGRADE_TYPES}")
-        if spec.get("rayClusterDeletionDelaySeconds", 0) < 0:
-            problems.append("spec.rayClusterDeletionDelaySeconds: must not be negative")
         if strategy.get("type") == "NewClusterWithIncrementalUpgrade":
             problems += _incremental_problems(strategy.get("clusterUpgradeOptions"), cluster)
         return problems

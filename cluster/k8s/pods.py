@@ -61,13 +61,9 @@ def container_env(config: ClusterConfig) -> list[dict[str, Any]]:
 
 def _volumes(config: ClusterConfig, workload: Workload) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     k8s = config.kubernetes
+    cache: dict[str, Any] = {"name": "cache", "emptyDir": {"sizeLimit": k8s.cache_size_limit}}
     if k8s.cache_volume_claim:
-        cache: dict[str, Any] = {
-            "name": "cache",
-            "persistentVolumeClaim": {"claimName": k8s.cache_volume_claim},
-        }
-    else:
-        cache = {"name": "cache", "emptyDir": {"sizeLimit": k8s.cache_size_limit}}
+        cache = {"name": "cache", "persistentVolumeClaim": {"claimName": k8s.cache_volume_claim}}
     # Ray's object store lives in /dev/shm; the container default of 64 MiB would push it to disk.
     volumes = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}, cache]
     mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "cache", "mountPath": k8s.cache_mount_path}]
@@ -98,53 +94,30 @@ def container_probes(
 ) -> dict[str, Any]:
     """`readinessProbe` and `livenessProbe` of a Ray container."""
     probes = config.kubernetes.probes
-    if node == "head":
-        timeout = probes.head_timeout_seconds
-        checks = [
-            _wget_health(probes.raylet_health_port, "api/local_raylet_healthz", probes.timeout_seconds),
-            _wget_health(probes.dashboard_port, "api/gcs_healthz", probes.timeout_seconds),
-        ]
-        alive = " && ".join(checks)
-        return {
-            "readinessProbe": _probe(alive, timeout, probes.readiness_failure_threshold, config),
-            "livenessProbe": _probe(alive, timeout, probes.liveness_failure_threshold, config),
-        }
     alive = _wget_health(probes.raylet_health_port, "api/local_raylet_healthz", probes.timeout_seconds)
-    if workload == "serve":
+    ready, timeout, threshold = alive, probes.timeout_seconds, probes.readiness_failure_threshold
+    if node == "head":
+        gcs = _wget_health(probes.dashboard_port, "api/gcs_healthz", probes.timeout_seconds)
+        alive = ready = f"{alive} && {gcs}"
+        timeout = probes.head_timeout_seconds
+    elif workload == "serve":
         # A worker leaves the Serve Service as soon as its proxy stops answering, so clients never
         # reach a node that cannot route; liveness stays on the raylet alone.
         serving = _wget_health(config.serving.port, probes.serve_health_path, probes.timeout_seconds)
-        ready = _probe(
-            f"{alive} && {serving}", probes.timeout_seconds, probes.serve_readiness_failure_threshold, config
-        )
-    else:
-        ready = _probe(alive, probes.timeout_seconds, probes.readiness_failure_threshold, config)
+        ready, threshold = f"{alive} && {serving}", probes.serve_readiness_failure_threshold
     return {
-        "readinessProbe": ready,
-        "livenessProbe": _probe(alive, probes.timeout_seconds, probes.liveness_failure_threshold, config),
+        "readinessProbe": _probe(ready, timeout, threshold, config),
+        "livenessProbe": _probe(alive, timeout, probes.liveness_failure_threshold, config),
     }
 
 
 def _ports(config: ClusterConfig, node: Literal["head", "worker"]) -> list[dict[str, Any]]:
-    metrics = config.kubernetes.monitoring.metrics_port
-    ports = [
-        {"name": "serve", "containerPort": config.serving.port, "protocol": "TCP"},
-        {"name": "metrics", "containerPort": metrics, "protocol": "TCP"},
-    ]
+    ports = [("serve", config.serving.port), ("metrics", config.kubernetes.monitoring.metrics_port)]
     if node == "head":
-        ports = [
-            {"name": "gcs", "containerPort": GCS_PORT, "protocol": "TCP"},
-            {
-                "name": "dashboard",
-                "containerPort": config.kubernetes.probes.dashboard_port,
-                "protocol": "TCP",
-            },
-            {"name": "client", "containerPort": CLIENT_PORT, "protocol": "TCP"},
-            *ports,
-            {"name": "as-metrics", "containerPort": AUTOSCALER_METRICS_PORT, "protocol": "TCP"},
-            {"name": "dash-metrics", "containerPort": DASHBOARD_METRICS_PORT, "protocol": "TCP"},
-        ]
-    return ports
+        dashboard = config.kubernetes.probes.dashboard_port
+        ports = [("gcs", GCS_PORT), ("dashboard", dashboard), ("client", CLIENT_PORT), *ports]
+        ports += [("as-metrics", AUTOSCALER_METRICS_PORT), ("dash-metrics", DASHBOARD_METRICS_PORT)]
+    return [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in ports]
 
 
 def _container(

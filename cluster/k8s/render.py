@@ -2,33 +2,32 @@
 
 Paths are relative to infra/: `kuberay/<environment>/...` (one self-contained folder per environment:
 `default` from the config as it is, and each of `kubernetes.overlays`, e.g. `dev` and `prod`) and
-`monitoring/...` (PodMonitor, Grafana dashboard). Rendering reads only the config, so the same config
-gives the same bytes on every machine.
+`monitoring/...` (the PodMonitor; the Grafana dashboard beside it is a checked-in file). Each
+environment folder's kustomization lists its resources and nothing else, so `kubectl apply -k` works
+on it and users can overlay it. Rendering reads only the config, so the same config gives the same
+bytes on every machine.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from cluster.config import ClusterConfig
 from cluster.k8s.batch_jobs import cluster_config_map, plain_cron_job, ray_cron_job, ray_job
 from cluster.k8s.groups import apply_overlay, plan_worker_groups
-from cluster.k8s.layout import (
-    CONFIG_MAP_FILE,
-    DEFAULT_ENVIRONMENT,
-    KUBERAY,
-    KUSTOMIZATION_FILE,
-    KUSTOMIZE_API,
-    MONITORING,
-    PLAIN_CRON_JOB_FILE,
-    RAY_CRON_JOB_FILE,
-    RAY_JOB_FILE,
-)
-from cluster.k8s.monitoring import grafana_dashboard, pod_monitor
+from cluster.k8s.monitoring import pod_monitor
 from cluster.k8s.ray_service import ray_service
-from cluster.k8s.yamlio import comment_header, dump_documents, dump_json, dump_yaml
+from cluster.k8s.yamlio import comment_header, dump_documents, dump_yaml
 
+KUBERAY = "kuberay"
+MONITORING = "monitoring"
+DEFAULT_ENVIRONMENT = "default"
+KUSTOMIZATION_FILE = "kustomization.yaml"
+KUSTOMIZE_API = "kustomize.config.k8s.io/v1beta1"
+CONFIG_MAP_FILE = "configmap.qwen-cluster-config.yaml"
+RAY_JOB_FILE = "ray-job.nightly-batch.yaml"
+RAY_CRON_JOB_FILE = "ray-cronjob.nightly-batch.yaml"
+PLAIN_CRON_JOB_FILE = "cronjob.nightly-batch.yaml"
 PURPOSES = {
     CONFIG_MAP_FILE: "The cluster config the batch jobs read.",
     RAY_JOB_FILE: "One-off run: kubectl create -f (generateName gives each run its own name).",
@@ -106,14 +105,11 @@ def render_environment(name: str, config: ClusterConfig) -> dict[str, str]:
 
 
 def render_monitoring(config: ClusterConfig) -> dict[str, str]:
-    """`monitoring/...` files: the PodMonitor and the Grafana dashboard."""
-    files = {f"{MONITORING}/grafana-dashboard.qwen.json": dump_json(grafana_dashboard())}
-    if config.kubernetes.monitoring.pod_monitor:
-        header = _header(config, "Needs the Prometheus Operator (monitoring.coreos.com CRDs).")
-        files[f"{MONITORING}/podmonitor.{config.kubernetes.name}.yaml"] = header + dump_yaml(
-            pod_monitor(config)
-        )
-    return files
+    """`monitoring/podmonitor.<name>.yaml`, unless `kubernetes.monitoring.pod_monitor` is off."""
+    if not config.kubernetes.monitoring.pod_monitor:
+        return {}
+    header = _header(config, "Needs the Prometheus Operator (monitoring.coreos.com CRDs).")
+    return {f"{MONITORING}/podmonitor.{config.kubernetes.name}.yaml": header + dump_yaml(pod_monitor(config))}
 
 
 def render_all(config: ClusterConfig) -> dict[str, str]:
@@ -126,33 +122,3 @@ def render_all(config: ClusterConfig) -> dict[str, str]:
     for name, env_config in environments(config).items():
         files.update(render_environment(name, env_config))
     return {**files, **render_monitoring(config)}
-
-
-def split_destinations(files: dict[str, str], kuberay_dir: Path, monitoring_dir: Path) -> dict[Path, str]:
-    """Map `kuberay/...` paths under `kuberay_dir` and `monitoring/...` paths under `monitoring_dir`."""
-    placed: dict[Path, str] = {}
-    for path, text in files.items():
-        top, _, rest = path.partition("/")
-        placed[(kuberay_dir if top == KUBERAY else monitoring_dir) / rest] = text
-    return placed
-
-
-def write_files(placed: dict[Path, str]) -> list[Path]:
-    """Write files whose bytes changed; returns the paths written."""
-    written = []
-    for path, text in sorted(placed.items()):
-        if path.exists() and path.read_text(encoding="utf-8") == text:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def stale_files(placed: dict[Path, str]) -> list[str]:
-    """Paths whose committed bytes differ from a fresh rendering (missing files included)."""
-    return [
-        str(path)
-        for path, text in sorted(placed.items())
-        if not path.exists() or path.read_text(encoding="utf-8") != text
-    ]

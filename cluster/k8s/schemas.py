@@ -112,7 +112,6 @@ class Tally:
 
     documents: int = 0
     cel_rules: int = 0
-    cross_checks: int = 0
 
 
 def _list_type(validator: Any, list_type: str, instance: Any, schema: dict[str, Any]):

@@ -2,9 +2,10 @@
 
 The Serve app gets the sections of the config it reads inline as builder args (`{"config": ...}`),
 validated by `deployments.app_args.parse_app_args`; the others (batch, ray, kubernetes) take their
-defaults there, so changing them does not redeploy the app. Per-size deployment options are also written as Serve config
-overrides: that is where each size is pinned to its worker group (a custom resource in
-`ray_actor_options`), and editing autoscaling there is a light in-place update on a live cluster.
+defaults there, so changing them does not redeploy the app. Per-size deployment options are also
+written as Serve config overrides: that is where each size is pinned to its worker group (a custom
+resource in `ray_actor_options`), and editing autoscaling there is a light in-place update on a live
+cluster.
 """
 
 from __future__ import annotations
@@ -37,18 +38,6 @@ def serve_app_config(config: ClusterConfig) -> dict[str, Any]:
     return {key: data[key] for key in SERVE_APP_SECTIONS}
 
 
-def placement_group_for(plans: list[GroupPlan], size: str) -> GroupPlan:
-    """The worker group a size is pinned to.
-
-    Raises:
-        KeyError: if no group holds the size (plan_worker_groups rules that out).
-    """
-    for plan in plans:
-        if size in plan.sizes:
-            return plan
-    raise KeyError(f"no worker group holds size {size}")
-
-
 def deployment_overrides(config: ClusterConfig, plans: list[GroupPlan]) -> list[dict[str, Any]]:
     """Serve config `deployments` entries, one per enabled size.
 
@@ -58,7 +47,8 @@ def deployment_overrides(config: ClusterConfig, plans: list[GroupPlan]) -> list[
     overrides = []
     for model in config.enabled_models():
         options = model.deployment.serve_options()
-        group = placement_group_for(plans, model.size)
+        # plan_worker_groups has placed every enabled size in exactly one group.
+        group = next(plan for plan in plans if model.size in plan.sizes)
         actor = dict(options["ray_actor_options"])
         actor["resources"] = {group.placement_resource: group.placement_amount(model)}
         entry: dict[str, Any] = {"name": model.deployment_name}

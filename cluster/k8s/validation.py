@@ -8,74 +8,66 @@ manifests of one folder. A kustomization may list only files of its own folder.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from cluster.k8s.consistency import batch_problems, ray_service_problems
-from cluster.k8s.layout import KUBERAY, KUSTOMIZATION_FILE, KUSTOMIZE_API, MONITORING
 from cluster.k8s.monitoring import dashboard_problems
 from cluster.k8s.operator_rules import operator_problems
-from cluster.k8s.schemas import SchemaValidator, Tally
+from cluster.k8s.render import KUBERAY, KUSTOMIZATION_FILE, KUSTOMIZE_API, MONITORING
+from cluster.k8s.schemas import SchemaValidator
 from cluster.k8s.yamlio import load_document, load_documents
 
-RAY_GROUP = "ray.io"
 EMBEDDED_RAY_JOB_KEY = "ray-job.yaml"
+# What cross-checks raise when a manifest lacks a field they read (the schema has reported why).
+READ_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 
 
-@dataclass
-class ValidationReport:
-    """Problems found, and how much was checked."""
+def _describe(document: Any) -> str:
+    metadata = (document.get("metadata") or {}) if isinstance(document, dict) else {}
+    name = metadata.get("name") or metadata.get("generateName") or "?"
+    return f"{document.get('kind')}/{name}" if isinstance(document, dict) else "<not a mapping>"
 
-    problems: list[str] = field(default_factory=list)
-    tally: Tally = field(default_factory=Tally)
-    files: int = 0
+
+class TreeValidator:
+    """Validates manifests; `problems`, `tally` (from the schema validator) and `cross_checked` (manifest
+    sets whose cross-checks ran) add up over every call."""
+
+    def __init__(self, crds: dict[tuple[str, str], dict[str, Any]]):
+        self.schemas = SchemaValidator(crds)
+        self.tally = self.schemas.tally
+        self.problems: list[str] = []
+        self.files = self.cross_checked = 0
+        # Environments share most documents byte for byte; each distinct one is checked once.
+        self._seen: dict[str, list[str]] = {}
 
     @property
     def ok(self) -> bool:
         """True when nothing is wrong."""
         return not self.problems
 
-
-def _describe(document: Any) -> str:
-    if not isinstance(document, dict):
-        return "<not a mapping>"
-    metadata = document.get("metadata") or {}
-    return f"{document.get('kind')}/{metadata.get('name') or metadata.get('generateName') or '?'}"
-
-
-class TreeValidator:
-    """Validates manifests; `report` collects the problems of every call."""
-
-    def __init__(self, crds: dict[tuple[str, str], dict[str, Any]]):
-        self.schemas = SchemaValidator(crds)
-        self.report = ValidationReport(tally=self.schemas.tally)
-        # Environments share most documents byte for byte; each distinct one is checked once.
-        self._seen: dict[str, list[str]] = {}
-
     def _add(self, where: str, problems: list[str]) -> None:
-        self.report.problems += [f"{where}: {problem}" for problem in problems]
+        self.problems += [f"{where}: {problem}" for problem in problems]
 
     def document_problems(self, document: Any) -> list[str]:
         """Schema and operator rules, and the same for a RayJob embedded in a ConfigMap."""
         if not isinstance(document, dict):
             return self.schemas.problems(document)
         key = json.dumps(document, sort_keys=True, default=str)
-        if key in self._seen:
-            return self._seen[key]
-        problems = self.schemas.problems(document)
-        if not problems and str(document.get("apiVersion", "")).split("/")[0] == RAY_GROUP:
-            problems = operator_problems(document)
-        embedded = (document.get("data") or {}).get(EMBEDDED_RAY_JOB_KEY)
-        if document.get("kind") == "ConfigMap" and isinstance(embedded, str):
-            try:
-                job = load_document(embedded)
-                problems += [f"data.{EMBEDDED_RAY_JOB_KEY}: {p}" for p in self.document_problems(job)]
-            except yaml.YAMLError as error:
-                problems.append(f"data.{EMBEDDED_RAY_JOB_KEY}: not YAML: {error}")
-        self._seen[key] = problems
-        return problems
+        if key not in self._seen:
+            problems = self.schemas.problems(document)
+            if not problems and str(document.get("apiVersion", "")).startswith("ray.io/"):
+                problems = operator_problems(document)
+            embedded = (document.get("data") or {}).get(EMBEDDED_RAY_JOB_KEY)
+            if document.get("kind") == "ConfigMap" and isinstance(embedded, str):
+                try:
+                    job_problems = self.document_problems(load_document(embedded))
+                except yaml.YAMLError as error:
+                    job_problems = [f"not YAML: {error}"]
+                problems += [f"data.{EMBEDDED_RAY_JOB_KEY}: {p}" for p in job_problems]
+            self._seen[key] = problems
+        return self._seen[key]
 
     def check_set(self, label: str, documents: list[Any]) -> None:
         """Validate documents one by one, then cross-check the set (only once every document is valid)."""
@@ -87,50 +79,47 @@ class TreeValidator:
         if not valid:
             return
         try:
-            for document in documents:
-                if document.get("kind") == "RayService":
-                    where = f"{label} {_describe(document)}"
-                    self._add(where, ray_service_problems(document, self.report.tally))
-            self._add(label, batch_problems(documents, self.report.tally))
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+            for document in (d for d in documents if d.get("kind") == "RayService"):
+                self._add(f"{label} {_describe(document)}", ray_service_problems(document))
+            self._add(label, batch_problems(documents))
+            self.cross_checked += 1
+        except READ_ERRORS as error:
             self._add(label, [f"cross-checks could not read the manifests: {type(error).__name__}: {error}"])
+
+    def _load(self, where: str, text: str) -> list[Any]:
+        try:
+            return load_documents(text)
+        except yaml.YAMLError as error:
+            self._add(where, [f"not YAML: {error}"])
+            return []
 
     def check_folder(self, folder: str, files: dict[str, str]) -> None:
         """One environment folder (file name -> text): its kustomization and every manifest in it."""
-        documents: dict[str, list[Any]] = {}
-        for name, text in sorted(files.items()):
-            try:
-                documents[name] = load_documents(text)
-            except yaml.YAMLError as error:
-                self._add(f"{folder}/{name}", [f"not YAML: {error}"])
+        documents = {name: self._load(f"{folder}/{name}", text) for name, text in sorted(files.items())}
         kustomization = documents.pop(KUSTOMIZATION_FILE, None)
         self._add(f"{folder}/{KUSTOMIZATION_FILE}", kustomization_problems(kustomization, set(documents)))
         self.check_set(folder, [d for docs in documents.values() for d in docs])
 
-    def validate(self, files: dict[str, str]) -> ValidationReport:
-        """Check a whole rendering (paths relative to infra/)."""
-        self.report.files = len(files)
+    def validate(self, files: dict[str, str]) -> TreeValidator:
+        """Check a whole rendering (paths relative to infra/); returns self."""
+        self.files = len(files)
         folders: dict[str, dict[str, str]] = {}
-        for path, text in files.items():
-            parts = path.split("/")
-            if parts[0] == KUBERAY and len(parts) == 3:
-                folders.setdefault(f"{KUBERAY}/{parts[1]}", {})[parts[2]] = text
-            elif parts[0] == KUBERAY:
-                self._add(path, ["not in an environment folder (kuberay/<environment>/<file>)"])
-        for folder, folder_files in sorted(folders.items()):
-            self.check_folder(folder, folder_files)
         for path, text in sorted(files.items()):
-            if not path.startswith(f"{MONITORING}/"):
-                continue
-            try:
-                if path.endswith(".json"):
+            top, *rest = path.split("/")
+            if top == KUBERAY and len(rest) == 2:
+                folders.setdefault(f"{KUBERAY}/{rest[0]}", {})[rest[1]] = text
+            elif top == KUBERAY:
+                self._add(path, ["not in an environment folder (kuberay/<environment>/<file>)"])
+            elif top == MONITORING and path.endswith(".json"):
+                try:
                     self._add(path, dashboard_problems(json.loads(text)))
-                else:
-                    for document in load_documents(text):
-                        self._add(f"{path} {_describe(document)}", self.document_problems(document))
-            except (yaml.YAMLError, json.JSONDecodeError) as error:
-                self._add(path, [f"not parseable: {error}"])
-        return self.report
+                except json.JSONDecodeError as error:
+                    self._add(path, [f"not JSON: {error}"])
+            elif top == MONITORING:
+                self.check_set(path, self._load(path, text))
+        for folder, folder_files in folders.items():
+            self.check_folder(folder, folder_files)
+        return self
 
 
 def kustomization_problems(kustomization: list[Any] | None, names: set[str]) -> list[str]:
@@ -149,12 +138,10 @@ def kustomization_problems(kustomization: list[Any] | None, names: set[str]) -> 
         if key not in ("apiVersion", "kind", "resources")
     ]
     resources = data.get("resources") or []
-    if not resources:
-        problems.append("resources: lists nothing")
     problems += [f"resources: {r} is not a manifest of this folder" for r in resources if r not in names]
-    return problems
+    return problems + ([] if resources else ["resources: lists nothing"])
 
 
-def validate_rendered(files: dict[str, str], crds: dict[tuple[str, str], dict[str, Any]]) -> ValidationReport:
+def validate_rendered(files: dict[str, str], crds: dict[tuple[str, str], dict[str, Any]]) -> TreeValidator:
     """Validate a rendering (`render_all` output, or files read back from disk)."""
     return TreeValidator(crds).validate(files)

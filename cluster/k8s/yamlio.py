@@ -1,4 +1,4 @@
-"""Stable YAML and JSON text: same data, same bytes, on every machine.
+"""Stable YAML text: same data, same bytes, on every machine.
 
 Keys keep their insertion order (renderers build dicts in the order a reader expects: apiVersion,
 kind, metadata, spec), multi-line strings are literal blocks, and nothing is wrapped. libyaml's
@@ -7,7 +7,6 @@ emitter and PyYAML's pure-Python one give the same bytes for these documents.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import yaml
@@ -77,11 +76,6 @@ def load_documents(text: str) -> list[Any]:
 def load_document(text: str) -> Any:
     """The single document of a YAML text, strictly (see `load_documents`)."""
     return yaml.load(text, Loader=_StrictLoader)
-
-
-def dump_json(data: Any) -> str:
-    """Indented JSON with a trailing newline (for the Grafana dashboard)."""
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def comment_header(lines: list[str]) -> str:

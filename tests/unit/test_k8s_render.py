@@ -310,7 +310,7 @@ def test_scheduler_choice_and_incremental_upgrade_render() -> None:
 def test_dashboard_covers_sizes_and_routes(files: dict[str, str]) -> None:
     import json
 
-    dashboard = json.loads(files["monitoring/grafana-dashboard.qwen.json"])
+    dashboard = json.loads((INFRA / "monitoring" / "grafana-dashboard.qwen.json").read_text(encoding="utf-8"))
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
     for metric in (
         "ray_qwen_requests_total",
