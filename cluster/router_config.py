@@ -1,9 +1,11 @@
-"""Router section of the cluster config (the difficulty router is built in deployments/router/).
+"""Router section of the cluster config (the router is built in deployments/router/).
 
-The router scores each `model: auto` request's difficulty in [0, 1], maps the score to a size with
-three thresholds, decides thinking on or off, and optionally asks again one size up when a small
-size's answer looks bad. Thresholds come from target traffic shares:
-`qwen-cluster router calibrate --shares 0.4,0.3,0.2,0.1 PROMPTS.jsonl` prints the block to paste.
+The router estimates, for each `model: auto` request, every served size's chance of answering it
+well (from the request's task group and difficulty level and per-size priors from the model cards),
+sends it to the smallest size within `quality_tolerance` of the best (policy `quality`), decides
+thinking on or off, and optionally asks again one size up when a small size's answer looks bad.
+`qwen-cluster router calibrate --shares 0.4,0.3,0.2,0.1 PROMPTS.jsonl` fits per-size offsets (or,
+with policy `thresholds`, score thresholds) to target traffic shares and prints the block to paste.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cluster.base_config import StrictModel
 from cluster.catalog import ModelSize
 
 ScorerKind = Literal["features", "learned", "blend"]
+PolicyKind = Literal["quality", "thresholds"]
 ThinkingMode = Literal["difficulty", "size_default", "always", "never"]
 CapacityFallback = Literal["up", "down", "off"]
 
@@ -76,10 +79,10 @@ class RouterConfig(StrictModel):
     )
     fallback_size: ModelSize = Field("0.8b", description="Size used for `auto` while routing is off.")
     scorer: ScorerKind = Field(
-        "features",
+        "learned",
         description=(
-            "Difficulty scorer: `features` (transparent cues, no model), `learned` (sentence "
-            "embeddings + classifier artifact) or `blend` (weighted mean of both)."
+            "Scorer: `learned` (MiniLM sentence embeddings + level/family heads; best on held-out "
+            "data), `features` (transparent cues, no model) or `blend` (weighted mean of both)."
         ),
     )
     blend_learned_weight: float = Field(
@@ -92,10 +95,42 @@ class RouterConfig(StrictModel):
         None,
         description="Learned-scorer artifact (JSON); None uses the one packaged in deployments/router/artifacts/.",
     )
+    policy: PolicyKind = Field(
+        "quality",
+        description=(
+            "`quality`: the smallest served size whose estimated P(correct) is within "
+            "`quality_tolerance` of the best served size's; `thresholds`: the difficulty score cut at "
+            "`thresholds`."
+        ),
+    )
+    quality_tolerance: float = Field(
+        0.10,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "With policy `quality`: how much estimated P(correct) may be given up against the best "
+            "served size to use a smaller one (0 always picks the best; larger is cheaper)."
+        ),
+    )
+    size_bias: dict[ModelSize, float] = Field(
+        default_factory=dict,
+        description=(
+            "With policy `quality`: offsets added to each size's estimated P(correct) before the "
+            "tolerance rule; set by `qwen-cluster router calibrate --shares` to reach traffic shares."
+        ),
+    )
+    priors_path: Path | None = Field(
+        None,
+        description=(
+            "Per-size quality priors (JSON); None uses the packaged model-card priors "
+            "(deployments/router/artifacts/size_priors.json). A learned artifact's label-refined table wins."
+        ),
+    )
     thresholds: tuple[float, float, float] = Field(
         DEFAULT_THRESHOLDS,
         description=(
-            "Scores at or below t1 go to 0.8b, up to t2 to 2b, up to t3 to 4b, above t3 to 9b. "
+            "With policy `thresholds`: scores at or below t1 go to 0.8b, up to t2 to 2b, up to t3 to "
+            "4b, above t3 to 9b. "
             "Non-decreasing in [0, 1]; equal thresholds give the size between them no traffic. "
             "Calibrate them from traffic shares with `qwen-cluster router calibrate`."
         ),

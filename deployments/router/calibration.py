@@ -1,9 +1,12 @@
-"""Thresholds from target traffic shares: `qwen-cluster router calibrate --shares 0.4,0.3,0.2,0.1 PROMPTS.jsonl`.
+"""Traffic-share calibration: `qwen-cluster router calibrate --shares 0.4,0.3,0.2,0.1 PROMPTS.jsonl`.
 
-Scores a sample of prompts and places the three thresholds at the quantiles the cumulative shares
-ask for (RouteLLM's calibrate_threshold, generalised to four sizes). Scores tie (the feature scorer
-gives many equal values), so each threshold sits between two distinct scores, at the cut whose
-share is closest to the target; the achieved shares are reported next to the targets.
+Policy `quality` (default): per-size offsets on the estimated P(correct) (`router.size_bias`) are
+searched so that the tolerance rule sends each size its share of a sample of prompts: calibration
+sits on top of the quality estimates instead of replacing them.
+Policy `thresholds`: scores a sample and places the three thresholds at the quantiles the cumulative
+shares ask for (RouteLLM's calibrate_threshold, generalised to four sizes). Scores tie (the feature
+scorer gives many equal values), so each threshold sits between two distinct scores, at the cut whose
+share is closest to the target. Either way the achieved shares are reported next to the targets.
 """
 
 from __future__ import annotations
@@ -84,3 +87,57 @@ def yaml_snippet(thresholds: Sequence[float], scorer: str) -> str:
     """The `router:` block to paste into a cluster config."""
     values = ", ".join(str(round(float(t), THRESHOLD_DECIMALS)) for t in thresholds)
     return f"router:\n  scorer: {scorer}\n  thresholds: [{values}]\n"
+
+
+def _quality_shares(matrix: np.ndarray, bias: np.ndarray, tolerance: float) -> np.ndarray:
+    adjusted = matrix + bias
+    best = adjusted.max(axis=1, keepdims=True)
+    chosen = (adjusted >= best - tolerance).argmax(axis=1)  # first (smallest) size within tolerance
+    return np.bincount(chosen, minlength=matrix.shape[1]) / matrix.shape[0]
+
+
+def bias_for_shares(
+    estimates: Sequence[dict[str, float]],
+    served: Sequence[str],
+    tolerance: float,
+    shares: Sequence[float],
+    rounds: int = 4,
+) -> tuple[dict[str, float], tuple[float, ...]]:
+    """Per-size offsets on the estimated P(correct) that bring the quality policy's traffic shares
+    closest to `shares` (one per served size, smallest first).
+
+    Coordinate search: each size but the largest gets the offset in [-0.5, 0.5] (steps of 0.01) that
+    minimises the total share error, a few rounds over the sizes.
+
+    Returns:
+        (offsets by size, achieved shares per served size).
+
+    Raises:
+        ValueError: for no estimates or shares that do not match the served sizes.
+    """
+    if not estimates:
+        raise ValueError("calibration needs at least one scored prompt")
+    if len(shares) != len(served):
+        raise ValueError(f"give one share per served size ({', '.join(served)})")
+    matrix = np.asarray([[row[s] for s in served] for row in estimates], dtype=np.float64)
+    target = np.asarray(shares, dtype=np.float64)
+    bias = np.zeros(len(served))
+    grid = np.round(np.arange(-0.5, 0.5001, 0.01), 2)
+    for _ in range(rounds):
+        for index in range(len(served) - 1):
+            errors = []
+            for value in grid:
+                trial = bias.copy()
+                trial[index] = value
+                errors.append(np.abs(_quality_shares(matrix, trial, tolerance) - target).sum())
+            # Ties go to the offset nearest zero: the smallest change that reaches the shares.
+            best = min(range(len(grid)), key=lambda i: (round(errors[i], 9), abs(grid[i])))
+            bias[index] = grid[best]
+    achieved = _quality_shares(matrix, bias, tolerance)
+    return {s: float(b) for s, b in zip(served, bias, strict=True) if b != 0.0}, tuple(float(a) for a in achieved)
+
+
+def bias_snippet(bias: dict[str, float], tolerance: float) -> str:
+    """The `router:` block to paste into a cluster config for policy `quality`."""
+    pairs = ", ".join(f'"{s}": {round(b, 2)}' for s, b in bias.items())
+    return f"router:\n  policy: quality\n  quality_tolerance: {tolerance}\n  size_bias: {{{pairs}}}\n"

@@ -1,4 +1,4 @@
-"""The `router` command of `qwen-cluster`: `train`, `calibrate` and `eval`.
+"""The `router` command of `qwen-cluster`: `label`, `train`, `calibrate` and `eval`.
 
 `register(subparsers)` adds the command; each sub-command's handler is stored as `handler` in the
 parsed namespace and returns an exit status, so `cluster/cli.py` runs `args.handler(args)`. Handlers print
@@ -19,24 +19,39 @@ USAGE_ERROR = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `router train|calibrate|eval` to a `qwen-cluster` sub-command parser."""
-    router = subparsers.add_parser("router", help="train, calibrate and evaluate the difficulty router")
-    commands = router.add_subparsers(dest="router_command", required=True, metavar="{train,calibrate,eval}")
+    """Add `router label|train|calibrate|eval` to a `qwen-cluster` sub-command parser."""
+    router = subparsers.add_parser("router", help="label, train, calibrate and evaluate the router")
+    commands = router.add_subparsers(
+        dest="router_command", required=True, metavar="{label,train,calibrate,eval}"
+    )
 
-    train = commands.add_parser("train", help="train the learned scorer on a labeled JSONL file")
-    train.add_argument("labeled", type=Path, metavar="LABELED.jsonl")
+    label = commands.add_parser("label", help="answer prompts on every served size and grade them")
+    label.add_argument("--input", type=Path, required=True, metavar="PROMPTS.jsonl", help="rows with `id`")
+    label.add_argument("--reference", type=Path, required=True, metavar="ANSWERS.jsonl", help="graders by `id`")
+    label.add_argument("--base-url", required=True, help="the OpenAI-compatible server, e.g. http://127.0.0.1:8000")
+    label.add_argument("--out", type=Path, default=Path("correct.jsonl"), help="output (default correct.jsonl)")
+    label.add_argument("--api-key", default=None, help="bearer token, when the server wants one")
+    label.add_argument("--max-tokens", type=int, default=512, help="answer length limit (default 512)")
+    label.set_defaults(handler=label_command)
+
+    train = commands.add_parser(
+        "train", help="fit the level/family heads and, from `correct` rows, P(correct | size)"
+    )
+    train.add_argument("labeled", type=Path, nargs="?", default=None, metavar="LABELED.jsonl")
+    train.add_argument(
+        "--correct", type=Path, default=None, help="rows with per-size `correct` (from `router label`)"
+    )
+    train.add_argument(
+        "--base", type=Path, default=None, help="artifact whose heads are kept without LABELED.jsonl"
+    )
     train.add_argument(
         "--out", type=Path, default=None, help="artifact path (default: the packaged artifact)"
     )
-    train.add_argument("--c", type=float, default=10.0, help="inverse regularization strength (default 10)")
+    train.add_argument("--c", type=float, default=1.0, help="family head inverse regularization (default 1)")
     train.add_argument(
         "--max-tokens", type=int, default=32, help="word pieces embedded per prompt (default 32)"
     )
     train.add_argument("--no-int8", action="store_true", help="embed in float32 instead of int8")
-    train.add_argument(
-        "--holdout-fraction", type=float, default=0.2, help="held out when rows carry no `split`"
-    )
-    train.add_argument("--seed", type=int, default=0, help="seed of the random hold-out")
     train.set_defaults(handler=train_command)
 
     calibrate = commands.add_parser(
@@ -50,8 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="route a labeled JSONL file and compare with its labels")
     evaluate.add_argument("labeled", type=Path, metavar="LABELED.jsonl")
     evaluate.add_argument(
-        "--split", choices=("train", "heldout"), default=None, help="only rows of this split"
+        "--split",
+        choices=("train", "heldout", "heldout_family", "heldout_phrasing"),
+        default=None,
+        help="only rows of this split (`heldout`: every held-out row)",
     )
+    evaluate.add_argument("--correct", type=Path, default=None, help="also report quality/APGR on these rows")
+    evaluate.add_argument("--curve", type=Path, default=None, help="write the quality-vs-cost PNG here")
     _add_config_options(evaluate)
     evaluate.set_defaults(handler=eval_command)
 
@@ -66,6 +86,11 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         "--scorer", choices=("features", "learned", "blend"), default=None, help="override the scorer"
     )
     parser.add_argument("--thresholds", default=None, help="override thresholds, e.g. 0.2,0.5,0.8")
+    parser.add_argument(
+        "--policy", choices=("quality", "thresholds"), default=None, help="override the policy"
+    )
+    parser.add_argument("--tolerance", type=float, default=None, help="override quality_tolerance")
+    parser.add_argument("--artifact", type=Path, default=None, help="override the learned artifact path")
 
 
 def _router_setup(args: argparse.Namespace) -> tuple[RouterConfig, tuple[ModelSize, ...]]:
@@ -82,6 +107,12 @@ def _router_setup(args: argparse.Namespace) -> tuple[RouterConfig, tuple[ModelSi
         updates["scorer"] = args.scorer
     if args.thresholds:
         updates["thresholds"] = tuple(float(part) for part in args.thresholds.split(","))
+    if args.policy:
+        updates["policy"] = args.policy
+    if args.tolerance is not None:
+        updates["quality_tolerance"] = args.tolerance
+    if args.artifact is not None:
+        updates["artifact_path"] = args.artifact
     if updates:
         config = RouterConfig.model_validate({**config.model_dump(), **updates})
     return config, served
@@ -94,6 +125,28 @@ def _build(config: RouterConfig, served: tuple[ModelSize, ...]):
     return Router(config, served, scorer=build_scorer(config))
 
 
+def label_command(args: argparse.Namespace) -> int:
+    """Handle `router label`."""
+    import httpx
+
+    from deployments.router.dataset import DatasetError
+    from deployments.router.labeling import ApiClient, label
+
+    client = ApiClient(args.base_url, api_key=args.api_key)
+    try:
+        written = label(args.input, args.reference, args.out, client, max_tokens=args.max_tokens)
+    except DatasetError as error:
+        print(f"router label: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except httpx.HTTPError as error:
+        print(f"router label: the server at {args.base_url} failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(f"{written} rows with per-size `correct` written to {args.out}")
+    return 0
+
+
 def train_command(args: argparse.Namespace) -> int:
     """Handle `router train`."""
     from deployments.router.artifact import EmbeddingSettings
@@ -103,14 +156,9 @@ def train_command(args: argparse.Namespace) -> int:
     settings = EmbeddingSettings(max_tokens=args.max_tokens, int8=not args.no_int8)
     try:
         _, report, written = train(
-            args.labeled,
-            args.out,
-            settings=settings,
-            c=args.c,
-            holdout_fraction=args.holdout_fraction,
-            seed=args.seed,
+            args.labeled, args.out, correct=args.correct, base=args.base, settings=settings, c=args.c
         )
-    except (DatasetError, ValueError) as error:
+    except (DatasetError, ValueError, FileNotFoundError) as error:
         print(f"router train: {error}", file=sys.stderr)
         return USAGE_ERROR
     for line in report.lines():
@@ -140,7 +188,25 @@ def calibrate_command(args: argparse.Namespace) -> int:
         print(f"router calibrate: {error}", file=sys.stderr)
         return USAGE_ERROR
     router = _build(config, served)
-    scores = [d.difficulty for d in router.decide_many([r.request for r in rows])]
+    decisions = router.decide_many([r.request for r in rows])
+    if config.policy == "quality" and decisions and decisions[0].estimates:
+        from deployments.router.calibration import bias_for_shares, bias_snippet
+
+        wanted = [shares[SIZES.index(s)] for s in served]
+        total = sum(wanted) or 1.0
+        wanted = [w / total for w in wanted]
+        bias, achieved = bias_for_shares(
+            [d.estimates for d in decisions], served, config.quality_tolerance, wanted
+        )
+        print(f"scored {len(decisions)} prompts with the {router.scorer.name} scorer, policy quality")
+        print("size_bias: " + (", ".join(f"{s}={b:+.2f}" for s, b in bias.items()) or "none needed"))
+        print("size    target  achieved")
+        for size, target, got in zip(served, wanted, achieved, strict=True):
+            print(f"{size:>5}  {target:7.1%}  {got:7.1%}")
+        print("\nPaste into the cluster config:\n")
+        print(bias_snippet(bias, config.quality_tolerance), end="")
+        return 0
+    scores = [d.difficulty for d in decisions]
     thresholds = thresholds_for_shares(scores, shares)
     achieved = achieved_shares(scores, thresholds)
     print(f"scored {len(scores)} prompts with the {config.scorer} scorer")
@@ -168,12 +234,37 @@ def eval_command(args: argparse.Namespace) -> int:
     try:
         config, served = _router_setup(args)
         rows = load_rows(args.labeled, require_label=True, split=args.split)
+        if args.correct is not None:
+            load_rows(args.correct, require_label=True)  # fail on a bad row before any work
     except (ValueError, ConfigError, DatasetError, ValidationError) as error:
         print(f"router eval: {error}", file=sys.stderr)
         return USAGE_ERROR
     router = _build(config, served)
     decisions = router.decide_many([r.request for r in rows])
-    print(f"scorer: {config.scorer}, thresholds: {list(config.thresholds)}")
-    for line in evaluate(rows, decisions, served).lines():
+    policy = (
+        f"quality, tolerance {config.quality_tolerance}"
+        if config.policy == "quality"
+        else f"thresholds {list(config.thresholds)}"
+    )
+    print(f"scorer: {router.scorer.name}, policy: {policy}, quality table: {router.policy.quality.source}")
+    report = evaluate(rows, decisions, served)
+    correct_rows, correct_decisions = [], []
+    if args.correct is not None:
+        correct_rows = load_rows(args.correct, require_label=True)
+        correct_decisions = router.decide_many([r.request for r in correct_rows])
+        report.quality = evaluate(correct_rows, correct_decisions, served).quality
+    for line in report.lines():
+        print(line)
+    if config.policy == "quality":
+        from deployments.router.sweep import plot, sweep, sweep_lines
+
+        points, measured = (
+            sweep(correct_rows, correct_decisions, served) if correct_rows else sweep(rows, decisions, served)
+        )
+        for line in sweep_lines(points, measured):
+            print(line)
+        if args.curve is not None:
+            print(f"quality-vs-cost curve written to {plot(points, measured, args.curve)}")
+    for line in report.goal_lines():
         print(line)
     return 0

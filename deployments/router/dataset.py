@@ -1,11 +1,13 @@
 """JSONL files the router tools read: labeled rows (train, eval) and plain prompts (calibrate).
 
-One JSON object per line (format in data/README.md):
+One JSON object per line (format in training/router/README.md):
 - the request: `"prompt": "..."` or `"messages": [OpenAI messages]`, optionally `"images": N`
   (N placeholder images on the last user turn);
-- a label, for labeled files: `"size": "2b"` (the smallest size that answers it well) and/or
+- a label, for labeled files: `"size": "2b"` (the smallest size that answers it well), `"level"`
+  (0 trivial .. 3 hard), `"family"` and `"group"` (task family and its group), and/or
   `"correct": {"0.8b": 0, "2b": 1, "4b": 1, "9b": 1}` (per-size correctness, 0..1);
-- optional `"split": "train" | "heldout"`, `"category"`, `"template"` and anything else (ignored).
+- optional `"split"` (`train`, `heldout`, `heldout_family`, `heldout_phrasing`), `"id"`,
+  `"category"` and anything else (ignored).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cluster.catalog import SIZES, ModelSize, spec_for
+from deployments.router.quality import LEVELS
 from deployments.router.routing_input import RoutingInput, from_messages, from_prompt, openai_messages_to_chat
+
+SPLITS = ("train", "heldout", "heldout_family", "heldout_phrasing")
 
 
 class DatasetError(ValueError):
@@ -32,9 +37,14 @@ class LabeledRow:
         request: what the scorers see.
         size: the labeled size, if the row has one.
         correct: per-size correctness in [0, 1], if the row has it.
-        split: `train` or `heldout` when the file says so.
-        category: the row's category (seed set), for reports.
+        split: one of `SPLITS` when the file says so.
+        category: the row's category, for reports.
         line: 1-based line number in the file.
+        family: the task family, if labeled.
+        group: the task group (a key of the quality table), if labeled.
+        level: the difficulty level 0..3, if labeled.
+        id: the row's id (the label loop matches references by it).
+        phrasing: the template the row was generated from (training weighs each phrasing equally).
     """
 
     request: RoutingInput
@@ -43,6 +53,16 @@ class LabeledRow:
     split: str | None = None
     category: str | None = None
     line: int = 0
+    family: str | None = None
+    group: str | None = None
+    level: int | None = None
+    id: str | None = None
+    phrasing: str | None = None
+
+    @property
+    def heldout(self) -> bool:
+        """Whether the row is held out of training (any `heldout*` split)."""
+        return self.split is not None and self.split.startswith("heldout")
 
     @property
     def label(self) -> ModelSize | None:
@@ -128,15 +148,26 @@ def parse_row(obj: Mapping[str, Any], line: int = 0) -> LabeledRow:
         ValueError: naming the bad field.
     """
     split = obj.get("split")
-    if split is not None and split not in ("train", "heldout"):
-        raise ValueError("`split` must be `train` or `heldout`")
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"`split` must be one of {', '.join(SPLITS)}")
+    level = obj.get("level")
+    if level is not None and (isinstance(level, bool) or level not in range(LEVELS)):
+        raise ValueError(f"`level` must be an integer 0..{LEVELS - 1}")
+    size = _size(obj["size"]) if obj.get("size") is not None else None
+    if size is None and level is not None:
+        size = SIZES[level]
     return LabeledRow(
         request=parse_request(obj),
-        size=_size(obj["size"]) if obj.get("size") is not None else None,
+        size=size,
         correct=_correct(obj["correct"]) if obj.get("correct") is not None else None,
         split=split,
         category=str(obj["category"]) if obj.get("category") is not None else None,
         line=line,
+        family=str(obj["family"]) if obj.get("family") is not None else None,
+        group=str(obj["group"]) if obj.get("group") is not None else None,
+        level=level,
+        id=str(obj["id"]) if obj.get("id") is not None else None,
+        phrasing=str(obj["phrasing"]) if obj.get("phrasing") is not None else None,
     )
 
 
@@ -146,7 +177,7 @@ def load_rows(path: str | Path, *, require_label: bool = False, split: str | Non
     Args:
         path: the file.
         require_label: fail on a row with neither `size` nor `correct`.
-        split: keep only rows of this split (`train` or `heldout`); None keeps all.
+        split: keep only rows of this split; `heldout` keeps every `heldout*` split; None keeps all.
 
     Raises:
         DatasetError: naming the file and line of the first bad row.
@@ -159,7 +190,7 @@ def load_rows(path: str | Path, *, require_label: bool = False, split: str | Non
             raise DatasetError(f"{path}:{number}: {error}") from None
         if require_label and row.size is None and row.correct is None:
             raise DatasetError(f"{path}:{number}: a labeled row needs `size` or `correct`")
-        if split is None or row.split == split:
+        if split is None or row.split == split or (split == "heldout" and row.heldout):
             rows.append(row)
     if not rows:
         raise DatasetError(f"{path}: no rows" + (f" in split {split!r}" if split else ""))

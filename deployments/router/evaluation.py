@@ -1,12 +1,15 @@
 """Router evaluation: `qwen-cluster router eval LABELED.jsonl`.
 
-For rows labeled with the right size: route distribution, accuracy and confusion matrix. For every
-row: relative cost by parameter count against always using the largest size. For rows with per-size
+For rows labeled with the right size: route distribution, exact and within-one agreement, the rank
+correlation of the score with the rubric size, the share of hard (largest-size) rows sent to the two
+largest sizes and of trivial rows sent to the smallest, and the confusion matrix. For every row:
+relative cost by parameter count against always using the largest size. For rows with per-size
 correctness: quality of the routed answers against always-largest and always-smallest, the
-performance gap recovered (PGR) at the configured thresholds, and APGR as RouteLLM defines it: the
-score is used as a binary smallest-vs-largest router, swept over 10 quantile thresholds, and the
-area under quality-versus-share-of-largest-calls is normalised between always-smallest and
-always-largest.
+performance gap recovered (PGR), and APGR as RouteLLM defines it: the routing score (the estimated
+gap between the largest and smallest size when the policy estimated one, else the difficulty) is used
+as a binary smallest-vs-largest router, swept over 10 quantile thresholds, and the area under
+quality-versus-share-of-largest-calls is normalised between always-smallest and always-largest.
+`GOALS` are the targets of the router issue; `lines()` prints each with met / not met.
 """
 
 from __future__ import annotations
@@ -21,6 +24,42 @@ from deployments.router.dataset import LabeledRow
 from deployments.router.policy import RouteDecision
 
 APGR_BINS = 10
+# The router issue's targets, checked on a family-held-out split (and APGR on correctness rows).
+GOALS = {
+    "exact": 0.70,
+    "within_one": 0.95,
+    "spearman": 0.75,
+    "hard_to_large": 0.80,
+    "trivial_to_smallest": 0.70,
+    "cost_at_most": 0.40,
+    "apgr": 0.70,
+}
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman rank correlation (average ranks for ties); None when either side is constant."""
+    a, b = _ranks(np.asarray(x, dtype=np.float64)), _ranks(np.asarray(y, dtype=np.float64))
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    order = values.argsort(kind="mergesort")
+    ranks = np.empty(values.size)
+    ranks[order] = np.arange(values.size, dtype=np.float64)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def routing_score(decision: RouteDecision, weak: ModelSize, strong: ModelSize) -> float:
+    """How much the larger size is expected to help: the estimated P(correct) gap from `weak` to
+    `strong` when the policy estimated one, else the difficulty."""
+    if weak in decision.estimates and strong in decision.estimates:
+        return decision.estimates[strong] - decision.estimates[weak]
+    return decision.difficulty
 
 
 @dataclass
@@ -49,6 +88,9 @@ class EvaluationReport:
     within_one: float | None = None
     under_routed: float | None = None
     confusion: list[list[int]] = field(default_factory=list)
+    spearman: float | None = None
+    hard_to_large: float | None = None
+    trivial_to_smallest: float | None = None
     quality: QualityReport | None = None
 
     def lines(self) -> list[str]:
@@ -72,6 +114,9 @@ class EvaluationReport:
                 f"  {size:>5}" + "".join(f"{n:6d}" for n in row)
                 for size, row in zip(SIZES, self.confusion, strict=True)
             ]
+            out.append(f"Spearman(score, rubric size): {_maybe(self.spearman, 'n/a (constant)')}")
+            out.append(f"{SIZES[-1]}-rubric rows sent to {SIZES[-2]}/{SIZES[-1]}: {_maybe(self.hard_to_large, 'n/a')}")
+            out.append(f"{SIZES[0]}-rubric rows sent to {SIZES[0]}: {_maybe(self.trivial_to_smallest, 'n/a')}")
         if self.quality is not None:
             q = self.quality
             out.append(f"quality on {q.rows} rows with per-size correctness: routed {q.routed:.3f}")
@@ -84,9 +129,30 @@ class EvaluationReport:
             )
         return out
 
+    def goal_lines(self) -> list[str]:
+        """Each goal of the router issue with its figure and whether it is met."""
+        figures = {
+            "exact": (self.accuracy, ">="),
+            "within_one": (self.within_one, ">="),
+            "spearman": (self.spearman, ">="),
+            "hard_to_large": (self.hard_to_large, ">="),
+            "trivial_to_smallest": (self.trivial_to_smallest, ">="),
+            "cost_at_most": (self.relative_cost, "<="),
+            "apgr": (self.quality.apgr if self.quality else None, ">="),
+        }
+        out = ["goals (router issue; meaningful on a family-held-out split):"]
+        for name, (value, sense) in figures.items():
+            target = GOALS[name]
+            if value is None:
+                out.append(f"  {name:<20} n/a        (target {sense} {target})")
+                continue
+            met = value >= target if sense == ">=" else value <= target
+            out.append(f"  {name:<20} {value:6.3f}     (target {sense} {target}): {'met' if met else 'NOT met'}")
+        return out
 
-def _maybe(value: float | None) -> str:
-    return "n/a (no gap between the two sizes)" if value is None else f"{value:.3f}"
+
+def _maybe(value: float | None, missing: str = "n/a (no gap between the two sizes)") -> str:
+    return missing if value is None else f"{value:.3f}"
 
 
 def apgr(
@@ -152,6 +218,12 @@ def evaluate(
         report.within_one = float((np.abs(predicted - truth) <= 1).mean())
         report.under_routed = float((predicted < truth).mean())
         report.confusion = confusion.tolist()
+        report.spearman = spearman([decisions[i].difficulty for i in index], truth)
+        hard, trivial = truth == len(SIZES) - 1, truth == 0
+        if hard.any():
+            report.hard_to_large = float((predicted[hard] >= len(SIZES) - 2).mean())
+        if trivial.any():
+            report.trivial_to_smallest = float((predicted[trivial] == 0).mean())
     report.quality = _quality(rows, decisions, served)
     return report
 
@@ -178,7 +250,7 @@ def _quality(
         strong=strong,
         pgr=None if np.isclose(gap, 0.0) else (routed - per_size[weak]) / gap,
         apgr=apgr(
-            [d.difficulty for _, d in usable],
+            [routing_score(d, weak, strong) for _, d in usable],
             [r.correct[weak] for r, _ in usable],
             [r.correct[strong] for r, _ in usable],
         ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from deployments.router.keywords import FAMILY_WORDS, FOREIGN_WORDS, PHRASES
+from deployments.router.keywords import FAMILY_WORDS, FOREIGN_WORDS, GATED_PROOF_PHRASES, PHRASES
 from deployments.router.routing_input import RoutingInput
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -46,6 +46,8 @@ _LATEX = re.compile(
     r"\\(?:frac|sum|int|sqrt|binom|cdot|leq|geq|neq|pi|alpha|beta|theta|lim|infty|mathbb)|\$[^$\n]{1,80}\$"
 )
 _MATH_SYMBOLS = ("^", "∑", "∫", "√", "≤", "≥", "≠", "π", "∞", "∈", "∀", "∃", "≡", "%")
+# Arrows (`->`, `=>`, `-->`) are not here: diagram markup (mermaid, graphviz) and prose use them as
+# much as code does.
 _CODE_LITERALS = (
     "```",
     "def ",
@@ -54,11 +56,10 @@ _CODE_LITERALS = (
     "import ",
     "SELECT ",
     "function",
-    "=>",
-    "->",
-    "::",
     "()",
 )
+# Diagram blocks are markup, not code: they are cut out before the code scan.
+_DIAGRAM_BLOCK = re.compile(r"```(?:mermaid|dot|graphviz|plantuml)\b.*?(?:```|$)", re.DOTALL)
 _CODE_LINE_END = re.compile(r"[{};]$", re.MULTILINE)
 _SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
 _NUMBERED_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
@@ -66,6 +67,7 @@ _NON_LATIN = re.compile(
     r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 )
 
+_COMPETITION_NAMES = frozenset(FAMILY_WORDS["competition"])
 _WORD_FAMILY: dict[str, str] = {word: family for family, words in FAMILY_WORDS.items() for word in words}
 
 
@@ -104,13 +106,20 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         + len(_LATEX.findall(cue_text))
         + sum(cue_text.count(symbol) for symbol in _MATH_SYMBOLS)
     )
+    code_text = _DIAGRAM_BLOCK.sub(" ", cue_text) if "```" in cue_text else cue_text
     code_symbols = (
-        sum(cue_text.count(literal) for literal in _CODE_LITERALS)
-        + len(_CODE_LINE_END.findall(cue_text))
-        + (len(_SNAKE_CASE.findall(cue_text)) if "_" in cue_text else 0)
+        sum(code_text.count(literal) for literal in _CODE_LITERALS)
+        + len(_CODE_LINE_END.findall(code_text))
+        + (len(_SNAKE_CASE.findall(code_text)) if "_" in code_text else 0)
     )
     numbered_items = len(_NUMBERED_ITEM.findall(cue_text))
 
+    # Competition and proof phrases ("find all", "show that") are ordinary prose too: they count only
+    # where the text is about mathematics.
+    mathematical = hits["math"] + math_symbols > 0
+    if not mathematical:
+        hits["competition"] = sum(1 for w in _WORD.findall(lowered) if w in _COMPETITION_NAMES)
+        hits["proof"] -= sum(lowered.count(phrase) for phrase in GATED_PROOF_PHRASES)
     length = min(
         1.0, math.log1p(tokens / LENGTH_SCALE_TOKENS) / math.log1p(LONG_PROMPT_TOKENS / LENGTH_SCALE_TOKENS)
     )

@@ -106,11 +106,7 @@ PHRASES: dict[str, tuple[str, ...]] = {
         "determine all",
         "positive integers",
         "how many integers",
-        "remainder when",
-        "real numbers",
         "for all real",
-        "maximum value",
-        "minimum value",
         "largest possible",
         "smallest possible",
         "integer solutions",
@@ -145,6 +141,9 @@ PHRASES: dict[str, tuple[str, ...]] = {
         "怎么样",
     ),
 }
+
+# Proof phrases that ordinary prose uses as well; they count only in mathematical text.
+GATED_PROOF_PHRASES: tuple[str, ...] = ("show that", "demonstrate that", "from first principles")
 
 # Common function words and greetings of languages the keyword families do not cover (es, fr, de, it,
 # pt, nl); English homographs (pour, son, met, con, per, die, los, las, von, com, ...) are left out.

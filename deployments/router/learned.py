@@ -1,5 +1,5 @@
-"""The learned scorer: a sentence embedding of the query plus the transparent features, classified
-into the four sizes by the artifact's logistic regression; difficulty is the expected size."""
+"""The learned scorer: a sentence embedding of the query plus the transparent features, read by the
+artifact's two linear heads (difficulty level, task family); difficulty is the expected level."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from typing import Protocol
 
 import numpy as np
 
-from cluster.catalog import SIZES
-from deployments.router.artifact import LearnedArtifact, difficulty_from_probabilities
+from deployments.router.artifact import LearnedArtifact, difficulty_from_levels
 from deployments.router.features import FEATURE_NAMES, extract_features
 from deployments.router.routing_input import RoutingInput
-from deployments.router.scorers import ScoreResult
+from deployments.router.score import ScoreResult
 
 
 class Embedder(Protocol):
@@ -24,11 +23,12 @@ class Embedder(Protocol):
         ...
 
 
-def feature_matrix(requests: Sequence[RoutingInput], names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
-    """The transparent features of each request, columns in `names` order."""
-    rows = [extract_features(request) for request in requests]
-    return np.asarray([[row[name] for name in names] for row in rows], dtype=np.float32).reshape(
-        len(rows), len(names)
+def feature_matrix(
+    features: Sequence[dict[str, float]], names: Sequence[str] = FEATURE_NAMES
+) -> np.ndarray:
+    """Feature dicts as a matrix, columns in `names` order."""
+    return np.asarray([[row[name] for name in names] for row in features], dtype=np.float32).reshape(
+        len(features), len(names)
     )
 
 
@@ -41,7 +41,7 @@ class LearnedScorer:
     """Scores with a trained artifact and the offline MiniLM embedder.
 
     Args:
-        artifact: the trained classifier.
+        artifact: the trained heads.
         embedder: the embedding model; None builds the one the artifact was trained with.
     """
 
@@ -60,6 +60,12 @@ class LearnedScorer:
                 max_tokens=artifact.embedding.max_tokens, int8=artifact.embedding.int8
             )
         self.embedder = embedder
+        groups = sorted(set(artifact.family_groups.values()))
+        # Family probabilities summed into group probabilities with one matrix product.
+        self._groups = groups
+        self._family_to_group = np.zeros((len(artifact.family.classes), len(groups)), dtype=np.float32)
+        for row, family in enumerate(artifact.family.classes):
+            self._family_to_group[row, groups.index(artifact.family_groups[family])] = 1.0
 
     @classmethod
     def from_artifact(cls, path: str | Path | None = None) -> LearnedScorer:
@@ -84,14 +90,23 @@ class LearnedScorer:
         embeddings = self.embedder.encode([embedding_text(request) for request in requests])
         if features is None:
             features = [extract_features(request) for request in requests]
-        matrix = np.asarray(
-            [[row[name] for name in self.artifact.feature_names] for row in features], dtype=np.float32
-        )
-        probabilities = self.artifact.probabilities(embeddings, matrix)
-        difficulties = difficulty_from_probabilities(probabilities)
+        inputs = self.artifact.inputs(embeddings, feature_matrix(features, self.artifact.feature_names))
+        levels = self.artifact.level.probabilities(inputs)
+        families = self.artifact.family.probabilities(inputs)
+        groups = families @ self._family_to_group
+        difficulties = difficulty_from_levels(levels)
+        classes = self.artifact.family.classes
         results = []
-        for row, probs, difficulty in zip(features, probabilities, difficulties, strict=True):
+        for index, row in enumerate(features):
             detail = dict(row)
-            detail.update({f"p_{size}": float(p) for size, p in zip(SIZES, probs, strict=True)})
-            results.append(ScoreResult(difficulty=float(difficulty), features=detail))
+            detail.update({f"p_level{k}": float(p) for k, p in enumerate(levels[index])})
+            results.append(
+                ScoreResult(
+                    difficulty=float(difficulties[index]),
+                    features=detail,
+                    levels=tuple(float(p) for p in levels[index]),
+                    groups={g: float(p) for g, p in zip(self._groups, groups[index], strict=True)},
+                    family=classes[int(families[index].argmax())],
+                )
+            )
         return results

@@ -1,8 +1,14 @@
-"""The routing policy: difficulty -> size (thresholds, served sizes, capacity) and thinking on/off.
+"""The routing policy: scores -> size (expected quality or thresholds, served sizes, capacity) and
+thinking on/off.
 
 Pure logic, no I/O: the ingress and the batch jobs give it a score and, when they know it, each
 size's capacity; it answers with a `RouteDecision` whose `reason` says why, in a short
-machine-friendly form (comma-joined steps, e.g. `t1<score<=t2,capacity_up:no_replica`).
+machine-friendly form (comma-joined steps, e.g. `quality,capacity_up:no_replica` or
+`t1<score<=t2`), and whose `detail` names the task family and the per-size estimates that decided.
+
+Policy `quality` (the default): every served size's P(correct) is estimated from the request's
+task-group and level probabilities (quality.py) and the request goes to the smallest served size
+within `quality_tolerance` of the best one, after the calibrated `size_bias` offsets.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass, field
 
 from cluster.catalog import CATALOG, SIZES, ModelSize
 from cluster.router_config import RouterConfig
+from deployments.router.quality import QualityTable, choose_size
 
 BAND_REASONS = ("score<=t1", "t1<score<=t2", "t2<score<=t3", "score>t3")
 
@@ -43,6 +50,19 @@ class RouteDecision:
     thinking: bool
     scorer: str
     features: dict[str, float] = field(default_factory=dict)
+    family: str | None = None
+    estimates: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def detail(self) -> str:
+        """The family and per-size estimates behind the decision, e.g.
+        `family=maths;p=0.8b:0.21/2b:0.43/4b:0.71/9b:0.80`; empty when the policy had none."""
+        parts = []
+        if self.family:
+            parts.append(f"family={self.family}")
+        if self.estimates:
+            parts.append("p=" + "/".join(f"{s}:{p:.2f}" for s, p in self.estimates.items()))
+        return ";".join(parts)
 
 
 def order_sizes(sizes: Sequence[ModelSize]) -> tuple[ModelSize, ...]:
@@ -68,9 +88,12 @@ class RoutingPolicy:
         served_sizes: the sizes that exist; decisions only ever name one of them.
     """
 
-    def __init__(self, config: RouterConfig, served_sizes: Sequence[ModelSize]):
+    def __init__(
+        self, config: RouterConfig, served_sizes: Sequence[ModelSize], quality: QualityTable | None = None
+    ):
         self.config = config
         self.served = order_sizes(served_sizes)
+        self.quality = quality
         self.thinking_min_difficulty = self._thinking_min_difficulty()
 
     def band(self, difficulty: float) -> int:
@@ -140,6 +163,15 @@ class RoutingPolicy:
             return CATALOG[size].thinking_default
         return difficulty >= self.thinking_min_difficulty
 
+    def estimates(
+        self, levels: Sequence[float], groups: Mapping[str, float] | None
+    ) -> dict[ModelSize, float]:
+        """Estimated P(correct) of each served size (empty without a quality table or levels)."""
+        if self.quality is None or not levels:
+            return {}
+        every = self.quality.estimate(groups or {}, levels)
+        return {s: round(every[s], 4) for s in self.served}
+
     def decide(
         self,
         difficulty: float,
@@ -148,10 +180,33 @@ class RoutingPolicy:
         features: dict[str, float] | None = None,
         requested_thinking: bool | None = None,
         capacity: Mapping[ModelSize, SizeCapacity] | None = None,
+        levels: Sequence[float] = (),
+        groups: Mapping[str, float] | None = None,
+        family: str | None = None,
+        estimates: Mapping[ModelSize, float] | None = None,
     ) -> RouteDecision:
-        """The full decision for a scored request."""
+        """The full decision for a scored request.
+
+        Args:
+            difficulty: the score on [0, 1] (what policy `thresholds` cuts).
+            scorer: the scorer's name, for the decision.
+            features: the cues behind the score.
+            requested_thinking: the request's explicit thinking switch, which always wins.
+            capacity: each size's capacity, when known.
+            levels: difficulty-level probabilities (policy `quality`).
+            groups: task-group probabilities (policy `quality`).
+            family: the most likely task family, for the reason.
+            estimates: per-size P(correct) already computed (a re-decision); wins over levels.
+        """
         difficulty = min(1.0, max(0.0, float(difficulty)))
-        size, reasons = self.size_for(difficulty)
+        chosen = dict(estimates) if estimates else {}
+        if not chosen and self.config.policy == "quality":
+            chosen = self.estimates(levels, groups)
+        if self.config.policy == "quality" and chosen:
+            size = choose_size(chosen, self.served, self.config.quality_tolerance, self.config.size_bias)
+            reasons = ["quality"]
+        else:
+            size, reasons = self.size_for(difficulty)
         size, capacity_reason = self.with_capacity(size, capacity)
         if capacity_reason:
             reasons.append(capacity_reason)
@@ -162,6 +217,8 @@ class RoutingPolicy:
             thinking=self.thinking(difficulty, size, requested_thinking),
             scorer=scorer,
             features=dict(features or {}),
+            family=family,
+            estimates=chosen,
         )
 
     def disabled(self, requested_thinking: bool | None = None) -> RouteDecision:

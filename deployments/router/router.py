@@ -1,4 +1,5 @@
-"""The router object the ingress and the batch jobs hold: a scorer plus a policy, built from config.
+"""The router object the ingress and the batch jobs hold: a scorer, a quality table and a policy,
+built from config.
 
 Construction loads the learned artifact and the embedding model once (slow, seconds); `route` is
 the per-request call (fast). Nothing is global, so a Serve replica or a Ray Data actor builds its own
@@ -14,8 +15,18 @@ from cluster.router_config import RouterConfig
 from deployments.engines.base import ChatMessage
 from deployments.router.escalation import escalation_reason
 from deployments.router.policy import RouteDecision, RoutingPolicy, SizeCapacity
+from deployments.router.quality import QualityTable, prior_table
 from deployments.router.routing_input import RoutingInput, from_request
-from deployments.router.scorers import Scorer, ScoreResult, build_scorer
+from deployments.router.score import Scorer, ScoreResult
+from deployments.router.scorers import build_scorer
+
+
+def quality_table(config: RouterConfig, scorer: Scorer | None) -> QualityTable:
+    """The table of P(correct | group, level, size): the learned artifact's label-refined one when
+    it has one, else the model-card priors."""
+    artifact = getattr(scorer, "artifact", None) or getattr(getattr(scorer, "learned", None), "artifact", None)
+    refined = getattr(artifact, "quality", None)
+    return refined if refined is not None else prior_table(config.priors_path)
 
 
 class Router:
@@ -29,10 +40,10 @@ class Router:
 
     def __init__(self, config: RouterConfig, served_sizes: Sequence[ModelSize], scorer: Scorer | None = None):
         self.config = config
-        self.policy = RoutingPolicy(config, served_sizes)
         self.scorer: Scorer | None = (
             scorer if scorer is not None else (build_scorer(config) if config.enabled else None)
         )
+        self.policy = RoutingPolicy(config, served_sizes, quality=quality_table(config, self.scorer))
 
     @property
     def served_sizes(self) -> tuple[ModelSize, ...]:
@@ -80,12 +91,24 @@ class Router:
     ) -> RouteDecision:
         """Score an already reduced request and apply the policy (routing on or off alike)."""
         result = self.score(request)
+        return self._decide(result, requested_thinking=requested_thinking, capacity=capacity)
+
+    def _decide(
+        self,
+        result: ScoreResult,
+        *,
+        requested_thinking: bool | None = None,
+        capacity: Mapping[ModelSize, SizeCapacity] | None = None,
+    ) -> RouteDecision:
         return self.policy.decide(
             result.difficulty,
             scorer=self.scorer.name if self.scorer else "none",
             features=result.features,
             requested_thinking=requested_thinking,
             capacity=capacity,
+            levels=result.levels,
+            groups=result.groups,
+            family=result.family,
         )
 
     def redecide(
@@ -105,6 +128,8 @@ class Router:
             features=decision.features,
             requested_thinking=requested_thinking,
             capacity=capacity,
+            family=decision.family,
+            estimates=decision.estimates,
         )
 
     def decide_many(self, requests: Sequence[RoutingInput]) -> list[RouteDecision]:
@@ -113,10 +138,7 @@ class Router:
             raise RuntimeError("this router has no scorer: routing is off in its config")
         score_many = getattr(self.scorer, "score_many", None)
         results = score_many(requests) if score_many else [self.scorer.score(r) for r in requests]
-        return [
-            self.policy.decide(result.difficulty, scorer=self.scorer.name, features=result.features)
-            for result in results
-        ]
+        return [self._decide(result) for result in results]
 
     def escalation(
         self,

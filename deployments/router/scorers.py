@@ -1,38 +1,25 @@
-"""Difficulty scorers: `score(request) -> ScoreResult` with a difficulty in [0, 1] and its features.
+"""Scorers: `score(request) -> ScoreResult` with a difficulty level estimate, a task group and the cues.
 
-Three kinds, picked by `RouterConfig.scorer`: `features` (a transparent weighted sum, no model),
-`learned` (sentence embeddings and a small classifier, in learned.py) and `blend` (a weighted mean of
-the two). Scores are on one scale: the seed labels' boundaries sit near 0.25 / 0.5 / 0.75, so the
-default thresholds work before calibration.
+Three kinds, picked by `RouterConfig.scorer`: `features` (a transparent weighted sum and keyword
+groups, no model), `learned` (sentence embeddings and two small linear heads, in learned.py) and
+`blend` (a weighted mean of the two). Difficulty is on one scale everywhere: level k's band is
+[k/4, (k+1)/4], so the thresholds policy works before calibration.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from cluster.router_config import RouterConfig
 from deployments.router.features import FEATURE_NAMES, extract_features
+from deployments.router.quality import LEVELS
 from deployments.router.routing_input import RoutingInput
+from deployments.router.score import Scorer, ScoreResult
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class ScoreResult:
-    """A difficulty and the features that produced it."""
-
-    difficulty: float
-    features: dict[str, float] = field(default_factory=dict)
-
-
-class Scorer(Protocol):
-    """Anything that scores a request's difficulty."""
-
-    name: str
-
-    def score(self, request: RoutingInput) -> ScoreResult:
-        """The request's difficulty in [0, 1] and the features behind it."""
-        ...
+__all__ = ["BlendScorer", "FeatureScorer", "ScoreResult", "Scorer", "build_scorer", "level_probabilities"]
 
 
 def _clip(value: float) -> float:
@@ -40,24 +27,56 @@ def _clip(value: float) -> float:
 
 
 # Each weight says how far one fully-present cue moves a prompt up the scale (a quarter of the scale
-# is one size). Set offline, once: a least-squares fit on the seed set's training split gave the
-# starting point, a coarse search in steps of 0.05 for training-split accuracy the final values (see
-# data/README.md). They are fixed numbers here; nothing is trained at run time.
+# is one level). Set by hand from a least-squares fit on the training split of
+# training/router/data/prompts.jsonl, keeping every cue's sign sensible (an unconstrained search
+# overfits that set: it gave competition problems a negative weight); see training/router/README.md.
+# The bias sits below the first quarter so that a prompt with no cue at all (a greeting) lands on
+# the smallest size, and the hard cues together reach the top quarter, so every size is reachable.
 FEATURE_WEIGHTS: Mapping[str, float] = {
     "length": 0.45,
-    "turns": 0.30,
-    "images": 0.25,
-    "math": 0.05,
-    "code": 0.40,
-    "multi_step": 0.15,
-    "reasoning": 0.35,
-    "proof": 0.95,
-    "step_by_step": 0.25,
-    "competition": 0.95,
-    "non_english": 0.10,
-    "simple": -0.25,
+    "turns": 0.20,
+    "images": 0.10,
+    "math": 0.55,
+    "code": 0.30,
+    "multi_step": 0.10,
+    "reasoning": 0.55,
+    "proof": 0.60,
+    "step_by_step": 0.10,
+    "competition": 0.50,
+    "non_english": 0.05,
+    "simple": -0.30,
 }
-FEATURE_BIAS = 0.25
+FEATURE_BIAS = 0.16
+# Softness of the feature scorer's level estimate: the score's distance to each level's centre,
+# in quarters of the scale, weighted by exp(-(distance / width)^2).
+LEVEL_WIDTH = 0.6
+
+
+def level_probabilities(difficulty: float) -> tuple[float, ...]:
+    """Level probabilities around a difficulty score (the feature scorer has no level head)."""
+    import math
+
+    position = difficulty * LEVELS - 0.5
+    weights = [math.exp(-(((k - position) / LEVEL_WIDTH) ** 2)) for k in range(LEVELS)]
+    total = sum(weights)
+    return tuple(w / total for w in weights)
+
+
+def feature_groups(features: Mapping[str, float]) -> dict[str, float]:
+    """Task groups of the quality table guessed from cues, as weights summing to 1."""
+    cues = {
+        "vision": 2.0 * features["images"],
+        "maths": features["math"] + features["competition"] + features["proof"],
+        "coding": 1.5 * features["code"],
+        "long_context": max(0.0, features["length"] - 0.55) * 4.0,
+        "multilingual": features["non_english"],
+        "instruction": 0.6 * features["simple"],
+    }
+    cues = {group: value for group, value in cues.items() if value > 0.15}
+    if not cues:
+        return {"knowledge": 1.0}
+    total = sum(cues.values())
+    return {group: value / total for group, value in cues.items()}
 
 
 class FeatureScorer:
@@ -80,8 +99,15 @@ class FeatureScorer:
     def score(self, request: RoutingInput) -> ScoreResult:
         """Score one request (see `Scorer.score`)."""
         features = extract_features(request)
-        total = self.bias + sum(weight * features[name] for name, weight in self.weights.items())
-        return ScoreResult(difficulty=_clip(total), features=features)
+        difficulty = _clip(self.bias + sum(weight * features[name] for name, weight in self.weights.items()))
+        groups = feature_groups(features)
+        return ScoreResult(
+            difficulty=difficulty,
+            features=features,
+            levels=level_probabilities(difficulty),
+            groups=groups,
+            family=max(groups, key=groups.__getitem__),
+        )
 
 
 class BlendScorer:
@@ -107,14 +133,21 @@ class BlendScorer:
         return self.score_many([request])[0]
 
     def _combine(self, by_features: ScoreResult, by_learned: ScoreResult) -> ScoreResult:
-        difficulty = (
-            1 - self.learned_weight
-        ) * by_features.difficulty + self.learned_weight * by_learned.difficulty
+        w = self.learned_weight
         merged = dict(by_features.features)
         merged.update(by_learned.features)
         merged["features_score"] = by_features.difficulty
         merged["learned_score"] = by_learned.difficulty
-        return ScoreResult(difficulty=_clip(difficulty), features=merged)
+        levels = tuple(
+            (1 - w) * f + w * lf for f, lf in zip(by_features.levels, by_learned.levels, strict=True)
+        )
+        return ScoreResult(
+            difficulty=_clip((1 - w) * by_features.difficulty + w * by_learned.difficulty),
+            features=merged,
+            levels=levels,
+            groups=by_learned.groups,
+            family=by_learned.family,
+        )
 
     def score_many(self, requests: Sequence[RoutingInput]) -> list[ScoreResult]:
         """Score many requests; features are extracted once and the embedding model is batched."""
@@ -130,17 +163,25 @@ class BlendScorer:
 def build_scorer(config: RouterConfig, kind: str | None = None) -> Scorer:
     """The scorer `config` asks for (or `kind`, to override it), models loaded.
 
+    A learned artifact made for another schema version or embedding model is refused; the router
+    then scores with `features` and says so once in the log.
+
     Raises:
-        ValueError: for an unknown kind.
+        ValueError: for an unknown kind or a file that is not a router artifact.
         FileNotFoundError: when the learned artifact is missing.
     """
     kind = kind or config.scorer
     if kind == "features":
         return FeatureScorer()
     if kind in ("learned", "blend"):
+        from deployments.router.artifact import ArtifactMismatchError
         from deployments.router.learned import LearnedScorer
 
-        learned = LearnedScorer.from_artifact(config.artifact_path)
+        try:
+            learned = LearnedScorer.from_artifact(config.artifact_path)
+        except ArtifactMismatchError as error:
+            log.warning("%s; routing with the features scorer instead", error)
+            return FeatureScorer()
         if kind == "learned":
             return learned
         return BlendScorer(FeatureScorer(), learned, config.blend_learned_weight)

@@ -28,7 +28,10 @@ def test_easy_and_hard_prompts_land_on_different_sizes(client):
     assert easy.parse().model == easy_size
     routing = hard.parse().model_extra["routing"]
     assert routing["model"] == hard_size and routing["scorer"] == "features"
-    assert hard.headers["x-qwen-route-reason"] in ("t2<score<=t3", "score>t3", "t1<score<=t2")
+    # The short reason, then the family and the per-size estimates that decided.
+    reason, family, estimates = hard.headers["x-qwen-route-reason"].split(";")
+    assert reason == "quality" and family.startswith("family=")
+    assert estimates.startswith("p=0.8b:") and routing["estimates"] and routing["family"]
 
 
 def test_explicit_size_bypasses_the_router(client):
@@ -70,3 +73,30 @@ def test_escalation_forced_by_config(served):
     assert body["routing"]["escalation_reason"] == "low_confidence"
     assert body["model"] == response.headers["x-qwen-routed-model"] == "qwen3.5-2b"
     assert response.headers["x-qwen-escalated-from"] == "qwen3.5-0.8b"
+
+
+def test_router_label_runs_end_to_end_on_the_demo_and_says_labels_are_noise(served, tmp_path):
+    import json
+
+    from deployments.router.dataset import load_rows
+    from deployments.router.labeling import ApiClient, label
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        json.dumps({"id": "a", "prompt": "What is 6 times 7?"}) + "\n"
+        + json.dumps({"id": "b", "prompt": "Capital of France?"}) + "\n"
+    )
+    refs = tmp_path / "a.jsonl"
+    refs.write_text(
+        json.dumps({"id": "a", "grader": "numeric", "answer": 42}) + "\n"
+        + json.dumps({"id": "b", "grader": "judge", "answer": "Paris"}) + "\n"
+    )
+    out, notes = tmp_path / "correct.jsonl", []
+    client = ApiClient(served.base_url)
+    try:
+        assert label(prompts, refs, out, client, max_tokens=4, log=notes.append) == 2
+    finally:
+        client.close()
+    rows = load_rows(out)
+    assert [set(r.correct) for r in rows] == [{"0.8b", "2b", "4b", "9b"}] * 2
+    assert any("random-weight" in n and "noise" in n for n in notes)

@@ -16,7 +16,7 @@ from deployments.router.scorers import FeatureScorer
 
 pytestmark = pytest.mark.unit
 
-SEED_SET = Path(__file__).resolve().parents[2] / "deployments" / "router" / "data" / "seed.jsonl"
+SEED_SET = Path(__file__).resolve().parents[2] / "training" / "router" / "data" / "prompts.jsonl"
 SIZES = ("0.8b", "2b", "4b", "9b")
 
 

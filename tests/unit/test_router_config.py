@@ -1,4 +1,4 @@
-"""RouterConfig validation, and the seed set's composition and reproducibility."""
+"""RouterConfig validation, and the training set's composition and reproducibility."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ from pydantic import ValidationError
 
 from cluster.config import PROFILES, load_config, parse_config
 from cluster.router_config import DEFAULT_THRESHOLDS, RouterConfig
-from deployments.router.seed.build import DEFAULT_OUT, generate, write
+
+TRAINING = Path(__file__).resolve().parents[2] / "training" / "router"
 
 pytestmark = pytest.mark.unit
 
 
 def test_defaults_keep_routing_off_and_describe_every_field():
     config = RouterConfig()
-    assert (config.enabled, config.fallback_size, config.scorer) == (False, "0.8b", "features")
+    assert (config.enabled, config.fallback_size, config.scorer) == (False, "0.8b", "learned")
+    assert (config.policy, config.quality_tolerance, config.size_bias) == ("quality", 0.10, {})
     assert config.thresholds == DEFAULT_THRESHOLDS
     for model in (RouterConfig, type(config.thinking), type(config.escalation)):
         assert all(field.description for field in model.model_fields.values()), model
@@ -77,19 +79,39 @@ def test_profiles_load_with_a_router_block(profile):
     assert isinstance(load_config(profile=profile).router, RouterConfig)
 
 
-def test_seed_set_is_reproducible_and_balanced(tmp_path):
-    regenerated = tmp_path / "seed.jsonl"
-    write(generate(), regenerated)
-    assert regenerated.read_bytes() == DEFAULT_OUT.read_bytes(), "run python -m deployments.router.seed.build"
-    rows = [json.loads(line) for line in DEFAULT_OUT.read_text().splitlines()]
-    assert 400 <= len(rows) <= 1000
-    by_size = Counter(r["size"] for r in rows)
-    assert set(by_size) == {"0.8b", "2b", "4b", "9b"} and min(by_size.values()) >= 100
-    heldout = {r["template"] for r in rows if r["split"] == "heldout"}
-    trained = {r["template"] for r in rows if r["split"] == "train"}
-    assert heldout and not heldout & trained, "held-out templates must never appear in training"
-    assert sum(1 for r in rows if r.get("images")) >= 40
-    assert len({json.dumps(r.get("prompt") or r["messages"]) + str(r.get("images")) for r in rows}) == len(
-        rows
-    )
-    assert Path(DEFAULT_OUT).stat().st_size < 1_000_000
+def _generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("router_training_generate", TRAINING / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_set_is_reproducible_varied_and_split_honestly():
+    data = TRAINING / "data" / "prompts.jsonl"
+    rows = _generator().generate()
+    shipped = [json.loads(line) for line in data.read_text().splitlines()]
+    assert rows == shipped, "run python training/router/generate.py"
+    assert len(rows) >= 3000
+    assert len({r["family"] for r in rows}) >= 20
+    by_level = Counter(r["level"] for r in rows)
+    assert set(by_level) == {0, 1, 2, 3} and min(by_level.values()) >= 300
+    assert all(r["size"] == ("0.8b", "2b", "4b", "9b")[r["level"]] for r in rows)
+    heldout_families = {r["family"] for r in rows if r["split"] == "heldout_family"}
+    trained_families = {r["family"] for r in rows if r["split"] == "train"}
+    assert heldout_families and not heldout_families & trained_families
+    heldout_phrasings = {r["phrasing"] for r in rows if r["split"] == "heldout_phrasing"}
+    assert heldout_phrasings and not heldout_phrasings & {r["phrasing"] for r in rows if r["split"] == "train"}
+    assert sum(1 for r in rows if r.get("images")) >= 100
+    assert len({r["lang"] for r in rows}) >= 6
+    # Short but hard and long but easy are both present.
+    assert sum(1 for r in rows if r["level"] == 3 and len(r["prompt"]) < 80) >= 50
+    assert sum(1 for r in rows if r["level"] <= 1 and len(r["prompt"]) > 1000) >= 50
+    assert len({r["prompt"] + r.get("image", "") for r in rows}) == len(rows)
+
+
+def test_training_data_is_not_in_the_runtime_package():
+    package = Path(__file__).resolve().parents[2] / "deployments" / "router"
+    assert not (package / "data").exists() and not (package / "seed").exists()
+    assert sorted(p.name for p in (package / "artifacts").iterdir()) == ["learned_router.json", "size_priors.json"]

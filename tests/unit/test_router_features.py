@@ -164,3 +164,34 @@ def test_feature_scorer_orders_the_sizes():
 def test_unknown_feature_weight_is_rejected():
     with pytest.raises(ValueError, match="unknown feature weights"):
         FeatureScorer(weights={"sparkle": 1.0})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What is the remainder when 100 is divided by 7?",
+        "This memo will show that the new process saves time for the whole team.",
+        "Find all the names mentioned in the paragraph above.",
+        "Draw it:\n```mermaid\ngraph LR\n  a --> b --> c\n```",
+    ],
+)
+def test_cues_do_not_fire_on_ordinary_prose(text):
+    from deployments.router.features import extract_features
+
+    features = extract_features(RoutingInput(query=text))
+    assert features["competition"] == 0.0 and features["proof"] == 0.0 and features["code"] < 0.5
+
+
+def test_every_size_is_reachable_with_the_feature_scorer():
+    from cluster.catalog import SIZES
+    from deployments.router.scorers import FeatureScorer, level_probabilities
+
+    scorer = FeatureScorer()
+    prompts = [
+        "How ya doing?",
+        "Why do cats purr?",
+        "Implement a thread-safe LRU cache in Python, explain the complexity and the trade-offs of the locking design.",
+        "Prove that there are infinitely many primes p such that p^2 + 2 is not prime; find all positive integers n with n^2 + 1 | n^3 + 5.",
+    ]
+    levels = [max(range(4), key=level_probabilities(scorer.score(RoutingInput(query=p)).difficulty).__getitem__) for p in prompts]
+    assert [SIZES[k] for k in levels] == list(SIZES)

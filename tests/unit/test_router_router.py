@@ -38,7 +38,8 @@ def test_easy_and_hard_chats_go_to_small_and_large_sizes(router):
 def test_completion_prompts_are_routed_too(router):
     decision = router.route(prompt="Find all positive integers n such that n^2 + 1 divides n^3 + 5.")
     assert decision.size == "9b"
-    assert decision.reason == "score>t3"
+    assert decision.reason == "quality"
+    assert decision.detail.startswith("family=maths;p=0.8b:")
 
 
 def test_images_raise_the_difficulty(router):
@@ -59,13 +60,14 @@ def test_requested_thinking_wins(router):
 def test_capacity_is_applied(router):
     decision = router.route(user("hello!"), capacity={"0.8b": SizeCapacity(ready_replicas=0)})
     assert decision.size == "2b"
-    assert decision.reason.endswith("capacity_up:no_replica")
+    assert decision.reason == "quality,capacity_up:no_replica"
 
 
 def test_redecide_reuses_the_score_with_new_capacity(router):
     first = router.route(user("hello!"))
     again = router.redecide(first, capacity={first.size: SizeCapacity(ready_replicas=1, queue_full=True)})
     assert again.difficulty == first.difficulty and again.features == first.features
+    assert again.estimates == first.estimates and again.family == first.family
     assert again.size == "2b" and again.reason.endswith("capacity_up:queue_full")
     disabled = build_router(RouterConfig(enabled=False), ALL)
     off = disabled.route(user("hello!"))
@@ -75,10 +77,49 @@ def test_redecide_reuses_the_score_with_new_capacity(router):
 def test_served_subset_is_respected():
     cpu = load_config(profile="cpu")
     served = [m.size for m in cpu.enabled_models()]
-    router = build_router(RouterConfig(enabled=True), served)
+    router = build_router(RouterConfig(enabled=True, scorer="features"), served)
     decision = router.route(prompt="Prove that every tree with n vertices has n - 1 edges, rigorously.")
-    assert decision.size == served[-1] and "not_served" in decision.reason
+    assert decision.size == served[-1] and decision.reason == "quality"
+    assert set(decision.estimates) == set(served)
     assert router.served_sizes == tuple(served)
+    thresholds = build_router(RouterConfig(enabled=True, scorer="features", policy="thresholds"), served)
+    decision = thresholds.route(prompt="Prove that every tree with n vertices has n - 1 edges, rigorously.")
+    assert decision.size == served[-1] and "not_served" in decision.reason
+
+
+@pytest.mark.parametrize("scorer", ["features", "learned"])
+def test_greetings_go_to_the_smallest_size(scorer):
+    # The failure: "How ya doing?" scored 0.26 and went to 2b.
+    router = build_router(RouterConfig(enabled=True, scorer=scorer), ALL)
+    for text in ("How ya doing?", "hi", "Hola, ¿qué tal?", "thanks, bye!"):
+        assert router.route(user(text)).size == "0.8b", text
+
+
+def test_short_but_hard_prompts_go_to_large_sizes():
+    router = build_router(RouterConfig(enabled=True, scorer="learned"), ALL)
+    for text in (
+        "Find the remainder when 7^2024 is divided by 1000.",
+        "build a compiler for a small typed language in Rust",
+        "Prove that the square root of 2 is irrational.",
+    ):
+        assert router.route(user(text)).size in ("4b", "9b"), text
+
+
+def test_a_stale_artifact_falls_back_to_features_once(tmp_path, caplog):
+    import json
+
+    from deployments.router.artifact import DEFAULT_ARTIFACT
+
+    document = json.loads(DEFAULT_ARTIFACT.read_text())
+    document["embedding"]["model"] = "some/other-model"
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(document))
+    with caplog.at_level("WARNING"):
+        router = build_router(RouterConfig(enabled=True, scorer="learned", artifact_path=stale), ALL)
+    assert router.scorer.name == "features"
+    warnings = [r for r in caplog.records if "some/other-model" in r.getMessage()]
+    assert len(warnings) == 1 and "features" in warnings[0].getMessage()
+    assert router.route(user("hi")).size == "0.8b"
 
 
 def test_disabled_router_uses_the_fallback_and_builds_no_scorer():
@@ -109,6 +150,7 @@ def test_unknown_scorer_is_a_config_error():
 
 def test_blend_router_from_config_alone():
     router = build_router(RouterConfig(enabled=True, scorer="blend", blend_learned_weight=0.5), ALL)
+    assert router.policy.quality.source == "model-card priors"
     decision = router.route(user("Give a rigorous proof that 2^n > n^2 for every n >= 5."))
     assert decision.scorer == "blend"
     assert decision.difficulty == pytest.approx(

@@ -1,0 +1,95 @@
+"""The quality policy: model-card priors, the tolerance rule, size offsets and their calibration, the sweep."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster.catalog import SIZES
+from cluster.router_config import RouterConfig
+from deployments.router.calibration import bias_for_shares, bias_snippet
+from deployments.router.dataset import LabeledRow
+from deployments.router.evaluation import routing_score, spearman
+from deployments.router.policy import RoutingPolicy
+from deployments.router.quality import QualityTable, choose_size, prior_table
+from deployments.router.routing_input import RoutingInput
+from deployments.router.sweep import plot, sweep
+
+pytestmark = pytest.mark.unit
+
+
+def one_hot(level: int) -> list[float]:
+    return [1.0 if k == level else 0.0 for k in range(4)]
+
+
+def test_priors_give_larger_sizes_more_quality_and_harder_levels_less():
+    table = prior_table()
+    assert set(table.groups) >= {"knowledge", "maths", "coding", "instruction", "vision", "long_context", "multilingual"}
+    for group in table.groups:
+        for level in range(4):
+            row = table.cells[group][level]
+            assert [row[s] for s in SIZES] == sorted(row[s] for s in SIZES)
+        assert table.cells[group][0]["0.8b"] > table.cells[group][3]["0.8b"]
+
+
+@pytest.mark.parametrize("group", ["knowledge", "coding", "instruction", "multilingual"])
+def test_each_level_goes_to_its_rubric_size_at_the_calibration_tolerance(group):
+    table = prior_table()
+    chosen = [choose_size(table.estimate({group: 1.0}, one_hot(k)), SIZES, 0.08) for k in range(4)]
+    assert chosen == list(SIZES)
+
+
+def test_tolerance_trades_quality_for_cost():
+    estimates = {"0.8b": 0.50, "2b": 0.70, "4b": 0.85, "9b": 0.90}
+    assert choose_size(estimates, SIZES, 0.0) == "9b"
+    assert choose_size(estimates, SIZES, 0.05) == "4b"
+    assert choose_size(estimates, SIZES, 0.2) == "2b"
+    assert choose_size(estimates, SIZES, 1.0) == "0.8b"
+    assert choose_size(estimates, ("0.8b", "2b"), 0.1) == "2b"  # the best *served* size is the bar
+    assert choose_size(estimates, SIZES, 0.05, bias={"2b": 0.2}) == "2b"
+
+
+def test_policy_reports_family_estimates_and_keeps_them_on_redecision():
+    policy = RoutingPolicy(RouterConfig(enabled=True), SIZES, quality=prior_table())
+    decision = policy.decide(0.9, scorer="x", levels=one_hot(3), groups={"maths": 1.0}, family="proof")
+    assert decision.size == "9b" and decision.reason == "quality"
+    assert decision.detail.startswith("family=proof;p=0.8b:")
+    again = policy.decide(0.9, scorer="x", estimates=decision.estimates, family="proof")
+    assert again.estimates == decision.estimates and again.size == "9b"
+    thresholds = RoutingPolicy(RouterConfig(enabled=True, policy="thresholds"), SIZES, quality=prior_table())
+    assert thresholds.decide(0.9, scorer="x", levels=one_hot(0), groups={"maths": 1.0}).reason == "score>t3"
+
+
+def test_unknown_groups_fall_back_to_the_mean_over_groups():
+    table = QualityTable(cells={"a": [dict.fromkeys(SIZES, 0.2)] * 4, "b": [dict.fromkeys(SIZES, 0.6)] * 4})
+    assert table.estimate({"zzz": 1.0}, one_hot(1))["2b"] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="levels"):
+        QualityTable.from_json({"cells": {"a": [dict.fromkeys(SIZES, 0.2)]}})
+
+
+def test_size_offsets_reach_traffic_shares():
+    table = prior_table()
+    estimates = [table.estimate({"maths": 1.0}, one_hot(k % 4)) for k in range(400)]
+    bias, achieved = bias_for_shares(estimates, SIZES, 0.1, [0.7, 0.1, 0.1, 0.1])
+    assert achieved[0] == pytest.approx(0.7, abs=0.06)
+    assert "size_bias" in bias_snippet(bias, 0.1)
+    with pytest.raises(ValueError):
+        bias_for_shares([], SIZES, 0.1, [1, 0, 0, 0])
+
+
+def test_sweep_and_curve(tmp_path):
+    policy = RoutingPolicy(RouterConfig(enabled=True), SIZES, quality=prior_table())
+    rows, decisions = [], []
+    for k in range(4):
+        rows.append(LabeledRow(request=RoutingInput("x"), size=SIZES[k], correct={s: float(i >= k) for i, s in enumerate(SIZES)}))
+        decisions.append(policy.decide(0.5, scorer="x", levels=one_hot(k), groups={"knowledge": 1.0}))
+    points, measured = sweep(rows, decisions, SIZES)
+    assert measured and points[0].cost == 1.0 and points[0].quality == 1.0
+    assert points[-1].cost < points[0].cost
+    assert plot(points, measured, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert routing_score(decisions[3], "0.8b", "9b") > routing_score(decisions[0], "0.8b", "9b")
+
+
+def test_spearman():
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
