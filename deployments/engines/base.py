@@ -52,6 +52,10 @@ class EngineOverloadedError(Exception):
     """The engine cannot take more work now (an HTTP 429)."""
 
 
+class EngineUnavailableError(RuntimeError):
+    """The engine cannot serve at all (its loop crashed; an HTTP 503 while Serve restarts it)."""
+
+
 @dataclass
 class ImageInput:
     """An image already fetched by the caller, as encoded bytes (PNG, JPEG, WebP, ...)."""

@@ -6,6 +6,7 @@ configured max model length, and a per-prompt image limit (no video).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,8 @@ from deployments.engines.base import (
     GenerationRequest,
     InvalidImageError,
     PromptTooLongError,
+    StructuredOutput,
+    TokenLogprob,
 )
 from deployments.engines.prompting import MAX_DECODED_IMAGE_PIXELS, decode_image, template_messages
 
@@ -63,8 +66,41 @@ def vllm_sampling_kwargs(request: GenerationRequest, defaults) -> dict[str, Any]
         "presence_penalty": pick(params.presence_penalty, defaults.presence_penalty),
         "stop": list(params.stop),
         "seed": params.seed,
-        "logprobs": 0,
+        "logprobs": params.top_logprobs if params.logprobs else 0,
+        "frequency_penalty": pick(params.frequency_penalty, 0.0),
+        "logit_bias": dict(params.logit_bias) or None,
     }
+
+
+def vllm_structured_kwargs(structured: StructuredOutput | None) -> dict[str, Any] | None:
+    """`vllm.sampling_params.StructuredOutputsParams` keyword arguments (vLLM 0.33), or None.
+
+    Same semantics as the transformers engine's xgrammar path: compact JSON (no free whitespace),
+    `choice` from a JSON list of strings.
+    """
+    if structured is None:
+        return None
+    if structured.kind == "json_object":
+        return {"json_object": True, "disable_any_whitespace": True}
+    if structured.kind == "json_schema":
+        return {"json": json.loads(structured.spec), "disable_any_whitespace": True}
+    if structured.kind == "regex":
+        return {"regex": structured.spec}
+    if structured.kind == "choice":
+        return {"choice": list(json.loads(structured.spec))}
+    return {"grammar": structured.spec}
+
+
+def _token_logprob(entry: dict, token: int, top: int) -> TokenLogprob:
+    """One vLLM logprobs entry (`{id: Logprob(logprob, rank, decoded_token)}`) as a `TokenLogprob`."""
+    chosen = entry[token]
+    ranked = sorted(entry.items(), key=lambda item: item[1].rank or 0)[:top]
+    return TokenLogprob(
+        token=chosen.decoded_token or "",
+        logprob=chosen.logprob,
+        token_id=token,
+        top=[(lp.decoded_token or "", lp.logprob) for _, lp in ranked],
+    )
 
 
 class VLLMEngine(Engine):
@@ -88,11 +124,14 @@ class VLLMEngine(Engine):
 
     async def chat(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
         if self._engine is None:
             raise RuntimeError("engine is not running")
         spec = self.model.spec
         thinking = spec.thinking_default if request.enable_thinking is None else request.enable_thinking
+        if request.sampling.structured is not None:
+            thinking = False  # one semantics with the transformers engine (see structured.py)
         if request.prompt is not None:
             thinking = False
             prompt: dict[str, Any] = {"prompt": request.prompt}
@@ -117,8 +156,13 @@ class VLLMEngine(Engine):
                         decode_image(image, i, MAX_DECODED_IMAGE_PIXELS) for i, image in enumerate(images)
                     ]
                 }
-        sampling = SamplingParams(**vllm_sampling_kwargs(request, spec.sampling(thinking)))
+        sampling_kwargs = vllm_sampling_kwargs(request, spec.sampling(thinking))
+        structured = vllm_structured_kwargs(request.sampling.structured)
+        if structured is not None:
+            sampling_kwargs["structured_outputs"] = StructuredOutputsParams(**structured)
+        sampling = SamplingParams(**sampling_kwargs)
         emitted = 0
+        streamed_logprobs = 0
         try:
             async for output in self._engine.generate(prompt, sampling, request.request_id):
                 completion = output.outputs[0]
@@ -135,6 +179,16 @@ class VLLMEngine(Engine):
                         entry[token].logprob
                         for entry, token in zip(completion.logprobs, completion.token_ids, strict=False)
                     ]
+                if request.sampling.logprobs and completion.logprobs:
+                    delta.token_logprobs = [
+                        _token_logprob(entry, token, request.sampling.top_logprobs)
+                        for entry, token in zip(
+                            completion.logprobs[streamed_logprobs:],
+                            completion.token_ids[streamed_logprobs:],
+                            strict=False,
+                        )
+                    ]
+                    streamed_logprobs = len(completion.logprobs)
                 emitted = len(text)
                 yield delta
         except ValueError as error:

@@ -1,0 +1,200 @@
+"""Structured outputs with xgrammar on the transformers engine (demo checkpoint, random weights)."""
+
+import asyncio
+import json
+
+import jsonschema
+import pytest
+
+from cluster.catalog import CATALOG
+from cluster.config import EngineConfig
+from deployments.engines.base import (
+    ChatMessage,
+    EngineRequestError,
+    GenerationRequest,
+    SamplingParams,
+    StructuredOutput,
+)
+from deployments.engines.structured import validate_structured
+from deployments.engines.transformers_engine import TransformersEngine
+
+pytestmark = pytest.mark.unit
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "pattern": "[A-Za-z ]{1,10}"},
+        "age": {"type": "integer"},
+        "tags": {"type": "array", "items": {"enum": ["x", "y"]}, "maxItems": 3},
+        "inner": {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}},
+            "required": ["ok"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["name", "age", "tags", "inner"],
+    "additionalProperties": False,
+}
+
+
+def request(text, structured=None, **sampling):
+    sampling.setdefault("max_tokens", 200)
+    return GenerationRequest(
+        request_id=text,
+        sampling=SamplingParams(structured=structured, **sampling),
+        messages=[ChatMessage("user", [text])],
+        enable_thinking=True,
+    )
+
+
+async def collect(engine, req):
+    deltas = [d async for d in engine.chat(req)]
+    return "".join(d.text for d in deltas), deltas[-1]
+
+
+@pytest.fixture
+def run_engine(demo_cache):
+    def run(body):
+        engine = TransformersEngine(
+            str(demo_cache / "demo-models" / "qwen3.5-0.8b"),
+            EngineConfig(device="cpu", dtype="float32", torch_threads=1, max_model_len=1024),
+            thinking_default=False,
+            sampling_defaults=CATALOG["0.8b"].sampling,
+            random_weights=True,
+        )
+
+        async def main():
+            await engine.start()
+            try:
+                return await body(engine)
+            finally:
+                await engine.shutdown()
+
+        return asyncio.run(main())
+
+    return run
+
+
+def test_constrained_and_free_rows_share_a_batch(run_engine):
+    schema = StructuredOutput("json_schema", json.dumps(SCHEMA))
+
+    async def body(engine):
+        return await asyncio.gather(
+            *(collect(engine, request(f"person {i}", schema, seed=i)) for i in range(6)),
+            collect(engine, request("free text", max_tokens=20)),
+            collect(engine, request("json", StructuredOutput("json_object"), seed=1)),
+        )
+
+    results = run_engine(body)
+    for text, last in results[:6]:
+        assert last.finish_reason == "stop"
+        jsonschema.validate(json.loads(text), SCHEMA)
+    assert results[6][1].finish_reason in ("stop", "length")
+    text, last = results[7]
+    assert text.startswith("{")
+    # Unbounded JSON may run out of tokens on random weights ("length" says so); a stop must parse.
+    assert last.finish_reason == "length" or isinstance(json.loads(text), dict)
+
+
+def test_choice_regex_and_grammar(run_engine):
+    async def body(engine):
+        return await asyncio.gather(
+            collect(
+                engine, request("pick", StructuredOutput("choice", json.dumps(["red", "green", "blue"])))
+            ),
+            collect(engine, request("date", StructuredOutput("regex", r"\d{4}-\d{2}-\d{2}"))),
+            collect(engine, request("yes or no", StructuredOutput("grammar", 'root ::= "yes" | "no"'))),
+        )
+
+    (choice, _), (date, _), (answer, _) = run_engine(body)
+    assert choice in ("red", "green", "blue")
+    assert len(date) == 10 and date[4] == "-" and date.replace("-", "").isdigit()
+    assert answer in ("yes", "no")
+
+
+def test_constrained_rows_are_generated_without_thinking(run_engine):
+    async def body(engine):
+        _, free = await collect(engine, request("q", max_tokens=2))
+        _, constrained = await collect(engine, request("q", StructuredOutput("choice", '["a"]')))
+        return free.prompt_tokens, constrained.prompt_tokens
+
+    thinking_prompt, constrained_prompt = run_engine(body)
+    assert constrained_prompt > thinking_prompt  # thinking off closes an empty <think></think> block
+
+
+def test_bad_grammar_fails_before_output_and_engine_keeps_serving(run_engine):
+    async def body(engine):
+        with pytest.raises(EngineRequestError) as caught:
+            await collect(engine, request("x", StructuredOutput("json_schema", '{"type": "nonsense"}')))
+        text, last = await collect(engine, request("still serving", max_tokens=3))
+        return caught.value, last
+
+    error, last = run_engine(body)
+    assert error.param == "response_format" and "nonsense" in error.message
+    assert last.finish_reason is not None
+
+
+def test_second_compile_is_cached(run_engine):
+    spec = StructuredOutput("json_schema", json.dumps(SCHEMA))
+
+    async def body(engine):
+        first = engine._grammars.compile(spec)
+        again = engine._grammars.compile(StructuredOutput("json_schema", json.dumps(SCHEMA)))
+        return first is again
+
+    assert run_engine(body)
+
+
+def test_a_failing_grammar_row_fails_alone(run_engine):
+    async def body(engine):
+        original = engine._grammars.constraint
+
+        def broken_constraint(spec):
+            constraint = original(spec)
+
+            def fill(bitmask, index):
+                raise ValueError("bad mask")
+
+            constraint.fill = fill
+            return constraint
+
+        engine._grammars.constraint = broken_constraint
+        broken, fine = await asyncio.gather(
+            collect(engine, request("broken", StructuredOutput("json_object"))),
+            collect(engine, request("fine", max_tokens=4)),
+            return_exceptions=True,
+        )
+        return broken, fine
+
+    broken, fine = run_engine(body)
+    assert isinstance(broken, EngineRequestError) and "bad mask" in broken.message
+    assert fine[1].finish_reason is not None
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        (StructuredOutput("json_schema", "not json"), "parse JSON"),
+        (
+            StructuredOutput("json_schema", '{"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}}'),
+            "ircular",
+        ),
+        (StructuredOutput("regex", "a(b"), "not closed"),
+        (StructuredOutput("grammar", 'root ::= "a" |'), "EBNF"),
+        (StructuredOutput("choice", "[]"), "non-empty"),
+        (StructuredOutput("choice", '["a", 3]'), "non-empty"),
+    ],
+)
+def test_validate_structured_names_the_problem(spec, fragment):
+    with pytest.raises(EngineRequestError) as caught:
+        validate_structured(spec)
+    assert fragment in caught.value.message
+    assert caught.value.param in ("response_format", "structured_outputs")
+    assert "/project/cpp" not in caught.value.message
+
+
+def test_validate_structured_accepts_good_specs():
+    validate_structured(StructuredOutput("json_schema", json.dumps(SCHEMA)))
+    validate_structured(StructuredOutput("json_object"))
+    validate_structured(StructuredOutput("choice", '["a", "b"]'))

@@ -1,0 +1,45 @@
+"""Translation of the new sampling fields and structured outputs to vLLM's parameters."""
+
+import json
+
+import pytest
+
+from cluster.config import load_config
+from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams, StructuredOutput
+from deployments.engines.vllm_engine import vllm_sampling_kwargs, vllm_structured_kwargs
+
+pytestmark = pytest.mark.unit
+
+
+def test_logprobs_penalties_and_bias_translate():
+    model = load_config(profile="gpu").model_by_name("qwen3.5-4b")
+    request = GenerationRequest(
+        "r",
+        SamplingParams(logprobs=True, top_logprobs=5, frequency_penalty=0.5, logit_bias={7: -100.0}),
+        messages=[ChatMessage("user", ["hi"])],
+    )
+    kwargs = vllm_sampling_kwargs(request, model.spec.sampling(False))
+    assert kwargs["logprobs"] == 5
+    assert kwargs["frequency_penalty"] == 0.5
+    assert kwargs["logit_bias"] == {7: -100.0}
+    plain = vllm_sampling_kwargs(
+        GenerationRequest("r", SamplingParams(), messages=[ChatMessage("user", ["hi"])]),
+        model.spec.sampling(False),
+    )
+    assert plain["logprobs"] == 0 and plain["frequency_penalty"] == 0.0 and plain["logit_bias"] is None
+
+
+def test_structured_outputs_translate_to_vllm_names():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert vllm_structured_kwargs(None) is None
+    assert vllm_structured_kwargs(StructuredOutput("json_schema", json.dumps(schema))) == {
+        "json": schema,
+        "disable_any_whitespace": True,
+    }
+    assert vllm_structured_kwargs(StructuredOutput("json_object")) == {
+        "json_object": True,
+        "disable_any_whitespace": True,
+    }
+    assert vllm_structured_kwargs(StructuredOutput("regex", r"\d+")) == {"regex": r"\d+"}
+    assert vllm_structured_kwargs(StructuredOutput("choice", '["a", "b"]')) == {"choice": ["a", "b"]}
+    assert vllm_structured_kwargs(StructuredOutput("grammar", 'root ::= "x"')) == {"grammar": 'root ::= "x"'}
