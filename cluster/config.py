@@ -214,6 +214,37 @@ class AuthConfig(StrictModel):
     keys_file: Path | None = Field(None, description="File holding one API key per line.")
 
 
+class S3MediaConfig(StrictModel):
+    """The allow-list of `s3://` image URLs: the server's credentials must not read any object a caller names."""
+
+    allow: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Buckets or bucket/prefix entries (`bucket`, `bucket/images/`) whose objects s3:// image "
+            "URLs may name; empty refuses every s3:// image URL."
+        ),
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _entries(cls, entries: list[str]) -> list[str]:
+        cleaned = []
+        for entry in entries:
+            entry = entry.removeprefix("s3://")
+            if not entry or entry.startswith("/"):
+                raise ValueError(f"s3 allow entry {entry!r} must start with a bucket name")
+            cleaned.append(entry)
+        return cleaned
+
+    def allows(self, bucket: str, key: str) -> bool:
+        """Whether `s3://bucket/key` lies under an allowed bucket or prefix."""
+        for entry in self.allow:
+            allowed_bucket, _, prefix = entry.partition("/")
+            if bucket == allowed_bucket and key.startswith(prefix):
+                return True
+        return False
+
+
 class MediaConfig(StrictModel):
     """Limits on images that requests carry or point at."""
 
@@ -224,6 +255,10 @@ class MediaConfig(StrictModel):
     fetch_timeout_s: float = Field(10.0, gt=0, description="Time limit for fetching one image URL.")
     allow_private_networks: bool = Field(
         False, description="Allow https image URLs that resolve to loopback, link-local or private addresses."
+    )
+    s3: S3MediaConfig = Field(
+        default_factory=S3MediaConfig,
+        description="Which s3:// image URLs requests may name (none by default).",
     )
 
 
@@ -257,6 +292,14 @@ class IngressConfig(StrictModel):
     )
     retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Longest time one request may take.")
+    cold_start_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "Extra time a request to a size with no ready replica (scaled to zero, restarting) is "
+            "held while the size starts, before a 503 with Retry-After."
+        ),
+    )
 
 
 class ServingConfig(StrictModel):

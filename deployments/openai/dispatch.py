@@ -7,11 +7,17 @@
 - A non-streamed `auto` answer that the router judges weak (low confidence, cut off while thinking,
   looping) is asked again one size up, once.
 Every step is recorded in `Route.routing`, which becomes response headers and the `routing` field.
+
+Admission: a request takes its size's slot before any call and holds it to its last byte (a stream
+until it ends or its client goes), so streams cannot pass the limit while waiting for a first token.
+A replica that dies under a request is retried once (not streamed, or streamed before its first
+delta); past that the error is a retryable 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -21,7 +27,8 @@ from cluster.config import AUTO_MODEL, ClusterConfig, ModelConfig
 from deployments.engines.base import ChatMessage, EngineOverloadedError, GenerationDelta, GenerationRequest
 from deployments.metrics import ServingMetrics
 from deployments.model_server import GenerationResult
-from deployments.openai.capacity import CapacityTracker
+from deployments.openai.capacity import CapacityTracker, Slot
+from deployments.openai.errors import is_replica_lost, unwrap_error
 from deployments.openai.protocol import OpenAIError
 from deployments.openai.reasoning import THINK_END
 from deployments.router import RouteDecision, SizeCapacity
@@ -67,19 +74,34 @@ class Route:
 
 @dataclass
 class OpenStream:
-    """A stream whose first delta has arrived (so request errors were already raised)."""
+    """A stream whose first delta has arrived (so request errors were already raised).
+
+    It holds its admission slot until `close` (called when the response ends, however it ends).
+    """
 
     route: Route
     started: float
     first: GenerationDelta
     rest: AsyncIterator[GenerationDelta]
+    slot: Slot | None = None
+    source: AsyncIterator[GenerationDelta] | None = None  # the model's own stream, under `rest`
+    finished: bool = False
+
+    async def close(self) -> None:
+        """Free the slot and stop the model's generation unless it ended (idempotent)."""
+        if self.slot is not None:
+            self.slot.release()
+        aclose = getattr(self.rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        if not self.finished and self.source is not None:
+            self.finished = True
+            await _close_quietly(self.source)
 
 
 def is_backpressure(error: BaseException) -> bool:
     """Whether `error` (possibly wrapped by Ray) means the size's queue is full."""
     from ray.serve.exceptions import BackPressureError
-
-    from deployments.openai.errors import unwrap_error
 
     return isinstance(unwrap_error(error), (BackPressureError, EngineOverloadedError))
 
@@ -156,9 +178,11 @@ class Dispatcher:
             "reason": decision.reason,
             "scorer": decision.scorer,
             "thinking": thinking,
+            "family": decision.family,
+            "estimates": decision.estimates,
         }
         if self.metrics:
-            self.metrics.record_route(model.public_name, decision.reason)
+            self.metrics.record_route(model.public_name, decision.reason, decision.family)
         return Route(model, thinking, routing, decision=decision, messages=messages, prompt=prompt)
 
     def _reroute_full(self, route: Route, requested_thinking: bool | None) -> Route | None:
@@ -179,29 +203,72 @@ class Dispatcher:
     async def generate(
         self, route: Route, request: GenerationRequest, requested_thinking: bool | None = None
     ) -> tuple[GenerationResult, Route]:
-        """A whole answer, after capacity fallback and at most one escalation."""
+        """A whole answer, after capacity fallback, one retry on a lost replica, and at most one
+        escalation."""
         try:
             result = await self._generate_on(route, request)
         except Exception as error:
-            if not is_backpressure(error) or (other := self._reroute_full(route, requested_thinking)) is None:
+            if is_replica_lost(error):
+                request = dataclasses.replace(request, request_id=request.request_id + "-retry")
+                result = await self._retry_lost(self._generate_on(route, request))
+            elif is_backpressure(error) and (other := self._reroute_full(route, requested_thinking)):
+                route, request = other, self._for_route(request, other)
+                result = await self._generate_on(route, request)
+            else:
                 raise
-            route, request = other, self._for_route(request, other)
-            result = await self._generate_on(route, request)
         return await self._maybe_escalate(route, request, result)
 
-    def _admit(self, size: str) -> None:
-        """Refuse at once when this replica already has the size's share of work in flight.
+    async def _retry_lost(self, attempt):
+        """Await the one retry after a lost replica; a second loss is a retryable 503."""
+        try:
+            return await attempt
+        except Exception as error:
+            if is_replica_lost(error):
+                raise OpenAIError(
+                    503,
+                    "the model replica serving this request went away; retry shortly",
+                    code="replica_unavailable",
+                    headers={"Retry-After": str(self.config.serving.ingress.retry_after_s)},
+                ) from error
+            raise
+
+    def _admit(self, size: str) -> Slot:
+        """Take a slot of `size`, refusing at once when this replica already has its share in flight.
 
         Rejecting here is cheap and immediate; letting the request reach Serve's handle queue first
         would park it in the handle's retry back-off (seconds under overload) before a 429.
         """
-        if self.capacity.in_flight[size] >= self.capacity.limit(size):
-            raise EngineOverloadedError(f"{size} has {self.capacity.in_flight[size]} requests in flight")
+        return self.capacity.admit(size)
+
+    def _not_ready(self, size: str) -> bool:
+        ready = self.capacity.ready
+        return ready is not None and ready.get(size, 1) < 1
+
+    def _deadline(self, size: str) -> float:
+        """Seconds a call to `size` may take: longer while it has no ready replica (cold start)."""
+        if self._not_ready(size):
+            return self.timeout_s + self.config.serving.ingress.cold_start_timeout_s
+        return self.timeout_s
+
+    async def _within_deadline(self, size: str, call):
+        """Await `call` within `size`'s deadline; running out while the size has no ready replica
+        (it never came up: node lost, no capacity) is a retryable 503, not a time-out."""
+        try:
+            return await asyncio.wait_for(call, self._deadline(size))
+        except asyncio.TimeoutError:
+            if self._not_ready(size):
+                raise OpenAIError(
+                    503,
+                    f"{self.config.model_by_name(size).public_name} has no ready replica; retry shortly",
+                    code="model_unavailable",
+                    headers={"Retry-After": str(self.config.serving.ingress.retry_after_s)},
+                ) from None
+            raise
 
     async def _generate_on(self, route: Route, request: GenerationRequest) -> GenerationResult:
-        self._admit(route.model.size)
-        with self.capacity.track(route.model.size):
-            return await asyncio.wait_for(self.clients[route.model.size].generate(request), self.timeout_s)
+        size = route.model.size
+        with self._admit(size):
+            return await self._within_deadline(size, self.clients[size].generate(request))
 
     async def _maybe_escalate(
         self, route: Route, request: GenerationRequest, result: GenerationResult
@@ -242,28 +309,46 @@ class Dispatcher:
     async def open_stream(
         self, route: Route, request: GenerationRequest, requested_thinking: bool | None = None
     ) -> OpenStream:
-        """Start streaming and wait for the first delta (capacity fallback included)."""
+        """Start streaming and wait for the first delta (capacity fallback and one retry on a lost
+        replica included). The caller must `close` the stream when its response ends."""
         try:
             return await self._open_on(route, request)
         except Exception as error:
+            if is_replica_lost(error):  # nothing was sent yet: the retry is invisible to the client
+                retry = dataclasses.replace(request, request_id=request.request_id + "-retry")
+                return await self._retry_lost(self._open_on(route, retry))
             if not is_backpressure(error) or (other := self._reroute_full(route, requested_thinking)) is None:
                 raise
             return await self._open_on(other, self._for_route(request, other))
 
     async def _open_on(self, route: Route, request: GenerationRequest) -> OpenStream:
-        self._admit(route.model.size)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        iterator = self.clients[route.model.size].stream(request).__aiter__()
-        first = await asyncio.wait_for(iterator.__anext__(), self.timeout_s)
-        return OpenStream(route, started, first, self._tracked(route.model.size, iterator))
+        size = route.model.size
+        slot = self._admit(size)
+        started = asyncio.get_running_loop().time()
+        iterator = self.clients[size].stream(request).__aiter__()
+        try:
+            first = await self._within_deadline(size, iterator.__anext__())
+        except BaseException:  # includes the client going away while waiting for the first token
+            slot.release()
+            await _close_quietly(iterator)
+            raise
+        stream = OpenStream(route, started, first, iterator, slot, source=iterator)
+        stream.rest = self._held(stream)
+        return stream
 
-    async def _tracked(
-        self, size: str, iterator: AsyncIterator[GenerationDelta]
-    ) -> AsyncIterator[GenerationDelta]:
-        with self.capacity.track(size):
-            async for delta in iterator:
+    @staticmethod
+    async def _held(stream: OpenStream) -> AsyncIterator[GenerationDelta]:
+        """The rest of a stream; the slot is freed, and the model stopped if the stream was cut
+        short (client gone, error), however it ends."""
+        try:
+            async for delta in stream.source:
                 yield delta
+            stream.finished = True
+        finally:
+            stream.slot.release()
+            if not stream.finished:
+                stream.finished = True
+                await _close_quietly(stream.source)
 
     @staticmethod
     def _for_route(request: GenerationRequest, route: Route) -> GenerationRequest:
@@ -273,3 +358,14 @@ class Dispatcher:
             request_id=request.request_id + "-" + route.model.size,
             enable_thinking=route.thinking if request.prompt is None else None,
         )
+
+
+async def _close_quietly(iterator) -> None:
+    """Stop a model stream (a Serve response generator is cancelled; a generator closed)."""
+    cancel = getattr(iterator, "cancel", None)
+    if cancel is not None:
+        cancel()
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):  # closing after an error: the first error is what matters
+            await aclose()

@@ -7,7 +7,7 @@ import logging
 
 from starlette.responses import JSONResponse
 
-from deployments.engines.base import EngineOverloadedError, EngineRequestError
+from deployments.engines.base import EngineOverloadedError, EngineRequestError, EngineUnavailableError
 from deployments.openai.protocol import OpenAIError
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,24 @@ def unwrap_error(error: BaseException) -> BaseException:
     return error
 
 
+def is_replica_lost(error: BaseException) -> bool:
+    """Whether `error` (possibly wrapped by Ray) means the replica serving the request went away."""
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
+
+    error = unwrap_error(error)
+    if isinstance(error, (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)):
+        return True
+    # Handle calls travel over gRPC: a replica killed mid-call surfaces as UNAVAILABLE/CANCELLED.
+    if type(error).__name__ != "AioRpcError":
+        return False
+    return getattr(error.code(), "name", "") in ("UNAVAILABLE", "CANCELLED", "UNKNOWN")
+
+
 def to_openai_error(error: BaseException, retry_after_s: int) -> OpenAIError:
-    """The HTTP error for `error`: 4xx for request problems, 429 for back-pressure, 504 for time-outs,
-    500 (logged with its traceback) for anything else."""
+    """The HTTP error for `error`: 4xx for request problems, 429 for back-pressure, 503 with
+    Retry-After for a replica that went away, 504 for time-outs, 500 (logged with its traceback)
+    for anything else."""
     from ray.serve.exceptions import BackPressureError
 
     error = unwrap_error(error)
@@ -38,6 +53,18 @@ def to_openai_error(error: BaseException, retry_after_s: int) -> OpenAIError:
             429,
             "the model is at capacity; retry shortly",
             code="overloaded",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+    if isinstance(error, EngineUnavailableError):
+        return OpenAIError(
+            503, f"the model replica cannot serve: {error}", code="engine_unavailable",
+            headers={"Retry-After": str(retry_after_s)},
+        )  # fmt: skip
+    if is_replica_lost(error):
+        return OpenAIError(
+            503,
+            "the model replica serving this request went away; retry shortly",
+            code="replica_unavailable",
             headers={"Retry-After": str(retry_after_s)},
         )
     if isinstance(error, asyncio.TimeoutError):

@@ -7,6 +7,7 @@ validation layers (our own pydantic models validate bodies and shape the errors 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,7 +27,12 @@ class HandleModelClient:
         self._stream_handle = handle.options(stream=True)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return await self.handle.generate.remote(request)
+        response = self.handle.generate.remote(request)
+        try:
+            return await response
+        except asyncio.CancelledError:  # the client went away: stop the engine row too
+            response.cancel()
+            raise
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         return self._stream_handle.generate_stream.remote(request)

@@ -2,7 +2,10 @@
 
 Remote fetches have size and time limits, and https URLs that resolve to loopback, link-local,
 private or otherwise non-public addresses are refused (server-side request forgery), on every
-redirect hop.
+redirect hop. The connection goes to the address that was checked (the URL's host is kept for TLS
+SNI, certificate checking and the Host header), so a second DNS answer cannot swap in a private
+address (DNS rebinding). `s3://` URLs are read with the server's credentials, so only buckets and
+prefixes on `serving.media.s3.allow` may be named.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import base64
 import binascii
 import ipaddress
 import socket
-from urllib.parse import unquote_to_bytes, urljoin, urlsplit
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 from cluster.config import MediaConfig, ObjectStoreConfig
 from deployments.engines.base import InvalidImageError
@@ -35,23 +38,45 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def check_public_host(host: str, port: int) -> None:
-    """Resolve `host` and refuse it unless every address it resolves to is public.
+async def resolve_host(host: str, port: int, allow_private: bool = False) -> str:
+    """Resolve `host` once and return the address to connect to.
+
+    Unless `allow_private`, the host is refused unless every address it resolves to is public.
 
     Raises:
         ImageFetchError: the host does not resolve, or resolves to a non-public address.
     """
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
+    except (socket.gaierror, UnicodeError) as error:
         raise ImageFetchError(f"image host {host!r} does not resolve: {error}") from None
+    if not infos:
+        raise ImageFetchError(f"image host {host!r} does not resolve")
     for info in infos:
         address = info[4][0]
-        if not is_public_address(address):
+        if not allow_private and not is_public_address(address):
             raise ImageFetchError(
                 f"image URL host {host!r} resolves to {address}, a loopback, link-local or private "
                 "address; only public hosts may be fetched"
             )
+    return infos[0][4][0]
+
+
+async def check_public_host(host: str, port: int) -> None:
+    """Resolve `host` and refuse it unless every address it resolves to is public.
+
+    Raises:
+        ImageFetchError: the host does not resolve, or resolves to a non-public address.
+    """
+    await resolve_host(host, port)
+
+
+def pinned_url(url: str, address: str) -> str:
+    """`url` with its host replaced by the resolved `address` (port, path and query kept)."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
 
 
 def decode_data_url(url: str, max_bytes: int) -> bytes:
@@ -119,10 +144,20 @@ class ImageFetcher:
             parts = urlsplit(url)
             if parts.scheme != "https" or not parts.hostname:
                 raise ImageFetchError(f"image URL {url[:200]!r} must be an https URL with a host")
-            if not self.media.allow_private_networks:
-                await check_public_host(parts.hostname, parts.port or 443)
             try:
-                async with self._http.stream("GET", url) as response:
+                port = parts.port or 443
+            except ValueError:
+                raise ImageFetchError(f"image URL {url[:200]!r} has an invalid port") from None
+            address = await resolve_host(parts.hostname, port, self.media.allow_private_networks)
+            host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+            try:
+                # Connect to the checked address; TLS (SNI, certificate) and Host use the name.
+                async with self._http.stream(
+                    "GET",
+                    pinned_url(url, address),
+                    headers={"Host": host_header},
+                    extensions={"sni_hostname": parts.hostname},
+                ) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
@@ -156,6 +191,11 @@ class ImageFetcher:
         bucket, key = parts.netloc, parts.path.lstrip("/")
         if not bucket or not key:
             raise ImageFetchError(f"s3 URL {url!r} must name a bucket and a key")
+        if not self.media.s3.allows(bucket, key):
+            raise ImageFetchError(
+                f"s3 URL {url[:200]!r} is not under an allowed bucket or prefix "
+                "(serving.media.s3.allow); this server reads no other objects for a request"
+            )
         if self._s3 is None:
             self._s3 = boto3.client(
                 "s3", endpoint_url=self.object_store.resolved_endpoint(), region_name=self.object_store.region

@@ -69,6 +69,7 @@ def served(demo_cache, tmp_path_factory, s3_server):
     config.ray.metrics_export_port = free_port()
     config.ray.num_cpus = 8
     config.object_store.endpoint_url = s3_server.endpoint_url
+    config.serving.media.s3.allow = ["images"]  # the bucket test_image_from_s3 reads
 
     keys_file = tmp_path_factory.mktemp("auth") / "keys.txt"
     keys_file.write_text(f"# test keys\n{SECURE_KEY}\n")

@@ -99,3 +99,133 @@ def test_fetch_timeout_applies():
 
     with pytest.raises((asyncio.TimeoutError, ImageFetchError)):
         asyncio.run(run())
+
+
+def test_s3_urls_refused_without_allow_list():
+    # Empty allow-list: no s3 object is read for a request, whatever the credentials could read.
+    with pytest.raises(ImageFetchError, match="not under an allowed bucket"):
+        asyncio.run(_fetcher().fetch("s3://private-bucket/secret.png"))
+
+
+def test_s3_allow_list_matches_bucket_and_prefix():
+    from cluster.config import S3MediaConfig
+
+    allow = S3MediaConfig(allow=["public", "s3://mixed/images/"])
+    assert allow.allows("public", "any/key.png")
+    assert allow.allows("mixed", "images/cat.png")
+    assert not allow.allows("mixed", "private/cat.png")
+    assert not allow.allows("publicity", "key.png")
+    fetcher = ImageFetcher(MediaConfig(s3=allow), ObjectStoreConfig())
+    with pytest.raises(ImageFetchError, match="not under an allowed bucket"):
+        asyncio.run(fetcher.fetch("s3://mixed/private/cat.png"))
+
+
+class _TLSImageServer:
+    """An https server on 127.0.0.1 with a certificate for `name`; records each request's Host and SNI."""
+
+    def __init__(self, name: str, redirect_to: str | None = None):
+        import trustme
+
+        self.name = name
+        self.redirect_to = redirect_to
+        self.ca = trustme.CA()
+        self.seen: list[tuple[str, str | None]] = []
+
+    async def __aenter__(self):
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ca.issue_cert(self.name).configure_cert(context)
+        sni: list[str | None] = [None]
+        context.sni_callback = lambda sock, server_name, ctx: sni.__setitem__(0, server_name)
+
+        async def answer(reader, writer):
+            head = await reader.readuntil(b"\r\n\r\n")
+            host = next(
+                line.split(b":", 1)[1].strip().decode()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"host:")
+            )
+            self.seen.append((host, sni[0]))
+            if self.redirect_to and len(self.seen) == 1:
+                writer.write(
+                    f"HTTP/1.1 302 Found\r\nLocation: {self.redirect_to}\r\nContent-Length: 0\r\n\r\n".encode()
+                )
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nPNG!")
+            await writer.drain()
+            writer.close()
+
+        self.server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def _pinned_fetcher(server, answers: dict[str, list[str]]):
+    """A fetcher trusting the server's CA whose resolver answers from `answers`, each name once."""
+    import socket
+    import ssl
+
+    import httpx
+
+    fetcher = _fetcher(allow_private_networks=True)
+    context = ssl.create_default_context()
+    server.ca.configure_trust(context)
+    fetcher._http = httpx.AsyncClient(verify=context, follow_redirects=False)
+    lookups: list[str] = []
+
+    async def fake_getaddrinfo(host, port, **kwargs):
+        lookups.append(host)
+        address = answers[host].pop(0)  # a second lookup of the same name fails the test
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    return fetcher, fake_getaddrinfo, lookups
+
+
+def test_https_fetch_connects_to_the_checked_address():
+    # The name resolves once; the connection goes to that address, with the name kept for SNI,
+    # certificate checking and Host. "images.test" exists in no DNS: a second resolution by the
+    # HTTP client would fail the fetch.
+    async def run():
+        async with _TLSImageServer("images.test") as server:
+            fetcher, fake, lookups = _pinned_fetcher(server, {"images.test": ["127.0.0.1"]})
+            asyncio.get_running_loop().getaddrinfo = fake
+            try:
+                data = await fetcher.fetch(f"https://images.test:{server.port}/cat.png")
+            finally:
+                await fetcher.close()
+            return data, server.seen, lookups, server.port
+
+    data, seen, lookups, port = asyncio.run(run())
+    assert data == b"PNG!"
+    assert lookups == ["images.test"]
+    assert seen == [(f"images.test:{port}", "images.test")]  # (Host header, TLS SNI)
+
+
+def test_https_redirect_is_checked_again(monkeypatch):
+    from deployments.openai import media
+
+    # The test server must listen on loopback: count 127.0.0.1 as public, nothing else.
+    real = media.is_public_address
+    monkeypatch.setattr(media, "is_public_address", lambda address: address == "127.0.0.1" or real(address))
+
+    # The first hop is allowed; the redirect names a host that resolves to a private address.
+    async def run():
+        async with _TLSImageServer("images.test", redirect_to="https://internal.test/meta") as server:
+            fetcher, fake, lookups = _pinned_fetcher(
+                server, {"images.test": ["127.0.0.1"], "internal.test": ["10.0.0.7"]}
+            )
+            fetcher.media = MediaConfig(allow_private_networks=False)
+            asyncio.get_running_loop().getaddrinfo = fake
+            try:
+                with pytest.raises(ImageFetchError, match="internal.test.*10.0.0.7"):
+                    await fetcher.fetch(f"https://images.test:{server.port}/cat.png")
+            finally:
+                await fetcher.close()
+            return lookups
+
+    assert asyncio.run(run()) == ["images.test", "internal.test"]

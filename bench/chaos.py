@@ -1,0 +1,268 @@
+"""Faults under load on a local demo cluster, with figures: what is lost, how fast it comes back.
+
+    python bench/chaos.py [--scenarios burst,replica,ingress,node] [--load-seconds 5]
+
+Starts local Ray + Serve with the demo profile (0.8b admitting `--limit` requests), then per scenario:
+- burst: 128 streamed requests at once on 0.8b: admitted in flight (peak, from /healthz) against the
+  limit, 429 count and their latency p50/p99;
+- replica: kill the 0.8b replica under steady load: requests lost (503 / 5xx / hang), seconds until
+  /healthz is 200 again, p99 of the survivors before and after;
+- ingress: kill the ingress replica under steady load: the same figures;
+- node: a second local cluster of several raylets (ray.cluster_utils.Cluster), each size pinned to
+  its worker group's custom resource as rendered for KubeRay; the node holding 2b is removed under
+  load on both sizes: 2b's answers while gone, 0.8b's p99 before and during.
+Every figure is printed as one `name value` line, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.chaos import kill_replicas, run_load, wait_for_health  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def demo_config(cache: Path, limit: int):
+    from cluster.config import load_config
+
+    config = load_config(profile="demo")
+    config.cache_dir = cache
+    config.serving.port = free_port()
+    config.ray.num_cpus = 8
+    # Short deadlines, so a size that lost its replica answers 503 well within the clients' 60 s.
+    config.serving.ingress.request_timeout_s = 20
+    config.serving.ingress.cold_start_timeout_s = 5
+    for model in config.models:
+        if model.size == "0.8b":
+            model.deployment.max_ongoing_requests = limit
+            model.deployment.max_queued_requests = limit
+    return config
+
+
+async def burst(base_url: str, concurrency: int = 128) -> dict:
+    body = {
+        "model": "qwen3.5-0.8b",
+        "messages": [{"role": "user", "content": "count"}],
+        "max_tokens": 16,
+        "stream": True,
+    }
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=120, limits=httpx.Limits(max_connections=concurrency)
+    ) as http:
+
+        async def one():
+            started = time.perf_counter()
+            async with http.stream("POST", "/chat/completions", json=body) as response:
+                status = response.status_code
+                head = time.perf_counter() - started
+                await response.aread()
+            return status, head
+
+        results = await asyncio.gather(*(one() for _ in range(concurrency)))
+    refused = [head for status, head in results if status == 429]
+    return {
+        "burst_requests": concurrency,
+        "burst_admitted": sum(1 for status, _ in results if status == 200),
+        "burst_429": len(refused),
+        "burst_other": sum(1 for status, _ in results if status not in (200, 429)),
+        "burst_429_p50_ms": round(1000 * percentile(refused, 0.5), 1) if refused else None,
+        "burst_429_p99_ms": round(1000 * percentile(refused, 0.99), 1) if refused else None,
+    }
+
+
+async def fault_under_load(
+    base_url: str, fault, load_s: float, label: str, models=("qwen3.5-0.8b",), repair=None
+) -> dict:
+    """Load, `fault`, then (if given) `repair` after `load_s` of outage; figures per model."""
+    base = base_url.removesuffix("/v1")
+    stop = asyncio.Event()
+    loads = [
+        asyncio.create_task(run_load(base_url, model, workers=3, streamed_workers=1, stop=stop))
+        for model in models
+    ]
+    await asyncio.sleep(load_s)
+    fault_at = time.monotonic()
+    await asyncio.to_thread(fault)
+    if repair is not None:
+        await asyncio.sleep(load_s)  # the outage the clients see before the repair
+        await asyncio.to_thread(repair)
+    try:
+        health = await asyncio.to_thread(wait_for_health, base, 180.0, True)
+        recovered_at = health[-1][0]
+    except TimeoutError:
+        health, recovered_at = [], float("nan")
+    await asyncio.sleep(load_s)
+    stop.set()
+    results = await asyncio.gather(*loads)
+    figures = {}
+    for model, result in zip(models, results, strict=True):
+        key = f"{label}_{model.removeprefix('qwen3.5-')}"
+        figures.update(
+            {
+                f"{key}_requests": len(result.finished) + result.hangs,
+                f"{key}_lost": result.lost,
+                f"{key}_503": len(result.unavailable_retry_after),
+                f"{key}_5xx_other": len(result.server_errors),
+                f"{key}_hangs": result.hangs,
+                f"{key}_p99_before_s": result.p99(until=fault_at),
+                f"{key}_p99_during_s": result.p99(since=fault_at, until=recovered_at),
+                f"{key}_p99_after_s": result.p99(since=recovered_at),
+            }
+        )
+        if result.server_errors:
+            figures[f"{key}_first_errors"] = result.server_errors[:3]
+    figures[f"{label}_recovery_s"] = round(recovered_at - fault_at, 2)
+    figures[f"{label}_healthz_503_seen"] = any(status != 200 for _, status in health)
+    return figures
+
+
+def run_single_node(args, scenarios: list[str]) -> dict:
+    from cluster import local
+    from deployments.app import build_app_from_config
+    from deployments.engines.demo_models import ensure_demo_models
+
+    ensure_demo_models(args.cache)
+    config = demo_config(args.cache, args.limit)
+    local.start_ray(config)
+    figures: dict = {"limit": args.limit}
+    try:
+        local.deploy(config, build_app_from_config(config), blocking_timeout_s=600)
+        base_url = local.endpoint(config) + "/v1"
+        wait_for_health(base_url.removesuffix("/v1"), 180)
+        app = config.serving.app_name
+        if "burst" in scenarios:
+            figures.update(asyncio.run(burst(base_url)))
+            health = httpx.get(base_url.removesuffix("/v1") + "/healthz", timeout=30).json()
+            figures["burst_peak_in_flight"] = health["capacity"]["qwen3.5-0.8b"]["peak_in_flight_here"]
+        if "replica" in scenarios:
+            fault = lambda: kill_replicas(app, "model-0_8b")  # noqa: E731
+            figures.update(asyncio.run(fault_under_load(base_url, fault, args.load_seconds, "replica")))
+        if "ingress" in scenarios:
+            fault = lambda: kill_replicas(app, "openai-ingress")  # noqa: E731
+            figures.update(asyncio.run(fault_under_load(base_url, fault, args.load_seconds, "ingress")))
+    finally:
+        local.shutdown()
+    return figures
+
+
+def run_multi_node(args) -> dict:
+    """Sizes pinned by their worker groups' resources on separate raylets; the 2b node is removed."""
+    import ray
+    from ray import serve
+    from ray.cluster_utils import Cluster
+
+    from cluster import local
+    from cluster.k8s.groups import plan_worker_groups
+    from cluster.k8s.serve_config import deployment_overrides
+    from cluster.k8s_config import WorkerGroupConfig
+    from deployments.engines.demo_models import ensure_demo_models
+    from deployments.model_server import make_model_deployment
+    from deployments.openai.ingress import make_ingress_deployment
+
+    ensure_demo_models(args.cache)
+    config = demo_config(args.cache, args.limit)
+    config.models = [m for m in config.models if m.size in ("0.8b", "2b")]
+    # One worker group per size, as a KubeRay config that keeps sizes apart would render them.
+    config.kubernetes.worker_groups = [
+        WorkerGroupConfig(name=f"cpu-{size.replace('.', '-')}", sizes=[size], gpus_per_pod=0)
+        for size in ("0.8b", "2b")
+    ]
+    plans = plan_worker_groups(config)
+    overrides = {entry["name"]: entry for entry in deployment_overrides(config, plans)}
+    local.apply_serve_env(local=True)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    nodes = {}
+    for plan in plans:
+        if plan.placement_resource:
+            resources = {plan.placement_resource: float(plan.ray_resources()[plan.placement_resource])}
+            nodes[plan.sizes] = cluster.add_node(num_cpus=2, resources=resources)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    figures: dict = {}
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": config.serving.port})
+        handles = {}
+        for model in config.enabled_models():
+            options = {k: v for k, v in overrides[model.deployment_name].items() if k != "name"}
+            handles[model.size] = (
+                make_model_deployment()
+                .options(name=model.deployment_name, **options)
+                .bind(model, str(config.cache_dir))
+            )
+        app = make_ingress_deployment().options(name="openai-ingress", num_replicas=1).bind(config, **handles)
+        serve.run(app, name=config.serving.app_name, route_prefix="/")
+        base_url = f"http://127.0.0.1:{config.serving.port}/v1"
+        wait_for_health(base_url.removesuffix("/v1"), 180)
+        node_2b = next(node for sizes, node in nodes.items() if "2b" in sizes)
+        resources_2b = next(
+            {p.placement_resource: float(p.ray_resources()[p.placement_resource])}
+            for p in plans
+            if "2b" in p.sizes
+        )
+
+        def remove() -> None:
+            cluster.remove_node(node_2b)
+
+        def replace() -> None:  # what KubeRay does: a new pod of the same worker group
+            cluster.add_node(num_cpus=2, resources=resources_2b)
+
+        figures.update(
+            asyncio.run(
+                fault_under_load(
+                    base_url,
+                    remove,
+                    args.load_seconds,
+                    "node",
+                    models=("qwen3.5-0.8b", "qwen3.5-2b"),
+                    repair=replace,
+                )
+            )
+        )
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default="burst,replica,ingress,node")
+    parser.add_argument("--load-seconds", type=float, default=5.0)
+    parser.add_argument("--limit", type=int, default=4, help="max_ongoing_requests of 0.8b")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qwen-cluster")
+    args = parser.parse_args()
+    scenarios = args.scenarios.split(",")
+    figures = {}
+    if set(scenarios) & {"burst", "replica", "ingress"}:
+        figures.update(run_single_node(args, scenarios))
+    if "node" in scenarios:
+        figures.update(run_multi_node(args))
+    for name, value in figures.items():
+        print(f"{name} {value}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Soak: measure capacity, then hold 80% of it for a while; errors and memory growth per process.
+
+    python bench/soak.py [--url http://127.0.0.1:8000] [--minutes 10] [--fraction 0.8]
+
+Against a running endpoint (`make up`), or, without `--url`, a local demo cluster started here.
+Phase 1 finds capacity: closed-loop clients on `--model` for `--probe-seconds`, requests/s.
+Phase 2 sends open-loop requests at `fraction` of that rate for `--minutes` (a fixed arrival
+schedule, so a slow server meets the same demand) and samples the RSS of every Ray process of this
+machine (raylet, GCS, workers, replicas) at the start of phase 2, then each minute. Prints the error
+count by status, latency p50/p99, and each process's RSS growth, largest first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def ray_processes() -> dict[int, tuple[str, int]]:
+    """pid -> (name, RSS bytes) of this machine's Ray processes (read from /proc: Linux only)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = (entry / "status").read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        if any(marker in cmdline for marker in ("ray::", "raylet", "gcs_server", "ray/dashboard", "default_worker")):
+            rss_kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+            found[int(entry.name)] = (cmdline[:60], rss_kib * 1024)
+    return found
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
+def body(model: str, max_tokens: int) -> dict:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "a short greeting"}],
+        "max_tokens": max_tokens,
+    }
+
+
+async def capacity(base_url: str, model: str, max_tokens: int, seconds: float, concurrency: int) -> float:
+    """Requests/s that closed-loop clients get (200s only)."""
+    done = 0
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+
+        async def worker():
+            nonlocal done
+            while time.monotonic() < deadline:
+                response = await http.post("/chat/completions", json=body(model, max_tokens))
+                done += response.status_code == 200
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.monotonic() - started)
+
+
+async def soak(base_url: str, model: str, max_tokens: int, rate: float, seconds: float) -> dict:
+    statuses: Counter = Counter()
+    latencies: list[float] = []
+    samples = [(0.0, ray_processes())]
+    started = time.monotonic()
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=60, limits=httpx.Limits(max_connections=256)
+    ) as http:
+
+        async def one():
+            sent = time.monotonic()
+            try:
+                response = await http.post("/chat/completions", json=body(model, max_tokens))
+                statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    latencies.append(time.monotonic() - sent)
+            except httpx.HTTPError as error:
+                statuses[type(error).__name__] += 1
+
+        tasks = []
+        next_sample = started + 60
+        for index in range(int(rate * seconds)):
+            due = started + index / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            tasks.append(asyncio.create_task(one()))
+            if time.monotonic() >= next_sample:
+                samples.append((time.monotonic() - started, await asyncio.to_thread(ray_processes)))
+                next_sample += 60
+        await asyncio.gather(*tasks)
+    samples.append((time.monotonic() - started, ray_processes()))
+    first, last = samples[0][1], samples[-1][1]
+    growth = sorted(
+        (
+            (100.0 * (last[pid][1] - rss) / rss, name, rss // 2**20, last[pid][1] // 2**20)
+            for pid, (name, rss) in first.items()
+            if pid in last and rss > 0
+        ),
+        reverse=True,
+    )
+    return {
+        "seconds": round(time.monotonic() - started, 1),
+        "rate": round(rate, 2),
+        "statuses": dict(statuses),
+        "errors": sum(count for status, count in statuses.items() if status != 200),
+        "p50_s": percentile(latencies, 0.5),
+        "p99_s": percentile(latencies, 0.99),
+        "rss_growth_top": [
+            {"growth_pct": round(g, 1), "process": n, "start_mib": a, "end_mib": b}
+            for g, n, a, b in growth[:8]
+        ],
+        "rss_growth_max_pct": round(growth[0][0], 1) if growth else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=None, help="a running endpoint; none starts a local demo cluster")
+    parser.add_argument("--model", default="qwen3.5-0.8b")
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--fraction", type=float, default=0.8)
+    parser.add_argument("--probe-seconds", type=float, default=20.0)
+    parser.add_argument("--probe-concurrency", type=int, default=16)
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qwen-cluster")
+    args = parser.parse_args()
+
+    started_here = args.url is None
+    if started_here:
+        from bench.chaos import demo_config
+        from cluster import local
+        from deployments.app import build_app_from_config
+        from deployments.engines.demo_models import ensure_demo_models
+
+        ensure_demo_models(args.cache)
+        config = demo_config(args.cache, limit=32)
+        local.start_ray(config)
+        local.deploy(config, build_app_from_config(config), blocking_timeout_s=600)
+        args.url = local.endpoint(config)
+    try:
+        base_url = args.url.rstrip("/") + "/v1"
+        measured = asyncio.run(
+            capacity(base_url, args.model, args.max_tokens, args.probe_seconds, args.probe_concurrency)
+        )
+        result = {"capacity_rps": round(measured, 2), "fraction": args.fraction}
+        result.update(
+            asyncio.run(
+                soak(base_url, args.model, args.max_tokens, measured * args.fraction, args.minutes * 60)
+            )
+        )
+    finally:
+        if started_here:
+            local.shutdown()
+    for name, value in result.items():
+        print(f"{name} {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

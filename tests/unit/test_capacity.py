@@ -1,0 +1,108 @@
+"""`CapacityTracker`: per-size limits from ready replicas, admission slots, polling."""
+
+import asyncio
+
+import pytest
+
+from cluster.config import parse_config
+from deployments.engines.base import EngineOverloadedError
+from deployments.openai.capacity import CapacityTracker
+
+pytestmark = pytest.mark.unit
+
+
+def make_config(ingress_replicas=1, **deployments):
+    models = []
+    for size, deployment in deployments.items():
+        models.append({"size": size.replace("_", "."), "random_weights": True, "deployment": deployment})
+    return parse_config({"models": models, "serving": {"ingress": {"num_replicas": ingress_replicas}}})
+
+
+def test_limit_is_this_ingress_share_of_ready_replicas():
+    config = make_config(
+        ingress_replicas=2,
+        **{"0_8b": {"num_replicas": 3, "max_ongoing_requests": 8, "max_queued_requests": 10}},
+    )
+    capacity = CapacityTracker(config)
+    assert capacity.limit("0.8b") == 4  # unknown replica counts: one ready replica assumed
+    capacity.ready = {"0.8b": 3}
+    assert capacity.limit("0.8b") == 12  # 3 x 8 / 2 ingress replicas
+    capacity.ready = {"0.8b": 0}
+    assert capacity.limit("0.8b") == 5  # none ready: the handle queue's share, so a cold start queues
+
+
+def test_unlimited_queue_and_minimum_of_one():
+    config = make_config(
+        ingress_replicas=4,
+        **{
+            "0_8b": {"num_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": -1},
+            "2b": {"num_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1},
+        },
+    )
+    capacity = CapacityTracker(config)
+    assert capacity.limit("0.8b") == 1.0  # 1/4 rounds up to one request
+    capacity.ready = {"0.8b": 0, "2b": 0}
+    assert capacity.limit("0.8b") == float("inf")
+    assert capacity.limit("2b") == 1.0
+
+
+def test_admit_counts_slots_and_refuses_past_the_limit():
+    config = make_config(**{"0_8b": {"num_replicas": 1, "max_ongoing_requests": 2}})
+    capacity = CapacityTracker(config)
+    first, second = capacity.admit("0.8b"), capacity.admit("0.8b")
+    assert capacity.snapshot()["0.8b"].queue_full
+    with pytest.raises(EngineOverloadedError):
+        capacity.admit("0.8b")
+    first.release()
+    first.release()  # a second release must not free someone else's slot
+    assert capacity.in_flight["0.8b"] == 1
+    with capacity.admit("0.8b"):
+        assert capacity.in_flight["0.8b"] == 2
+    second.release()
+    assert capacity.in_flight["0.8b"] == 0
+    assert capacity.peak_in_flight["0.8b"] == 2
+    assert not capacity.snapshot()["0.8b"].queue_full
+
+
+def test_sizes_expected_up_leaves_out_scale_to_zero():
+    config = make_config(
+        **{
+            "0_8b": {"num_replicas": 1},
+            "2b": {"autoscaling_config": {"min_replicas": 0, "max_replicas": 2, "initial_replicas": 0}},
+            "4b": {"num_replicas": 0},
+        }
+    )
+    assert CapacityTracker(config).sizes_expected_up() == ["0.8b"]
+
+
+def test_polling_reads_counts_and_keeps_the_last_on_failure():
+    config = make_config(**{"0_8b": {"num_replicas": 1}})
+    answers = [{"0.8b": 1}, RuntimeError("controller restarting"), {"0.8b": 0}]
+    polled = asyncio.Queue()
+
+    async def counter():
+        answer = answers.pop(0) if answers else {"0.8b": 0}
+        await polled.put(answer)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def main():
+        capacity = CapacityTracker(config, counter, refresh_s=3600)
+        await capacity.refresh()
+        assert capacity.ready == {"0.8b": 1}
+        await capacity.refresh()
+        assert capacity.ready == {"0.8b": 1}  # the failed read kept the last counts
+        await capacity.refresh()
+        assert capacity.ready == {"0.8b": 0}
+        assert capacity.snapshot()["0.8b"].ready_replicas == 0
+        for _ in range(3):
+            polled.get_nowait()
+        capacity.start()
+        capacity.start()  # idempotent: one polling task
+        assert await polled.get() == {"0.8b": 0}  # the background task polled
+        await capacity.close()
+        assert capacity._task is None
+        assert polled.empty()
+
+    asyncio.run(main())
