@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.config import ModelConfig
-from deployments.engines.base import Engine, GenerationDelta, GenerationRequest
+from deployments.engines.base import Engine, GenerationDelta, GenerationRequest, TokenLogprob
 from deployments.engines.factory import create_engine
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ class GenerationResult:
     finish_reason: str
     logprobs: list[float] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
+    # Per-token logprobs with top alternatives, when the request asked for `sampling.logprobs`.
+    token_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     @property
     def mean_logprob(self) -> float | None:
@@ -63,9 +65,11 @@ class ModelServer:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         """Generate a whole answer."""
         pieces: list[str] = []
+        token_logprobs: list[TokenLogprob] = []
         last: GenerationDelta | None = None
         async for delta in self.engine.chat(request):
             pieces.append(delta.text)
+            token_logprobs.extend(delta.token_logprobs or [])
             last = delta
         assert last is not None and last.finish_reason is not None, "engine ended without a final delta"
         return GenerationResult(
@@ -75,6 +79,7 @@ class ModelServer:
             finish_reason=last.finish_reason,
             logprobs=last.logprobs or [],
             tokens=last.tokens or [],
+            token_logprobs=token_logprobs,
         )
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:

@@ -8,6 +8,7 @@ absent on CPU machines): render the chat template, run the PIL image processor, 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,11 @@ def decode_image(image: ImageInput, index: int, max_pixels: int):
 
 
 def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    """Messages in the structure the chat template expects (OpenAI-like parts)."""
+    """Messages in the structure the chat template expects (OpenAI-like parts).
+
+    Assistant `tool_calls` keep the OpenAI shape, but with `arguments` as a mapping: Qwen3.5's
+    template iterates `tool_call.arguments|items` to write one `<parameter=...>` per argument.
+    """
     rendered = []
     for message in messages:
         parts: list[dict[str, Any]] = []
@@ -70,8 +75,28 @@ def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
                 parts.append({"type": "image"})
             else:
                 parts.append({"type": "text", "text": part})
-        rendered.append({"role": message.role, "content": parts})
+        entry: dict[str, Any] = {"role": message.role, "content": parts}
+        if message.tool_calls:
+            entry["tool_calls"] = [_template_call(call) for call in message.tool_calls]
+        if message.tool_call_id is not None:
+            entry["tool_call_id"] = message.tool_call_id
+        if message.name is not None:
+            entry["name"] = message.name
+        rendered.append(entry)
     return rendered
+
+
+def _template_call(call: dict[str, Any]) -> dict[str, Any]:
+    function = dict(call.get("function", {}))
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            function["arguments"] = parsed
+    return {**call, "function": function}
 
 
 class PromptBuilder:
@@ -108,6 +133,7 @@ class PromptBuilder:
             )
         text = self.tokenizer.apply_chat_template(
             template_messages(request.messages or []),
+            tools=request.tools or None,
             tokenize=False,
             add_generation_prompt=True,
             enable_thinking=thinking,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from deployments.engines.base import ChatMessage, ImageInput, InvalidImageError
+from deployments.engines.base import ChatMessage, EngineRequestError, ImageInput, InvalidImageError
 from deployments.openai.media import ImageFetcher
 from deployments.openai.protocol import ImagePart, Message
 
@@ -20,6 +20,7 @@ async def to_chat_messages(
         InvalidImageError: more than `max_images` images, or an image URL that cannot be fetched;
             `param` names the offending part (`messages[2].content[1].image_url`).
     """
+    check_tool_history(messages)  # before any image is fetched
     locations = [
         (i, j, part)
         for i, message in enumerate(messages)
@@ -65,8 +66,36 @@ async def to_chat_messages(
                 images[(i, j)] if isinstance(part, ImagePart) else part.text
                 for j, part in enumerate(message.content)
             ]
-        result.append(ChatMessage(role=role, content=parts))
+        tool_calls = [call.model_dump() for call in message.tool_calls] if message.tool_calls else None
+        result.append(
+            ChatMessage(
+                role=role,
+                content=parts,
+                tool_calls=tool_calls,
+                tool_call_id=message.tool_call_id if message.role == "tool" else None,
+                name=message.name,
+            )
+        )
     return result
+
+
+def check_tool_history(messages: list[Message]) -> None:
+    """Every `tool` message answers a call an earlier assistant message made.
+
+    Raises:
+        EngineRequestError: 400 naming `messages[i].tool_call_id`.
+    """
+    called: set[str] = set()
+    for i, message in enumerate(messages):
+        for call in message.tool_calls or []:
+            called.add(call.id)
+        if message.role == "tool" and message.tool_call_id not in called:
+            raise EngineRequestError(
+                f"messages[{i}] answers tool_call_id {message.tool_call_id!r}, which no earlier "
+                "assistant message called",
+                param=f"messages[{i}].tool_call_id",
+                code="invalid_tool_call_id",
+            )
 
 
 def _describe(url: str) -> str:

@@ -1,12 +1,14 @@
-"""OpenAI response bodies and SSE chunks, built as plain dicts (cheaper than models on the hot path)."""
+"""OpenAI response bodies and SSE chunks, built as plain dicts (cheaper than models on the hot path).
+
+Every body carries the fields OpenAI's API reference marks required (`refusal: null` on messages,
+`logprobs: null` in choices when not asked for), plus our `routing` field.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from typing import Any
-
-from deployments.model_server import GenerationResult
 
 
 def sse(payload: dict[str, Any] | str) -> bytes:
@@ -24,43 +26,23 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def chat_logprobs(result: GenerationResult) -> dict[str, Any]:
-    """`choices[].logprobs` of a chat completion."""
-    return {
-        "content": [
-            {"token": token, "logprob": logprob, "bytes": list(token.encode()), "top_logprobs": []}
-            for token, logprob in zip(result.tokens, result.logprobs, strict=False)
-        ]
-    }
-
-
 def chat_completion(
     request_id: str,
     model: str,
-    result: GenerationResult,
-    reasoning: str,
-    content: str,
-    want_logprobs: bool,
+    choices: list[dict[str, Any]],
+    prompt_tokens: int,
+    completion_tokens: int,
     routing: dict[str, Any],
 ) -> dict[str, Any]:
     """A non-streamed `chat.completion` body (with our `routing` field)."""
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if reasoning:
-        message["reasoning_content"] = reasoning
     return {
         "id": request_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": chat_logprobs(result) if want_logprobs else None,
-                "finish_reason": result.finish_reason,
-            }
-        ],
-        "usage": usage(result.prompt_tokens, result.completion_tokens),
+        "choices": choices,
+        "usage": usage(prompt_tokens, completion_tokens),
+        "system_fingerprint": None,
         "routing": routing,
     }
 
@@ -72,14 +54,24 @@ def chat_chunk(
     delta: dict[str, Any],
     finish_reason: str | None = None,
     routing: dict[str, Any] | None = None,
+    index: int = 0,
+    logprobs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One `chat.completion.chunk`."""
+    """One `chat.completion.chunk` carrying one choice's delta."""
     chunk: dict[str, Any] = {
         "id": request_id,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": index,
+                "delta": delta,
+                "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
+                "finish_reason": finish_reason,
+            }
+        ],
     }
     if routing is not None:
         chunk["routing"] = routing
@@ -101,7 +93,12 @@ def usage_chunk(
 
 
 def completion(
-    request_id: str, model: str, result: GenerationResult, routing: dict[str, Any]
+    request_id: str,
+    model: str,
+    choices: list[dict[str, Any]],
+    prompt_tokens: int,
+    completion_tokens: int,
+    routing: dict[str, Any],
 ) -> dict[str, Any]:
     """A non-streamed `text_completion` body."""
     return {
@@ -109,16 +106,28 @@ def completion(
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {"index": 0, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason}
-        ],
-        "usage": usage(result.prompt_tokens, result.completion_tokens),
+        "choices": choices,
+        "usage": usage(prompt_tokens, completion_tokens),
+        "system_fingerprint": None,
         "routing": routing,
     }
 
 
+def completion_choice(
+    index: int, text: str, finish_reason: str | None, logprobs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One `choices[]` entry of a text completion (streamed or not)."""
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
 def completion_chunk(
-    request_id: str, model: str, created: int, text: str, finish_reason: str | None = None
+    request_id: str,
+    model: str,
+    created: int,
+    text: str,
+    finish_reason: str | None = None,
+    index: int = 0,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One streamed `text_completion` chunk."""
     return {
@@ -126,5 +135,5 @@ def completion_chunk(
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [completion_choice(index, text, finish_reason, logprobs)],
     }

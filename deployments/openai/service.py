@@ -6,6 +6,7 @@ deployment only forwards to it, so tests drive it without Serve through `LocalMo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -13,21 +14,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from cluster.config import AUTO_MODEL, ClusterConfig, ModelConfig
-from deployments.engines.base import GenerationRequest, SamplingParams
+from deployments.engines.base import GenerationRequest, SamplingParams, TokenLogprob
 from deployments.metrics import ServingMetrics
 from deployments.openai import responses
 from deployments.openai.auth import ApiKeyAuth
 from deployments.openai.capacity import CapacityTracker
+from deployments.openai.choices import ChatChoiceFramer, chat_choice, completion_logprobs
 from deployments.openai.dispatch import Dispatcher, ModelClient
 from deployments.openai.errors import error_response, to_openai_error
+from deployments.openai.limits import RequestLimits
 from deployments.openai.media import ImageFetcher
 from deployments.openai.messages import to_chat_messages
-from deployments.openai.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, parse_body
-from deployments.openai.reasoning import ReasoningSplitter
-from deployments.openai.streaming import chat_events, completion_events
+from deployments.openai.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError
+from deployments.openai.sampling_params import fan_out, sampling_params, vocab_size
+from deployments.openai.streaming import HeldStreamingResponse, StreamGroup, chat_events, completion_events
+from deployments.openai.structured import SpecValidator, routing_signals, structured_output, tool_plan
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ class OpenAIService:
         self.dispatcher = Dispatcher(config, clients, router, self.capacity, metrics)
         self.retry_after_s = config.serving.ingress.retry_after_s
         self.auth = ApiKeyAuth(config.serving.auth)
+        self.limits = RequestLimits(config.serving.limits)
+        self.spec_validator = SpecValidator()
         self.fetcher = ImageFetcher(config.serving.media, config.object_store)
         self.max_images = max((m.engine.max_images_per_prompt for m in config.enabled_models()), default=0)
         self._routes = {
@@ -112,6 +118,7 @@ class OpenAIService:
                 "ready_replicas": state.ready_replicas,
                 "queue_full": state.queue_full,
                 "in_flight_here": self.capacity.in_flight[size],
+                "peak_in_flight_here": self.capacity.peak_in_flight[size],
             }
             for size, state in snapshot.items()
         }
@@ -176,6 +183,10 @@ class OpenAIService:
     # ---- generation ------------------------------------------------------------------------------
     def _headers(self, routing: dict[str, Any]) -> dict[str, str]:
         headers = {"x-qwen-routed-model": routing["model"], "x-qwen-route-reason": routing["reason"]}
+        decided_by = _route_detail(routing)
+        if decided_by:
+            # The family and per-size P(correct) estimates that decided, after the short reason.
+            headers["x-qwen-route-reason"] += ";" + decided_by
         if routing.get("difficulty") is not None:
             headers["x-qwen-difficulty"] = f"{routing['difficulty']:.4f}"
         if routing.get("escalated_from"):
@@ -184,81 +195,150 @@ class OpenAIService:
             headers["x-qwen-random-weights"] = "true"
         return headers
 
-    def _sampling(self, body, max_tokens: int | None, model: ModelConfig) -> SamplingParams:
-        limit = max_tokens or min(self.config.serving.default_max_tokens, model.engine.max_model_len)
-        return SamplingParams(
-            max_tokens=limit,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            top_k=body.top_k,
-            min_p=body.min_p,
-            presence_penalty=body.presence_penalty,
-            stop=body.stop,
-            seed=body.seed,
-            logprobs=bool(getattr(body, "logprobs", False)),
+    def _sampling(
+        self, body, max_tokens, model: ModelConfig, top_logprobs, structured=None
+    ) -> SamplingParams:
+        return sampling_params(
+            body,
+            max_tokens,
+            model,
+            self.config.serving.default_max_tokens,
+            vocab_size(model, self.config.cache_dir),
+            top_logprobs,
+            structured,
         )
 
     async def _chat(self, request: Request) -> Response:
-        body: ChatCompletionRequest = parse_body(await request.body(), ChatCompletionRequest)
+        body: ChatCompletionRequest = await self.limits.parse(request, ChatCompletionRequest)
+        plan = tool_plan(body)
+        # Bad schemas, regexes, grammars and tool parameters are 400s here, before any model work.
+        structured = structured_output(body, plan, self.spec_validator)
         messages = await to_chat_messages(body.messages, self.fetcher, self.max_images)
         requested_thinking = body.chat_template_kwargs.enable_thinking if body.chat_template_kwargs else None
+        if structured is not None:
+            # Constrained output is the whole completion: engines decode it with thinking off.
+            requested_thinking = False
         route = self.dispatcher.choose(body.model, messages=messages, thinking=requested_thinking)
+        signals = routing_signals(body, plan)
+        if signals:  # recorded for the router and the client; not (yet) an input to the policy
+            route.routing["signals"] = signals
         request.state.model_label = route.model.public_name
+        top_logprobs = (body.top_logprobs or 0) if body.logprobs else None
         generation = GenerationRequest(
             request_id="chatcmpl-" + uuid.uuid4().hex,
-            sampling=self._sampling(body, body.token_limit, route.model),
+            sampling=self._sampling(body, body.token_limit, route.model, top_logprobs, structured),
             messages=messages,
             enable_thinking=route.thinking,
+            tools=plan.tools or None,
         )
+        samples = fan_out(generation, body.n)
+
+        def framer(thinking: bool) -> ChatChoiceFramer:
+            return ChatChoiceFramer(thinking, plan, top_logprobs)
+
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            stream = await self.dispatcher.open_stream(route, generation, requested_thinking)
+            streams = await self._open_streams(route, samples, requested_thinking)
             events = chat_events(
-                generation.request_id, stream, include_usage, self.metrics, self.retry_after_s
+                generation.request_id,
+                streams,
+                [framer(stream.route.thinking_on) for stream in streams],
+                include_usage,
+                self.metrics,
+                self.retry_after_s,
             )
-            headers = self._headers(stream.route.routing)
-            request.state.model_label = stream.route.model.public_name
-            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-        result, route = await self.dispatcher.generate(route, generation, requested_thinking)
-        self._record_usage(route.model, result.prompt_tokens, result.completion_tokens)
-        splitter = ReasoningSplitter(route.thinking_on)
-        reasoning, content = splitter.feed(result.text)
-        tail_reasoning, tail_content = splitter.flush()
+            headers = self._headers(streams[0].route.routing)
+            request.state.model_label = streams[0].route.model.public_name
+            return HeldStreamingResponse(
+                StreamGroup(streams), events, media_type="text/event-stream", headers=headers
+            )
+        outcomes = await self._generate_all(route, samples, requested_thinking)
+        route = outcomes[0][1]
+        choices = [
+            chat_choice(
+                i,
+                result.text,
+                result.finish_reason,
+                framer(sample_route.thinking_on),
+                _token_logprobs(result),
+            )
+            for i, (result, sample_route) in enumerate(outcomes)
+        ]
+        prompt, completion = _usage(outcomes)
+        self._record_usage(route.model, prompt, completion)
         payload = responses.chat_completion(
-            generation.request_id,
-            route.model.public_name,
-            result,
-            reasoning + tail_reasoning,
-            content + tail_content,
-            body.logprobs,
-            route.routing,
+            generation.request_id, route.model.public_name, choices, prompt, completion, route.routing
         )
         request.state.model_label = route.model.public_name
         return JSONResponse(payload, headers=self._headers(route.routing))
 
     async def _completions(self, request: Request) -> Response:
-        body: CompletionRequest = parse_body(await request.body(), CompletionRequest)
+        body: CompletionRequest = await self.limits.parse(request, CompletionRequest)
         route = self.dispatcher.choose(body.model, prompt=body.prompt, thinking=False)
         request.state.model_label = route.model.public_name
+        top_logprobs = body.logprobs  # the legacy form: an int, None for no logprobs
         generation = GenerationRequest(
             request_id="cmpl-" + uuid.uuid4().hex,
-            sampling=self._sampling(body, body.max_tokens, route.model),
+            sampling=self._sampling(body, body.max_tokens, route.model, top_logprobs),
             prompt=body.prompt,
         )
+        samples = fan_out(generation, body.n)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            stream = await self.dispatcher.open_stream(route, generation)
+            streams = await self._open_streams(route, samples, None)
             events = completion_events(
-                generation.request_id, stream, include_usage, self.metrics, self.retry_after_s
+                generation.request_id, streams, top_logprobs, include_usage, self.metrics, self.retry_after_s
             )
-            headers = self._headers(stream.route.routing)
-            request.state.model_label = stream.route.model.public_name
-            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-        result, route = await self.dispatcher.generate(route, generation)
-        self._record_usage(route.model, result.prompt_tokens, result.completion_tokens)
-        payload = responses.completion(generation.request_id, route.model.public_name, result, route.routing)
+            headers = self._headers(streams[0].route.routing)
+            request.state.model_label = streams[0].route.model.public_name
+            return HeldStreamingResponse(
+                StreamGroup(streams), events, media_type="text/event-stream", headers=headers
+            )
+        outcomes = await self._generate_all(route, samples, None)
+        route = outcomes[0][1]
+        choices = [
+            responses.completion_choice(
+                i,
+                result.text,
+                result.finish_reason,
+                None if top_logprobs is None else completion_logprobs(_token_logprobs(result), top_logprobs),
+            )
+            for i, (result, _) in enumerate(outcomes)
+        ]
+        prompt, completion = _usage(outcomes)
+        self._record_usage(route.model, prompt, completion)
+        payload = responses.completion(
+            generation.request_id, route.model.public_name, choices, prompt, completion, route.routing
+        )
         request.state.model_label = route.model.public_name
         return JSONResponse(payload, headers=self._headers(route.routing))
+
+    async def _generate_all(self, route, samples: list[GenerationRequest], requested_thinking):
+        """Every sample's (result, route), concurrently; one failure cancels the others."""
+        if len(samples) == 1:
+            return [await self.dispatcher.generate(route, samples[0], requested_thinking)]
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self.dispatcher.generate(route, sample, requested_thinking))
+                for sample in samples
+            ]
+        return [task.result() for task in tasks]
+
+    async def _open_streams(self, route, samples: list[GenerationRequest], requested_thinking):
+        """Every sample's open stream; if one cannot open, the others are closed and it raises."""
+        if len(samples) == 1:
+            return [await self.dispatcher.open_stream(route, samples[0], requested_thinking)]
+        opened = await asyncio.gather(
+            *(self.dispatcher.open_stream(route, sample, requested_thinking) for sample in samples),
+            return_exceptions=True,
+        )
+        failures = [item for item in opened if isinstance(item, BaseException)]
+        if failures:
+            for item in opened:
+                if not isinstance(item, BaseException):
+                    await item.close()
+            raise failures[0]
+        return list(opened)
 
     def _record_usage(self, model: ModelConfig, prompt: int, completion: int) -> None:
         if self.metrics:
@@ -268,3 +348,29 @@ class OpenAIService:
         """Release network clients and background tasks."""
         await self.fetcher.close()
         await self.capacity.close()
+
+
+def _token_logprobs(result) -> list[TokenLogprob]:
+    """A result's per-token logprobs (engines that only report the final lists fall back to those)."""
+    if result.token_logprobs:
+        return result.token_logprobs
+    return [
+        TokenLogprob(token, logprob, -1)
+        for token, logprob in zip(result.tokens, result.logprobs, strict=False)
+    ]
+
+
+def _usage(outcomes) -> tuple[int, int]:
+    """(prompt, completion) tokens of `n` samples: the prompt counted once, completions summed."""
+    first = outcomes[0][0]
+    return first.prompt_tokens, sum(result.completion_tokens for result, _ in outcomes)
+
+
+def _route_detail(routing: dict[str, Any]) -> str:
+    """`family=...;p=0.8b:0.93/2b:...` from a routing record (ASCII, header-safe); "" when absent."""
+    parts = []
+    if routing.get("family"):
+        parts.append(f"family={routing['family']}")
+    if routing.get("estimates"):
+        parts.append("p=" + "/".join(f"{s}:{p:.2f}" for s, p in routing["estimates"].items()))
+    return ";".join(parts)

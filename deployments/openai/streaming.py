@@ -6,16 +6,20 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+from starlette.responses import StreamingResponse
+
 from deployments.engines.base import GenerationDelta
 from deployments.metrics import ServingMetrics
 from deployments.openai import responses
+from deployments.openai.choices import ChatChoiceFramer, completion_logprobs
 from deployments.openai.dispatch import OpenStream
 from deployments.openai.errors import to_openai_error
-from deployments.openai.reasoning import ReasoningSplitter
 
 
-async def _deltas(stream: OpenStream, metrics: ServingMetrics | None) -> AsyncIterator[GenerationDelta]:
-    if metrics:
+async def _deltas(
+    stream: OpenStream, metrics: ServingMetrics | None, first_of_request: bool = True
+) -> AsyncIterator[GenerationDelta]:
+    if metrics and first_of_request:
         metrics.record_first_token(
             stream.route.model.public_name, asyncio.get_running_loop().time() - stream.started
         )
@@ -24,27 +28,63 @@ async def _deltas(stream: OpenStream, metrics: ServingMetrics | None) -> AsyncIt
         yield delta
 
 
+async def _merged(
+    streams: list[OpenStream], metrics: ServingMetrics | None
+) -> AsyncIterator[tuple[int, GenerationDelta]]:
+    """(choice index, delta) from every sample's stream, in arrival order (`n` > 1 interleaves)."""
+    if len(streams) == 1:
+        async for delta in _deltas(streams[0], metrics):
+            yield 0, delta
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    async def pump(index: int, stream: OpenStream) -> None:
+        try:
+            async for delta in _deltas(stream, metrics, first_of_request=index == 0):
+                await queue.put((index, delta))
+        except Exception as error:  # handed to the consumer, which reports it in-band
+            await queue.put((index, error))
+        await queue.put((index, done))
+
+    tasks = [asyncio.create_task(pump(i, stream)) for i, stream in enumerate(streams)]
+    try:
+        running = len(tasks)
+        while running:
+            index, item = await queue.get()
+            if item is done:
+                running -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 def _closing_events(
     request_id: str,
     name: str,
     created: int,
     obj: str,
-    last: GenerationDelta | None,
+    lasts: dict[int, GenerationDelta],
     include_usage: bool,
     metrics: ServingMetrics | None,
 ) -> list[bytes]:
-    """Token metrics, then the usage chunk (when asked for) and `[DONE]`."""
+    """Token metrics, then the usage chunk (when asked for) and `[DONE]`.
+
+    With `n` samples the prompt is counted once and completion tokens are summed, as OpenAI does.
+    """
     events = []
-    if last is not None:
+    if lasts:
+        prompt = next(iter(lasts.values())).prompt_tokens
+        completion = sum(last.completion_tokens for last in lasts.values())
         if metrics:
-            metrics.record_tokens(name, last.prompt_tokens, last.completion_tokens)
+            metrics.record_tokens(name, prompt, completion)
         if include_usage:
             events.append(
-                responses.sse(
-                    responses.usage_chunk(
-                        request_id, name, created, obj, last.prompt_tokens, last.completion_tokens
-                    )
-                )
+                responses.sse(responses.usage_chunk(request_id, name, created, obj, prompt, completion))
             )
     events.append(responses.sse("[DONE]"))
     return events
@@ -52,64 +92,115 @@ def _closing_events(
 
 async def chat_events(
     request_id: str,
-    stream: OpenStream,
+    streams: list[OpenStream],
+    framers: list[ChatChoiceFramer],
     include_usage: bool,
     metrics: ServingMetrics | None,
     retry_after_s: int,
 ) -> AsyncIterator[bytes]:
-    """`chat.completion.chunk` events: role first, then reasoning/content deltas, the finish reason,
-    the usage chunk when asked for, and `[DONE]`. Errors after the status line go in-band."""
+    """`chat.completion.chunk` events: each choice's role first, then its reasoning/content/tool-call
+    deltas (with logprobs when asked for), its finish reason, the usage chunk when asked for, and
+    `[DONE]`. Errors after the status line go in-band."""
     created = int(time.time())
-    name = stream.route.model.public_name
-    splitter = ReasoningSplitter(stream.route.thinking_on)
-    yield responses.sse(
-        responses.chat_chunk(
-            request_id, name, created, {"role": "assistant", "content": ""}, routing=stream.route.routing
+    route = streams[0].route
+    name = route.model.public_name
+    for index in range(len(streams)):
+        yield responses.sse(
+            responses.chat_chunk(
+                request_id,
+                name,
+                created,
+                {"role": "assistant", "content": ""},
+                routing=route.routing if index == 0 else None,
+                index=index,
+            )
         )
-    )
-    last = None
+    lasts: dict[int, GenerationDelta] = {}
     try:
-        async for delta in _deltas(stream, metrics):
-            last = delta
-            reasoning, content = splitter.feed(delta.text)
-            if delta.finish_reason is not None:
-                tail_reasoning, tail_content = splitter.flush()
-                reasoning, content = reasoning + tail_reasoning, content + tail_content
-            if reasoning:
+        async for index, delta in _merged(streams, metrics):
+            lasts[index] = delta
+            for piece in framers[index].feed(delta.text, delta.token_logprobs, delta.finish_reason):
                 yield responses.sse(
-                    responses.chat_chunk(request_id, name, created, {"reasoning_content": reasoning})
+                    responses.chat_chunk(
+                        request_id,
+                        name,
+                        created,
+                        piece.delta,
+                        piece.finish_reason,
+                        index=index,
+                        logprobs=piece.logprobs,
+                    )
                 )
-            if content:
-                yield responses.sse(responses.chat_chunk(request_id, name, created, {"content": content}))
-            if delta.finish_reason is not None:
-                yield responses.sse(responses.chat_chunk(request_id, name, created, {}, delta.finish_reason))
     except Exception as raw:  # the status line is sent already: report in-band, as vLLM does
         yield responses.sse(to_openai_error(raw, retry_after_s).body())
     for event in _closing_events(
-        request_id, name, created, "chat.completion.chunk", last, include_usage, metrics
+        request_id, name, created, "chat.completion.chunk", lasts, include_usage, metrics
     ):
         yield event
 
 
 async def completion_events(
     request_id: str,
-    stream: OpenStream,
+    streams: list[OpenStream],
+    top_logprobs: int | None,
     include_usage: bool,
     metrics: ServingMetrics | None,
     retry_after_s: int,
 ) -> AsyncIterator[bytes]:
-    """`text_completion` events, the usage chunk when asked for, and `[DONE]`."""
+    """`text_completion` events (legacy logprobs per chunk when asked for), the usage chunk when
+    asked for, and `[DONE]`."""
     created = int(time.time())
-    name = stream.route.model.public_name
-    last = None
+    name = streams[0].route.model.public_name
+    lasts: dict[int, GenerationDelta] = {}
+    offsets = [0] * len(streams)
     try:
-        async for delta in _deltas(stream, metrics):
-            last = delta
+        async for index, delta in _merged(streams, metrics):
+            lasts[index] = delta
             if delta.text or delta.finish_reason is not None:
+                logprobs = None
+                if top_logprobs is not None:
+                    logprobs = completion_logprobs(delta.token_logprobs or [], top_logprobs, offsets[index])
+                offsets[index] += len(delta.text)
                 yield responses.sse(
-                    responses.completion_chunk(request_id, name, created, delta.text, delta.finish_reason)
+                    responses.completion_chunk(
+                        request_id, name, created, delta.text, delta.finish_reason, index, logprobs
+                    )
                 )
     except Exception as raw:
         yield responses.sse(to_openai_error(raw, retry_after_s).body())
-    for event in _closing_events(request_id, name, created, "text_completion", last, include_usage, metrics):
+    for event in _closing_events(request_id, name, created, "text_completion", lasts, include_usage, metrics):
         yield event
+
+
+class StreamGroup:
+    """The `n` streams of one request, closed together (what `HeldStreamingResponse` holds)."""
+
+    def __init__(self, streams: list[OpenStream]):
+        self.streams = streams
+
+    async def close(self) -> None:
+        """Close every sample's stream (frees their slots, stops unfinished generation)."""
+        for stream in self.streams:
+            await stream.close()
+
+
+class HeldStreamingResponse(StreamingResponse):
+    """A streamed response that closes its model stream when sending ends, however it ends.
+
+    The stream's admission slot is freed after its last byte, on a client disconnect (Serve cancels
+    the request task) and even when the body never starts; the engine row is cancelled unless the
+    model had finished.
+    """
+
+    def __init__(self, stream: OpenStream, content: AsyncIterator[bytes], **kwargs):
+        super().__init__(content, **kwargs)
+        self.stream = stream
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await self.stream.close()

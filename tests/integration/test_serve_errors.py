@@ -63,7 +63,7 @@ def test_unknown_model(served):
     [
         ({"temperature": -1}, "temperature"),
         ({"max_tokens": 0}, "max_tokens"),
-        ({"n": 3}, "n"),
+        ({"n": 9}, "n"),  # over serving.limits.max_n (8)
         ({"top_p": 1.5}, "top_p"),
         ({"messages": []}, "messages"),
         ({"stream": "yes"}, "stream"),

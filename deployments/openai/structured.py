@@ -1,0 +1,204 @@
+"""OpenAI structured-output and tool-choice fields -> the engine's `StructuredOutput`.
+
+- `response_format` (`json_object`, `json_schema`) and vLLM's `structured_outputs` extra (`json`,
+  `regex`, `choice`, `grammar`) map one to one onto `StructuredOutput` kinds.
+- A forced tool call (`tool_choice: "required"` or a named function) is decoded under a JSON schema,
+  as vLLM does: the named function's `parameters` (the output *is* the arguments), or, for
+  `required`, an array of `{"name", "parameters"}` items whose names come from the tool list. The
+  service turns that JSON into OpenAI `tool_calls` (`deployments.openai.tools`). JSON rather than
+  Qwen's XML call format because JSON strings and numbers close on their own, so even a weak model
+  finishes a valid call; an XML string parameter only ends when the model spells `</parameter>`.
+
+Every schema is checked before any model work (meta-schema with `jsonschema`, then xgrammar's own
+compile, which rejects unsupported features and `$ref` cycles): a 400 whose `param` names the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from deployments.engines.base import EngineRequestError, StructuredOutput
+from deployments.openai.protocol import (
+    ChatCompletionRequest,
+    JsonObjectFormat,
+    JsonSchemaFormat,
+    NamedToolChoice,
+    OpenAIError,
+)
+
+ToolMode = Literal["none", "auto", "named", "required"]
+
+
+@dataclass
+class ToolPlan:
+    """How a chat request uses its tools.
+
+    Attributes:
+        mode: `none` (no tools, or `tool_choice: "none"`), `auto` (the model may call; its Qwen XML
+            calls are parsed from the text), `named` / `required` (decoding is forced, see module doc).
+        tools: the OpenAI tool dicts (for the chat template), empty when there are none.
+        schemas: each function's `parameters` schema by name (types the parsed arguments).
+        forced_name: the function a `named` plan calls.
+        parallel: whether more than one call may be made (`parallel_tool_calls`).
+    """
+
+    mode: ToolMode = "none"
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    forced_name: str | None = None
+    parallel: bool = True
+
+    @property
+    def forced(self) -> bool:
+        """Whether decoding is constrained to a call."""
+        return self.mode in ("named", "required")
+
+
+def tool_plan(body: ChatCompletionRequest) -> ToolPlan:
+    """The request's tool plan (validated; parameters schemas are checked by `structured_output`)."""
+    if not body.tools:
+        return ToolPlan()
+    tools = [tool.model_dump(exclude_none=True) for tool in body.tools]
+    schemas = {tool.function.name: tool.function.parameters or {"type": "object"} for tool in body.tools}
+    parallel = body.parallel_tool_calls is not False
+    choice = body.tool_choice or "auto"
+    if isinstance(choice, NamedToolChoice):
+        return ToolPlan("named", tools, schemas, choice.function.name, parallel)
+    return ToolPlan(choice, tools, schemas, None, parallel)
+
+
+def forced_call_schema(plan: ToolPlan) -> dict[str, Any]:
+    """The JSON schema a forced call is decoded under."""
+    if plan.mode == "named":
+        return plan.schemas[plan.forced_name or ""]
+    items = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": name}, "parameters": schema},
+            "required": ["name", "parameters"],
+            "additionalProperties": False,
+        }
+        for name, schema in plan.schemas.items()
+    ]
+    array: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": items}}
+    if not plan.parallel:
+        array["maxItems"] = 1
+    return array
+
+
+class SpecValidator:
+    """Checks `StructuredOutput`s without a tokenizer, remembering the ones that passed.
+
+    A schema sent with every request (a client's fixed response model, an agent's tool list) is
+    checked once: the next request with the same text costs a dict lookup, not a compile.
+
+    Args:
+        capacity: how many valid specs to remember.
+    """
+
+    def __init__(self, capacity: int = 512):
+        self.capacity = capacity
+        self._valid: OrderedDict[StructuredOutput, None] = OrderedDict()
+
+    def check(self, spec: StructuredOutput, param: str) -> StructuredOutput:
+        """`spec`, if it compiles.
+
+        Raises:
+            OpenAIError: 400 naming `param` (an invalid or unsupported schema, regex or grammar).
+        """
+        if spec in self._valid:
+            self._valid.move_to_end(spec)
+            return spec
+        from deployments.engines.structured import validate_structured
+
+        if spec.kind == "json_schema":
+            _check_meta_schema(json.loads(spec.spec or "{}"), param)
+        try:
+            validate_structured(spec)
+        except EngineRequestError as error:
+            code = "invalid_schema" if spec.kind == "json_schema" else "invalid_parameter"
+            raise OpenAIError(400, error.message, param=param, code=code) from None
+        self._valid[spec] = None
+        if len(self._valid) > self.capacity:
+            self._valid.popitem(last=False)
+        return spec
+
+
+def _check_meta_schema(schema: Any, param: str) -> None:
+    """Reject a schema that is not a JSON Schema at all (wrong keyword types and such)."""
+    import jsonschema
+
+    if not isinstance(schema, dict):
+        raise OpenAIError(400, "a JSON Schema must be an object", param=param, code="invalid_schema")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        raise OpenAIError(
+            400, f"invalid JSON Schema at {where}: {error.message}", param=param, code="invalid_schema"
+        ) from None
+
+
+def _schema_text(schema: dict[str, Any]) -> str:
+    # Sorted keys: equal schemas give equal text, so the engine's compile cache hits.
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+def structured_output(
+    body: ChatCompletionRequest, plan: ToolPlan, validator: SpecValidator
+) -> StructuredOutput | None:
+    """The constraint the engine decodes under, or None for free text.
+
+    Raises:
+        OpenAIError: 400 naming the field, for a schema, regex or grammar that cannot be compiled.
+    """
+    for i, tool in enumerate(body.tools or []):
+        if tool.function.parameters is not None:
+            validator.check(
+                StructuredOutput("json_schema", _schema_text(tool.function.parameters)),
+                f"tools[{i}].function.parameters",
+            )
+    if plan.forced:
+        return StructuredOutput("json_schema", _schema_text(forced_call_schema(plan)))
+    fmt = body.response_format
+    if isinstance(fmt, JsonObjectFormat):
+        return StructuredOutput("json_object")
+    if isinstance(fmt, JsonSchemaFormat):
+        schema = fmt.json_schema.schema_
+        if schema is None:
+            return StructuredOutput("json_object")
+        return validator.check(
+            StructuredOutput("json_schema", _schema_text(schema)), "response_format.json_schema.schema"
+        )
+    extra = body.structured_outputs
+    if extra is None:
+        return None
+    if extra.json_ is not None:
+        return validator.check(
+            StructuredOutput("json_schema", _schema_text(extra.json_)), "structured_outputs.json"
+        )
+    if extra.regex is not None:
+        return validator.check(StructuredOutput("regex", extra.regex), "structured_outputs.regex")
+    if extra.choice is not None:
+        return validator.check(
+            StructuredOutput("choice", json.dumps(extra.choice)), "structured_outputs.choice"
+        )
+    return validator.check(StructuredOutput("grammar", extra.grammar), "structured_outputs.grammar")
+
+
+def routing_signals(body: ChatCompletionRequest, plan: ToolPlan) -> dict[str, Any]:
+    """What the request's structure tells the router (a signal, never an override)."""
+    fmt = body.response_format
+    strict = isinstance(fmt, JsonSchemaFormat) and bool(fmt.json_schema.strict)
+    signals: dict[str, Any] = {}
+    if plan.mode != "none":
+        signals["tools"] = len(plan.tools)
+        signals["tool_choice"] = plan.mode
+    if strict:
+        signals["strict_schema"] = True
+    if isinstance(fmt, (JsonObjectFormat, JsonSchemaFormat)) or body.structured_outputs is not None:
+        signals["structured"] = True
+    return signals
