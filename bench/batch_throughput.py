@@ -1,13 +1,22 @@
-"""Batch pipeline throughput and memory vs a plain sequential loop, from a loopback S3 endpoint.
+"""Batch pipeline throughput and memory, against the committed pipeline and a plain sequential loop,
+from a loopback S3 endpoint.
 
-    python bench/batch_throughput.py [--pages 250,500,1000] [--loop-pages 1000] [--max-tokens 16]
+    python bench/batch_throughput.py [--pages 1000] [--sizes 4] [--baseline head] [--loop-pages 0]
+                                     [--max-tokens 16] [--repeat 1]
 
 Writes a mixed corpus (half PDF pages, five per PDF, half images in PNG/JPEG) to `moto_server` on a
-free loopback port, then for each size runs `run_batch_job` (task describe, demo profile: random
-weights on CPU, a fresh local Ray per run) and reports pages/s, tokens/s and the peak memory (PSS,
-which counts shared pages such as the object store once) of the whole process tree: this script, Ray
-and its workers. The loop reads the same objects, expands pages with the same code, and sends one
-request at a time to the same engine (same checkpoint, engine settings and prompts) in this process.
+free loopback port, then for each corpus size runs `run_batch_job` (task describe, demo profile:
+random weights on CPU, a fresh local Ray per run) and reports pages/s, tokens/s and the peak memory
+(PSS, which counts shared pages such as the object store once) of the whole process tree: this
+script, Ray and its workers.
+
+`--sizes 4` routes over the four demo sizes (feature scorer, thresholds set from this corpus's
+difficulty quantiles so every size gets rows); `--sizes 1` turns the router off (one size).
+`--baseline head` also runs the pipeline as committed at git HEAD (its `pipelines/` copied into a
+temporary package), on the same corpus and config, alternating with the working tree's `--repeat`
+times, so the two are measured in the same run. The loop (`--loop-pages`, one size only) reads the
+same objects, expands pages with the same code, and sends one request at a time to the same engine
+in this process.
 
 The pipeline's time runs from its first stage to the last result file and includes starting its
 actors (loading the engine); the loop's time excludes loading its engine. Other work on the machine
@@ -18,23 +27,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 
 import boto3
 
+import pipelines.job as current_job
 from cluster.config import ClusterConfig, load_config, parse_config
 from pipelines.documents import DocumentExpander, kind_from_name
 from pipelines.imaging import fit_image
-from pipelines.job import BatchJobSpec, expansion_settings, plan_job, run_batch_job
+from pipelines.job import BatchJobSpec, list_items, plan_job
 from pipelines.resume import DoneIndex
 from pipelines.schema import KIND_IMAGE
 from pipelines.storage import Storage
@@ -164,11 +179,12 @@ def write_corpus(client, prefix: str, pages: int) -> None:
         client.put_object(Bucket=BUCKET, Key=f"{prefix}/images/img-{i:05d}.{image_format}", Body=body)
 
 
-def bench_config(max_tokens: int, num_cpus: int, inference_actors: int) -> ClusterConfig:
+def bench_config(max_tokens: int, num_cpus: int, inference_actors: int, sizes: int) -> ClusterConfig:
     data = load_config(profile="demo").model_dump(mode="json")
     data["ray"]["num_cpus"] = num_cpus
-    # One size, so the pipeline and the loop run the same engine (the demo profile routes over four).
-    data["router"]["enabled"] = False
+    data["models"] = data["models"][:sizes]
+    # One size: the pipeline and the loop run the same engine. More: the feature scorer routes.
+    data["router"].update(enabled=sizes > 1, scorer="features", policy="thresholds")
     data["batch"].update(
         {
             "tasks": {"max_tokens": {"describe": max_tokens}},
@@ -191,10 +207,82 @@ def bench_config(max_tokens: int, num_cpus: int, inference_actors: int) -> Clust
     return parse_config(data)
 
 
-def run_pipeline(config: ClusterConfig, endpoint: str, prefix: str, moto_pid: int) -> dict:
-    spec = BatchJobSpec(
+def spread_thresholds(config: ClusterConfig, endpoint: str, prefix: str) -> ClusterConfig:
+    """The config with router thresholds at this corpus's difficulty quantiles, so each routed size
+    gets rows (scored on the light rows, the way the job scores them)."""
+    from deployments.router import build_router
+    from deployments.router.routing_input import from_request
+
+    sizes = [m.size for m in config.enabled_models()]
+    if len(sizes) < 2:
+        return config
+    plan = plan_job(
+        BatchJobSpec(f"s3://{BUCKET}/{prefix}/", "/unused", "describe", config, s3_endpoint=endpoint)
+    )
+    storage = Storage(plan.storage_options)
+    items, _, _ = list_items(storage, plan, DoneIndex())
+    expander = DocumentExpander(storage, plan.expansion_settings(), DoneIndex(), light=True)
+    rows = [row for item in items for row in expander.expand(item) if row["error_kind"] is None]
+    router = build_router(config.router, served_sizes=sizes)
+    scores = sorted(
+        d.difficulty for d in router.decide_many([from_request(plan.catalog.messages(r), None) for r in rows])
+    )
+    # Equal shares where ties allow: each cut takes at least one more distinct score, then as many as
+    # fit the remaining rows' fair share (many pages can tie, e.g. every image with the same prompt).
+    counts = Counter(scores)
+    values = sorted(counts)
+    cuts: list[float] = []
+    taken = index = 0
+    for remaining in range(len(sizes), 1, -1):
+        if index >= len(values) - 1:
+            break
+        target = taken + (len(scores) - taken) / remaining
+        taken += counts[values[index]]
+        index += 1
+        while index < len(values) - (remaining - 1) and taken + counts[values[index]] <= target:
+            taken += counts[values[index]]
+            index += 1
+        cuts.append((values[index - 1] + values[index]) / 2)
+    cuts += [1.0] * (3 - len(cuts))
+    data = config.model_dump(mode="json")
+    data["router"]["thresholds"] = [round(min(1.0, c), 6) for c in cuts]
+    return parse_config(data)
+
+
+def head_pipeline(scratch: Path) -> ModuleType:
+    """HEAD's `pipelines` package, copied from git into `scratch/pipelines_head` and imported; Ray
+    workers find it through PYTHONPATH (set before Ray starts)."""
+    repo = Path(__file__).resolve().parent.parent
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", "HEAD", "pipelines/"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    package = scratch / "pipelines_head"
+    package.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if not name.endswith(".py"):
+            continue
+        source = subprocess.run(
+            ["git", "show", f"HEAD:{name}"], cwd=repo, check=True, capture_output=True, text=True
+        ).stdout
+        source = re.sub(r"\b(from|import) pipelines\.", r"\1 pipelines_head.", source)
+        (package / Path(name).name).write_text(source)
+    sys.path.insert(0, str(scratch))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(scratch), str(repo), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    return importlib.import_module("pipelines_head.job")
+
+
+def run_pipeline(
+    job: ModuleType, config: ClusterConfig, endpoint: str, prefix: str, moto_pid: int, output: str
+) -> dict:
+    spec = job.BatchJobSpec(
         f"s3://{BUCKET}/{prefix}/",
-        f"s3://{BUCKET}/results-{prefix}/",
+        f"s3://{BUCKET}/{output}/",
         "describe",
         config,
         run_date=date(2026, 11, 22),
@@ -202,7 +290,7 @@ def run_pipeline(config: ClusterConfig, endpoint: str, prefix: str, moto_pid: in
     )
     sampler = MemorySampler(exclude={moto_pid})
     sampler.start()
-    summary = run_batch_job(spec, emit=lambda line: print("   ", line, flush=True))
+    summary = job.run_batch_job(spec, emit=lambda line: print("   ", line, flush=True))
     peak = sampler.stop()
     data = summary.to_dict()
     return {
@@ -213,6 +301,7 @@ def run_pipeline(config: ClusterConfig, endpoint: str, prefix: str, moto_pid: in
         "pages_per_s": data["pages_per_s"],
         "tokens_per_s": data["tokens_per_s"],
         "completion_tokens": data["run"]["completion_tokens"],
+        "rows_by_model": data["run"].get("rows_by_model"),
         "peak_pss_mib": peak / 2**20,
         "other_processes_cpu_s": sampler.others_cpu_s,
     }
@@ -226,7 +315,7 @@ async def run_loop(config: ClusterConfig, endpoint: str, prefix: str, moto_pid: 
     plan = plan_job(
         BatchJobSpec(f"s3://{BUCKET}/{prefix}/", "/unused", "describe", config, s3_endpoint=endpoint)
     )
-    settings = expansion_settings(plan)
+    settings = plan.expansion_settings()
     storage = Storage(plan.storage_options)
     expander = DocumentExpander(storage, settings, DoneIndex())
     model = plan.models[0]
@@ -279,32 +368,53 @@ async def run_loop(config: ClusterConfig, endpoint: str, prefix: str, moto_pid: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", default="1000", help="corpus sizes for the pipeline, comma-separated")
+    parser.add_argument("--sizes", type=int, default=4, choices=(1, 2, 3, 4), help="model sizes routed over")
     parser.add_argument(
-        "--pages", default="250,500,1000", help="corpus sizes for the pipeline, comma-separated"
+        "--baseline", choices=("head", "none"), default="head", help="also run the pipeline committed at HEAD"
     )
-    parser.add_argument("--loop-pages", type=int, default=1000, help="corpus size for the loop (0 skips it)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each pipeline per corpus size")
+    parser.add_argument("--loop-pages", type=int, default=0, help="corpus size for the loop (0 skips it)")
     parser.add_argument("--max-tokens", type=int, default=16, help="completion tokens per page")
-    parser.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray")
-    parser.add_argument("--inference-actors", type=int, default=2, help="actors in the inference pool")
+    parser.add_argument("--num-cpus", type=int, default=8, help="logical CPUs of the local Ray")
+    parser.add_argument("--inference-actors", type=int, default=1, help="actors in each size's pool")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    sizes = [int(size) for size in args.pages.split(",") if size]
+    corpus_sizes = [int(size) for size in args.pages.split(",") if size]
     os.environ.update(CREDENTIALS)
-    config = bench_config(args.max_tokens, args.num_cpus, args.inference_actors)
+    config = bench_config(args.max_tokens, args.num_cpus, args.inference_actors, args.sizes)
     from deployments.engines.demo_models import ensure_demo_models
 
-    ensure_demo_models(config.cache_dir, sizes=[config.batch.default_size])
+    ensure_demo_models(config.cache_dir, sizes=[m.size for m in config.enabled_models()])
+    scratch = tempfile.TemporaryDirectory(prefix="bench-head-")
+    pipelines = {"working tree": current_job}
+    if args.baseline == "head":
+        pipelines["HEAD"] = head_pipeline(Path(scratch.name))
     moto, endpoint = start_moto()
-    results: dict = {"cpu_count": os.cpu_count(), "max_tokens": args.max_tokens, "pipeline": {}, "loop": None}
+    results: dict = {
+        "cpu_count": os.cpu_count(),
+        "max_tokens": args.max_tokens,
+        "sizes": args.sizes,
+        "pipeline": {},
+        "loop": None,
+    }
+    runs: list[tuple[str, int, dict]] = []
     try:
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
-        for pages in sorted(set(sizes) | ({args.loop_pages} if args.loop_pages else set())):
+        for pages in sorted(set(corpus_sizes) | ({args.loop_pages} if args.loop_pages else set())):
             write_corpus(client, f"corpus-{pages}", pages)
-        for pages in sizes:
-            print(f"pipeline over {pages} pages ...", flush=True)
-            results["pipeline"][pages] = run_pipeline(config, endpoint, f"corpus-{pages}", moto.pid)
-            print("   ", json.dumps(results["pipeline"][pages]), flush=True)
+        for pages in corpus_sizes:
+            routed = spread_thresholds(config, endpoint, f"corpus-{pages}")
+            print(f"thresholds for {pages} pages: {routed.router.thresholds}", flush=True)
+            for attempt in range(args.repeat):
+                for name, job in pipelines.items():
+                    print(f"{name} pipeline over {pages} pages (run {attempt + 1}) ...", flush=True)
+                    output = f"results-{name.replace(' ', '-')}-{pages}-{attempt}"
+                    figures = run_pipeline(job, routed, endpoint, f"corpus-{pages}", moto.pid, output)
+                    print("   ", json.dumps(figures), flush=True)
+                    runs.append((name, pages, figures))
+                    results["pipeline"].setdefault(name, {}).setdefault(pages, []).append(figures)
         if args.loop_pages:
             print(f"sequential loop over {args.loop_pages} pages ...", flush=True)
             results["loop"] = asyncio.run(run_loop(config, endpoint, f"corpus-{args.loop_pages}", moto.pid))
@@ -312,9 +422,10 @@ def main() -> int:
     finally:
         os.killpg(moto.pid, signal.SIGTERM)
         moto.wait(timeout=30)
+        scratch.cleanup()
     header = f"{'run':<18}{'pages':>7}{'seconds':>9}{'pages/s':>9}{'tokens/s':>10}{'peak PSS MiB':>14}"
     print(f"\n{header}{'others CPU s':>14}")
-    rows = [("pipeline", figures) for figures in results["pipeline"].values()]
+    rows = [(f"{name}", figures) for name, _, figures in runs]
     if results["loop"]:
         rows.append(("sequential loop", results["loop"]))
     for name, figures in rows:
@@ -322,9 +433,20 @@ def main() -> int:
             f"{name:<18}{figures['pages']:>7}{figures['elapsed_s']:>9.1f}{figures['pages_per_s']:>9.2f}"
             f"{figures['tokens_per_s']:>10.0f}{figures['peak_pss_mib']:>14.0f}{figures['other_processes_cpu_s']:>14.0f}"
         )
-    same = results["pipeline"].get(args.loop_pages)
+    if "HEAD" in results["pipeline"]:
+        for pages in corpus_sizes:
+            new = statistics.median(f["pages_per_s"] for f in results["pipeline"]["working tree"][pages])
+            old = statistics.median(f["pages_per_s"] for f in results["pipeline"]["HEAD"][pages])
+            new_mem = max(f["peak_pss_mib"] for f in results["pipeline"]["working tree"][pages])
+            old_mem = max(f["peak_pss_mib"] for f in results["pipeline"]["HEAD"][pages])
+            results.setdefault("ratio_vs_head", {})[pages] = new / old
+            print(
+                f"working tree / HEAD at {pages} pages, {args.sizes} sizes: {new / old:.2f}x pages/s "
+                f"(median of {args.repeat}), peak PSS {new_mem:.0f} vs {old_mem:.0f} MiB"
+            )
+    same = results["pipeline"]["working tree"].get(args.loop_pages)
     if results["loop"] and same:
-        results["speedup"] = same["pages_per_s"] / results["loop"]["pages_per_s"]
+        results["speedup"] = same[0]["pages_per_s"] / results["loop"]["pages_per_s"]
         print(f"pipeline / loop at {args.loop_pages} pages: {results['speedup']:.2f}x pages/s")
     print("others CPU s: CPU seconds other processes on this shared machine used during the run")
     if args.json:

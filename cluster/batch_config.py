@@ -134,6 +134,15 @@ class CpuStageSettings(StrictModel):
     max_tasks: int | None = Field(
         None, ge=1, description="Most concurrent tasks of each task-based stage; None lets Ray Data decide."
     )
+    local_routing_max_documents: int = Field(
+        2000,
+        ge=0,
+        description=(
+            "Routed jobs listing at most this many objects run the light routing pass (text layers and "
+            "image counts, no pixels: about a millisecond a page) in the driver, which saves starting "
+            "reader and scorer actors; larger jobs run it on Ray Data. 0 always uses Ray Data."
+        ),
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> CpuStageSettings:
@@ -193,6 +202,13 @@ class BatchConfig(StrictModel):
         default_factory=dict, description="Inference pool settings per model size."
     )
     cpu_stages: CpuStageSettings = Field(default_factory=CpuStageSettings, description="CPU stage resources.")
+    concurrent_branches: bool = Field(
+        True,
+        description=(
+            "Routed jobs: run every size's branch (its reader, pool and writer) at once, as one Ray Data "
+            "union; false runs them one after another, so only one size's engines are loaded at a time."
+        ),
+    )
     rows_per_file: int = Field(
         256,
         ge=1,

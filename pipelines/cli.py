@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cluster.batch_config import TASK_NAMES
 from cluster.cli import EXIT_FAILURE, add_config_arguments, config_from_args
-from cluster.config import ConfigError
+from cluster.config import ClusterConfig, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,32 @@ def parse_run_date(value: str | None) -> date | None:
         raise ValueError(f"--date must be a date in YYYY-MM-DD form; got {value!r}") from None
 
 
+def with_extract_schema(config: ClusterConfig, path: Path) -> ClusterConfig:
+    """The config with `batch.tasks.extract_schema` read from `path`.
+
+    Raises:
+        ValueError: naming the file, when it cannot be read, is not JSON, or is not a valid JSON
+            Schema (draft 2020-12).
+    """
+    from pydantic import ValidationError
+
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"--schema {path}: cannot read it: {error.strerror or error}") from None
+    except ValueError as error:
+        raise ValueError(f"--schema {path}: not JSON: {error}") from None
+    if not isinstance(schema, dict):
+        raise ValueError(f"--schema {path}: a JSON Schema must be an object, got {type(schema).__name__}")
+    tasks = config.batch.tasks
+    try:
+        tasks = type(tasks).model_validate({**tasks.model_dump(), "extract_schema": schema})
+    except ValidationError as error:
+        raise ValueError(f"--schema {path}: {error.errors()[0]['msg']}") from None
+    batch = config.batch.model_copy(update={"tasks": tasks})
+    return config.model_copy(update={"batch": batch})
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `batch` command to a `qwen-cluster` parser."""
     parser = subparsers.add_parser(
@@ -50,6 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="output prefix: s3://bucket/results/ or a local path")
     parser.add_argument("--task", required=True, choices=TASK_NAMES, help="what to do with every page")
     parser.add_argument("--prompt", help="the prompt of --task custom")
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        help="JSON Schema file for --task extract (default: batch.tasks.extract_schema); answers decode under it",
+    )
     parser.add_argument("--date", help="date partition to write, YYYY-MM-DD (default: today in UTC)")
     add_config_arguments(parser)
     parser.add_argument(
@@ -65,11 +96,16 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from pipelines.job import BatchJobError, BatchJobSpec, run_batch_job, utc_today
 
     try:
+        config = config_from_args(args)
+        if getattr(args, "schema", None) is not None:
+            if args.task != "extract":
+                raise ValueError("--schema is for --task extract")
+            config = with_extract_schema(config, args.schema)
         spec = BatchJobSpec(
             input_uri=args.input,
             output_uri=args.output,
             task=args.task,
-            config=config_from_args(args),
+            config=config,
             prompt=args.prompt,
             run_date=parse_run_date(args.date) or utc_today(),
             s3_endpoint=args.s3_endpoint,
@@ -89,4 +125,3 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if args.summary_json:
         args.summary_json.write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
     return summary.exit_code
-

@@ -3,6 +3,10 @@
 Everything that can go wrong with one input (unreadable, empty, too big, corrupt, unsupported) becomes
 an error row for that document and the job goes on. Pages a previous run already wrote are skipped
 before they are rendered.
+
+Two passes of a routed job use the same code: the light pass (`light=True`) renders nothing and reads
+no image (pages carry an empty image placeholder, which is all a router counts), and each size's
+branch (`routes=`) reads and renders only the pages routed to that size.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from pipelines.imaging import encode_image
 from pipelines.manifests import DocumentRef, entry_reference, manifest_entries
 from pipelines.resume import DoneIndex
+from pipelines.routing import RouteTable
 from pipelines.schema import (
     DOCUMENT_PAGE,
     KIND_IMAGE,
@@ -105,6 +110,14 @@ def split_text(text: str, max_chars: int) -> list[str]:
     return pages
 
 
+# The image of a light row: present (so the router counts it) but empty (nothing decoded or rendered).
+IMAGE_PLACEHOLDER = b""
+
+
+class ManifestChangedError(RuntimeError):
+    """A manifest the light pass read could not be read again by a branch; a rerun resumes."""
+
+
 class DocumentExpander:
     """Expands input items into work rows.
 
@@ -112,12 +125,36 @@ class DocumentExpander:
         storage: where objects are read from.
         settings: limits and rendering settings.
         done: rows a previous run already wrote (skipped here).
+        light: render nothing and read no image file: pages carry `IMAGE_PLACEHOLDER` (routing pass).
+        routes: expand only the pages this table routes to its size (a branch of a routed job). Failures
+            of a whole document become one error row per page of this size (one document-level row
+            when the size answers the whole document); manifest entry errors are left to the light
+            pass, which wrote them.
     """
 
-    def __init__(self, storage: Storage, settings: ExpansionSettings, done: DoneIndex):
+    def __init__(
+        self,
+        storage: Storage,
+        settings: ExpansionSettings,
+        done: DoneIndex,
+        *,
+        light: bool = False,
+        routes: RouteTable | None = None,
+    ):
         self.storage = storage
         self.settings = settings
         self.done = done
+        self.light = light
+        self.routes = routes
+
+    def _skipped(self, ref: DocumentRef) -> frozenset[int]:
+        """Pages a previous run wrote already."""
+        return self.done.done_pages(ref.doc_id, ref.task)
+
+    @staticmethod
+    def _wanted(number: int, done: frozenset[int], mine: frozenset[int] | None) -> bool:
+        """Whether to produce page `number`: not written yet, and (in a branch) routed to this size."""
+        return number not in done and (mine is None or number in mine)
 
     def expand(self, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Work rows of one listed item (`uri`, `doc_id`, `size`, `kind`)."""
@@ -138,18 +175,24 @@ class DocumentExpander:
         """Work rows of one document; an error row when it cannot be read or opened."""
         if self.done.is_complete(ref.doc_id, ref.task):
             return
+        if self.routes is not None and not self.routes.pages(ref.doc_id, ref.task):
+            return  # another size answers all of it: not even read
         try:
             if ref.text is not None:
                 yield from self._text_pages(ref, ref.text)
                 return
-            data = self._read(ref)
             kind = kind_from_name(ref.location.name)
+            if self.light and kind == KIND_IMAGE:
+                # The router only counts images: the file is read (and checked) by its size's branch.
+                yield from self._image_page(ref, IMAGE_PLACEHOLDER)
+                return
+            data = self._read(ref)
             if kind == KIND_UNKNOWN:
                 kind = sniff_kind(data)
             if kind == KIND_PDF:
                 yield from self._pdf_pages(ref, data)
             elif kind == KIND_IMAGE:
-                yield from self._image_page(ref, data)
+                yield from self._image_page(ref, IMAGE_PLACEHOLDER if self.light else data)
             elif kind == KIND_TEXT:
                 yield from self._text_pages(ref, data.decode("utf-8", errors="replace").lstrip("\ufeff"))
             elif kind == KIND_MANIFEST:
@@ -160,7 +203,20 @@ class DocumentExpander:
                     "not a PDF, image (PNG, JPEG, WebP, TIFF), text or Markdown file, nor a manifest",
                 )
         except RowError as error:
+            yield from self._document_failed(ref, error)
+
+    def _document_failed(self, ref: DocumentRef, error: RowError) -> Iterator[dict[str, Any]]:
+        """The error rows of a document that could not be read or opened at all."""
+        route = self.routes.route(ref.doc_id, ref.task) if self.routes is not None else None
+        if route is None or route.whole:
             yield self._error(ref, error.kind, error.message)
+            return
+        # Other sizes answer the document's other pages: fail only this size's, one row each, so
+        # every key is still written exactly once.
+        for page in sorted(route.pages):
+            row = self._error(ref, error.kind, error.message, page=page)
+            row["page_count"] = route.page_count
+            yield row
 
     # ---- reading ----------------------------------------------------------------------------------
     def _read(self, ref: DocumentRef) -> bytes:
@@ -212,8 +268,12 @@ class DocumentExpander:
         return min(pages, self.settings.max_pages_per_doc)
 
     # ---- kinds ------------------------------------------------------------------------------------
+    def _mine(self, ref: DocumentRef) -> frozenset[int] | None:
+        """Pages this expander produces for `ref` (None: all of them)."""
+        return self.routes.pages(ref.doc_id, ref.task) if self.routes is not None else None
+
     def _image_page(self, ref: DocumentRef, data: bytes) -> Iterator[dict[str, Any]]:
-        if 1 not in self.done.done_pages(ref.doc_id, ref.task):
+        if self._wanted(1, self._skipped(ref), self._mine(ref)):
             yield self._page_row(ref, 1, 1, KIND_IMAGE, image=data)
 
     def _text_pages(self, ref: DocumentRef, text: str) -> Iterator[dict[str, Any]]:
@@ -221,9 +281,9 @@ class DocumentExpander:
             raise RowError(ErrorKind.EMPTY, "the document has no text")
         pages = split_text(text, self.settings.max_text_chars)
         count = self._page_limit(ref, len(pages))
-        done = self.done.done_pages(ref.doc_id, ref.task)
+        done, mine = self._skipped(ref), self._mine(ref)
         for number, page_text in enumerate(pages[:count], start=1):
-            if number not in done:
+            if self._wanted(number, done, mine):
                 yield self._page_row(ref, number, count, KIND_TEXT, text=page_text)
 
     def _pdf_pages(self, ref: DocumentRef, data: bytes) -> Iterator[dict[str, Any]]:
@@ -237,12 +297,14 @@ class DocumentExpander:
             if len(pdf) == 0:
                 raise RowError(ErrorKind.CORRUPT_PDF, "the PDF has no pages")
             count = self._page_limit(ref, len(pdf))
-            done = self.done.done_pages(ref.doc_id, ref.task)
+            done, mine = self._skipped(ref), self._mine(ref)
             for number in range(1, count + 1):
-                if number in done:
+                if not self._wanted(number, done, mine):
                     continue
                 try:
-                    image, text = self._render(pdf, number - 1)
+                    image, text = (
+                        self._text_only(pdf, number - 1) if self.light else self._render(pdf, number - 1)
+                    )
                 except (pdfium.PdfiumError, ValueError, OSError) as error:
                     row = self._error(ref, ErrorKind.RENDER_FAILED, f"page {number}: {error}", page=number)
                     row["page_count"] = count
@@ -277,6 +339,19 @@ class DocumentExpander:
             page.close()
         return image, text
 
+    def _text_only(self, pdf, index: int) -> tuple[bytes, str | None]:
+        """A page's text layer and the image placeholder: what the light pass needs, without rendering."""
+        page = pdf[index]
+        try:
+            textpage = page.get_textpage()
+            try:
+                text = textpage.get_text_range().strip() or None
+            finally:
+                textpage.close()
+        finally:
+            page.close()
+        return IMAGE_PLACEHOLDER, text
+
     # ---- manifests --------------------------------------------------------------------------------
     def _expand_manifest(self, location: Location, manifest_id: str, size: int) -> Iterator[dict[str, Any]]:
         manifest = DocumentRef(
@@ -293,6 +368,9 @@ class DocumentExpander:
             entries = manifest_entries(manifest.location.name, self._read(manifest))
             pending = next(entries, None)
         except RowError as error:
+            if self.routes is not None:
+                # The light pass read it (or wrote this error row itself): something changed under us.
+                raise ManifestChangedError(f"{location.uri}: {error.message}") from None
             yield self._error(manifest, error.kind, error.message)
             return
         while pending is not None:
@@ -308,10 +386,12 @@ class DocumentExpander:
                 bad = DocumentRef(
                     doc_id=doc_id, source_uri=f"{location.uri}#{line}", task=self.settings.run_task
                 )
-                if not self.done.is_complete(bad.doc_id, bad.task):
+                if self.routes is None and not self.done.is_complete(bad.doc_id, bad.task):
                     yield self._error(bad, error.kind, f"manifest {line}: {error.message}")
                 continue
             if (ref.doc_id, ref.task) in seen:
+                if self.routes is not None:
+                    continue  # the light pass warned already
                 log.warning(
                     "manifest %s repeats id %r (task %s); only the first is used",
                     location.uri,

@@ -2,7 +2,9 @@
 
 `__call__` is async, so Ray Data runs it on one event loop per actor and keeps several batches in
 flight; every row of every in-flight batch is submitted to the engine at once, and the engine's own
-dynamic batching groups them. Rows routed to another size pass through untouched.
+dynamic batching groups them. Each size's branch feeds its pool only its own rows; a row of another
+size (none, in a job's pipeline) would pass through untouched. `classify` and `extract` rows decode
+under their constraint (`TaskCatalog.structured`), so their answers validate unless cut by max_tokens.
 """
 
 from __future__ import annotations
@@ -101,7 +103,10 @@ class InferenceStage:
         return GenerationRequest(
             request_id=f"{row['doc_id']}#{row['page']}",
             sampling=SamplingParams(
-                max_tokens=self.catalog.max_tokens(row["task"]), temperature=self.temperature, seed=self.seed
+                max_tokens=self.catalog.max_tokens(row["task"]),
+                temperature=self.temperature,
+                seed=self.seed,
+                structured=self.catalog.structured(row["task"]),
             ),
             messages=self.catalog.messages(row),
             enable_thinking=row["thinking"],
@@ -143,6 +148,14 @@ class InferenceStage:
             row["output"] = "".join(pieces)
             row["prompt_tokens"] = last.prompt_tokens
             row["completion_tokens"] = last.completion_tokens
+            if last.finish_reason == "length" and self.catalog.structured(row["task"]) is not None:
+                budget = self.catalog.max_tokens(row["task"])
+                fail_row(
+                    row,
+                    ErrorKind.OUTPUT_TRUNCATED,
+                    f"the {row['task']} answer reached max_tokens ({budget}) before it was complete; "
+                    f"raise batch.tasks.max_tokens.{row['task']}",
+                )
         row["latency_ms"] = (time.perf_counter() - started) * 1000
         row["image"] = None  # the payload is not needed past this stage; keep blocks small
         return row["error_kind"]

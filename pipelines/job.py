@@ -1,33 +1,28 @@
-"""The batch job: list the input, build the streaming Ray Data pipeline, run it, summarise.
+"""The batch job: list the input, route every page, run each size's branch, summarise.
 
-Stages (each a UDF from stages.py or inference.py):
-list (driver) -> read + expand pages -> preprocess images -> score difficulty -> group by size ->
-inference (one actor pool per size) -> postprocess -> write result files -> stats to the driver.
-Nothing materialises the input: Ray Data streams blocks through the stages with backpressure, and
-only the listing (paths and sizes) and per-row stats live in the driver.
+list (driver) -> light pass: read + expand without pixels -> score difficulty -> route table (driver)
+-> per size: read + render its pages -> preprocess images -> inference (its actor pool) ->
+postprocess -> write result files -> stats to the driver (pipelines in flow.py). Nothing
+materialises the input: Ray Data streams blocks through the stages with backpressure; the driver
+holds the listing (paths and sizes), the route table (keys and a decision per page) and per-row stats.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
+import pyarrow as pa
+
+from cluster.catalog import SIZES
 from cluster.config import ClusterConfig, ModelConfig
 from pipelines.documents import KIND_MANIFEST, ExpansionSettings, kind_from_name
-from pipelines.results import ResultLayout, scan_results
+from pipelines.results import ResultLayout, scan_results, write_results
 from pipelines.resume import KEY_COLUMNS, DoneIndex, duplicate_keys
-from pipelines.stages import (
-    ReadAndExpand,
-    ScoreDifficulty,
-    assign_default_size,
-    group_by_size,
-    postprocess,
-    preprocess_images,
-    write_result_batch,
-)
+from pipelines.routing import RoutePlan, branch_items
 from pipelines.storage import Location, Storage, StorageOptions, parse_uri
 from pipelines.summary import JobSummary, ProgressReporter, RunCounters
 from pipelines.tasks import TaskCatalog
@@ -85,6 +80,20 @@ class JobPlan:
         """Whether rows are scored and routed (else all go to `batch.default_size`)."""
         return self.spec.config.router.enabled
 
+    def expansion_settings(self) -> ExpansionSettings:
+        """Page expansion settings from the config; pages are rendered to the largest engine limit."""
+        batch = self.spec.config.batch
+        return ExpansionSettings(
+            run_task=self.spec.task,
+            pdf_dpi=batch.pdf_dpi,
+            target_pixels=max(m.engine.image_max_pixels for m in self.models),
+            max_pages_per_doc=batch.max_pages_per_doc,
+            max_input_bytes=batch.max_input_bytes,
+            max_text_chars=batch.max_text_chars,
+            image_format=batch.image_format,
+            custom_prompt_available=self.catalog.custom_prompt is not None,
+        )
+
 
 def plan_job(spec: BatchJobSpec) -> JobPlan:
     """Validate the job's arguments against the config.
@@ -101,6 +110,7 @@ def plan_job(spec: BatchJobSpec) -> JobPlan:
         input_location, output_location = parse_uri(spec.input_uri), parse_uri(spec.output_uri)
     except ValueError as error:
         raise BatchJobError(str(error)) from None
+    check_constraint(catalog, spec.task)
     if config.router.enabled:
         models = config.enabled_models()
     else:
@@ -120,6 +130,26 @@ def plan_job(spec: BatchJobSpec) -> JobPlan:
         models=models,
         catalog=catalog,
     )
+
+
+def check_constraint(catalog: TaskCatalog, task: str) -> None:
+    """Fail before any work when the task's decoding constraint (extract schema, classify labels)
+    uses something the constrained decoder cannot compile.
+
+    Raises:
+        BatchJobError: naming the problem.
+    """
+    structured = catalog.structured(task)
+    if structured is None:
+        return
+    from deployments.engines.base import EngineRequestError
+    from deployments.engines.structured import validate_structured
+
+    try:
+        validate_structured(structured)
+    except EngineRequestError as error:
+        what = "the extract schema" if task == "extract" else "the classify labels"
+        raise BatchJobError(f"{what} cannot be decoded under: {error.message}") from None
 
 
 def list_items(storage: Storage, plan: JobPlan, done: DoneIndex) -> tuple[list[dict[str, Any]], int, int]:
@@ -142,123 +172,75 @@ def list_items(storage: Storage, plan: JobPlan, done: DoneIndex) -> tuple[list[d
     return items, listed, skipped
 
 
-def expansion_settings(plan: JobPlan) -> ExpansionSettings:
-    """Page expansion settings from the config; pages are rendered to the largest engine limit."""
-    batch = plan.spec.config.batch
-    return ExpansionSettings(
-        run_task=plan.spec.task,
-        pdf_dpi=batch.pdf_dpi,
-        target_pixels=max(m.engine.image_max_pixels for m in plan.models),
-        max_pages_per_doc=batch.max_pages_per_doc,
-        max_input_bytes=batch.max_input_bytes,
-        max_text_chars=batch.max_text_chars,
-        image_format=batch.image_format,
-        custom_prompt_available=plan.catalog.custom_prompt is not None,
-    )
+def execute(
+    plan: JobPlan, items: list[dict[str, Any]], done: DoneIndex, storage: Storage
+) -> Iterator[pa.Table]:
+    """Run the job's pipelines over `items`; yields the stats table of every result file written.
 
-
-def build_dataset(plan: JobPlan, items: list[dict[str, Any]], done_ref):
-    """The streaming pipeline over `items`; iterating it runs the job and yields stats tables."""
+    Routing off: one branch reads every page for `batch.default_size`. Routing on: the light pass
+    decides each page's size first (nothing rendered; in this process for small listings, else on
+    Ray Data), the rows it already failed are written here, then each size's branch reads, renders
+    and answers only its own pages; the branches run together (`batch.concurrent_branches`) or one
+    after another.
+    """
     import ray
-    from ray.data import ActorPoolStrategy
 
-    from pipelines.inference import InferenceStage
+    from pipelines.flow import branch_dataset, light_dataset, light_rows_local
 
-    config, batch = plan.spec.config, plan.spec.config.batch
-    cpu = batch.cpu_stages
-    settings = expansion_settings(plan)
-    task_kwargs: dict[str, Any] = {"batch_format": "pyarrow", "num_cpus": cpu.num_cpus}
-    if cpu.max_tasks:
-        task_kwargs["concurrency"] = cpu.max_tasks
-
-    blocks = max(1, min(len(items), math.ceil(len(items) / cpu.documents_per_batch)))
-    ds = ray.data.from_items(items, override_num_blocks=blocks)
-    ds = ds.map_batches(
-        ReadAndExpand,
-        fn_constructor_kwargs={
-            "storage_options": plan.storage_options,
-            "settings": settings,
-            "done_ref": [done_ref],
-        },
-        batch_size=cpu.documents_per_batch,
-        batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=cpu.reader_min_actors, max_size=cpu.reader_max_actors),
-        num_cpus=cpu.num_cpus,
-    )
-    ds = ds.map_batches(
-        preprocess_images,
-        fn_kwargs={
-            "target_pixels": settings.target_pixels,
-            "max_pixels": batch.max_image_pixels,
-            "image_format": batch.image_format,
-        },
-        batch_size=cpu.rows_per_task,
-        **task_kwargs,
-    )
-    if plan.routed:
-        ds = ds.map_batches(
-            ScoreDifficulty,
-            fn_constructor_kwargs={
-                "router_config": config.router,
-                "served_sizes": [m.size for m in plan.models],
-                "task_settings": batch.tasks,
-                "custom_prompt": plan.spec.prompt,
-                "thinking": batch.enable_thinking,
-            },
-            batch_size=cpu.rows_per_task,
-            batch_format="pyarrow",
-            compute=ActorPoolStrategy(size=cpu.scorer_actors),
-            num_cpus=cpu.num_cpus,
-        )
-        ds = ds.map_batches(group_by_size, **task_kwargs)  # per block, as the scorer emitted it
+    batch = plan.spec.config.batch
+    done_ref = ray.put(done)
+    if not plan.routed:
+        yield from _stats(branch_dataset(plan, plan.models[0], items, done_ref))
+        return
+    routes = RoutePlan()
+    failed: list[pa.Table] = []
+    if len(items) <= batch.cpu_stages.local_routing_max_documents:
+        light = light_rows_local(plan, items, done)
     else:
-        ds = ds.map_batches(
-            assign_default_size,
-            fn_kwargs={"size": plan.models[0].size, "thinking": batch.enable_thinking},
-            **task_kwargs,
-        )
-    for model in plan.models:
-        pool = batch.pool_for(model.size)
-        ds = ds.map_batches(
-            InferenceStage,
-            fn_constructor_kwargs={
-                "model": model,
-                "cache_dir": str(config.cache_dir),
-                "task_settings": batch.tasks,
-                "custom_prompt": plan.spec.prompt,
-                "temperature": batch.temperature,
-                "seed": batch.seed,
-            },
-            batch_size=pool.batch_size,
-            batch_format="pyarrow",
-            compute=ActorPoolStrategy(
-                min_size=pool.min_actors,
-                max_size=pool.max_actors,
-                max_concurrent_calls_per_actor=pool.concurrent_tasks_per_actor,
-            ),
-            num_cpus=pool.num_cpus,
-            num_gpus=pool.num_gpus,
-            **({"accelerator_type": pool.accelerator_type} if pool.accelerator_type else {}),
-        )
-    ds = ds.map_batches(
-        postprocess,
-        fn_kwargs={
-            "task_settings": batch.tasks,
-            "custom_prompt": plan.spec.prompt,
-            "fail_on_invalid_output": batch.fail_on_invalid_output,
-        },
-        **task_kwargs,
+        light = _stats(light_dataset(plan, items, done_ref))
+    for table in light:
+        errors = routes.add_decisions(table)
+        if errors.num_rows:
+            failed.append(errors)
+        if sum(t.num_rows for t in failed) >= batch.rows_per_file:
+            yield write_results(pa.concat_tables(failed), storage, plan.layout, batch.compression)
+            failed = []
+    if failed:
+        yield write_results(pa.concat_tables(failed), storage, plan.layout, batch.compression)
+    routes.finish()
+    models = {m.size: m for m in plan.models}
+    unknown = sorted(set(routes.tables) - set(models))
+    if unknown:
+        raise RuntimeError(f"the router chose sizes without a pool: {', '.join(unknown)}")
+    log.info(
+        "routed %d pages before reading pixels: %s; %d rows failed already",
+        routes.rows(),
+        ", ".join(f"{size} {len(routes.tables[size])}" for size in SIZES if size in routes.tables) or "none",
+        routes.failed,
     )
-    return ds.map_batches(
-        write_result_batch,
-        fn_kwargs={
-            "storage_options": plan.storage_options,
-            "layout": plan.layout,
-            "compression": batch.compression,
-        },
-        batch_size=batch.rows_per_file,
-        **task_kwargs,
-    )
+    branches = [
+        branch_dataset(
+            plan,
+            models[size],
+            branch_items(items, routes.tables[size], plan.spec.task, KIND_MANIFEST),
+            done_ref,
+            ray.put(routes.tables[size]),
+        )
+        for size in SIZES
+        if size in routes.tables
+    ]
+    if not branches:
+        return
+    if batch.concurrent_branches:
+        yield from _stats(branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0])
+    else:
+        for branch in branches:
+            yield from _stats(branch)
+
+
+def _stats(dataset) -> Iterator[pa.Table]:
+    """Iterate a dataset block by block (which runs it)."""
+    yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
 
 
 def _connect_ray(config: ClusterConfig) -> bool:
@@ -332,8 +314,7 @@ def run_batch_job(spec: BatchJobSpec, emit=None) -> JobSummary:
         try:
             context = DataContext.get_current()
             context.enable_progress_bars = batch.ray_progress_bars
-            dataset = build_dataset(plan, items, ray.put(done))
-            for stats in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            for stats in execute(plan, items, done, storage):
                 reporter.update(stats)
         finally:
             if started_ray:

@@ -96,6 +96,9 @@ class ErrorKind:
     ENGINE_REJECTED = "engine_rejected"
     INFERENCE_FAILED = "inference_failed"
     INVALID_OUTPUT = "invalid_output"
+    # A classify/extract answer decoded under its constraint but cut by max_tokens (finish_reason
+    # `length`) before it was complete: the only way such an answer can fail validation.
+    OUTPUT_TRUNCATED = "output_truncated"
 
 
 class RowError(Exception):

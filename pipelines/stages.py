@@ -1,8 +1,10 @@
 """The CPU stages of the batch pipeline, as Ray Data UDFs over `WORK_SCHEMA` tables.
 
-Order: read + expand pages (actors: they hold the resume index) -> preprocess images (tasks) ->
-score difficulty (actors: each builds the router once) -> group by size (tasks) -> inference
-(inference.py, one actor pool per size) -> postprocess (tasks) -> write (tasks).
+A routed job runs two passes (see job.py). Light pass: read + expand without pixels (actors: they
+hold the resume index) -> score difficulty (actors: each builds the router once) -> route rows to
+the driver. Then per size: read + expand only that size's pages (actors holding its route table) ->
+preprocess images (tasks) -> inference (inference.py, the size's actor pool) -> postprocess (tasks)
+-> write (tasks). With routing off there is one branch, which reads every page.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Any
 import pyarrow as pa
 
 from cluster.batch_config import TaskSettings
-from cluster.catalog import SIZES
 from cluster.router_config import RouterConfig
 from pipelines.documents import DocumentExpander, ExpansionSettings
 from pipelines.imaging import fit_image
 from pipelines.results import ResultLayout, write_results
+from pipelines.routing import to_route_rows
 from pipelines.schema import KIND_IMAGE, RowError, fail_row, rows_of, to_work_table
 from pipelines.storage import Storage, StorageOptions
 from pipelines.tasks import TaskCatalog
@@ -39,6 +41,9 @@ class ReadAndExpand:
         done_ref: a one-element list holding the ObjectRef of the resume `DoneIndex` (in a list, so Ray
             passes the reference instead of resolving it per call).
         rows_per_chunk: pages per yielded table.
+        light: the routing pass: no rendering, no image reads (see `DocumentExpander`).
+        routes_ref: a one-element list holding the ObjectRef of a size's `RouteTable`: read only its
+            pages, and stamp each row with its routing decision.
     """
 
     def __init__(
@@ -47,10 +52,15 @@ class ReadAndExpand:
         settings: ExpansionSettings,
         done_ref: list,
         rows_per_chunk: int = 8,
+        light: bool = False,
+        routes_ref: list | None = None,
     ):
         import ray
 
-        self.expander = DocumentExpander(Storage(storage_options), settings, ray.get(done_ref[0]))
+        self.routes = ray.get(routes_ref[0]) if routes_ref else None
+        self.expander = DocumentExpander(
+            Storage(storage_options), settings, ray.get(done_ref[0]), light=light, routes=self.routes
+        )
         self.rows_per_chunk = rows_per_chunk
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
@@ -60,7 +70,7 @@ class ReadAndExpand:
         pending: list[dict[str, Any]] = []
         for item in batch.select(list(ITEM_COLUMNS)).to_pylist():
             for row in self.expander.expand(item):
-                pending.append(row)
+                pending.append(row if self.routes is None else self.routes.apply(row))
                 if len(pending) >= self.rows_per_chunk:
                     yield to_work_table(pending)
                     pending = []
@@ -135,12 +145,13 @@ class ScoreDifficulty:
         return to_work_table(rows)
 
 
-def group_by_size(batch: pa.Table) -> pa.Table:
-    """Order rows by chosen size (error rows last) so each size's pool gets them in runs."""
-    rows = rows_of(batch)
-    rank = {size: i for i, size in enumerate(SIZES)}
-    rows.sort(key=lambda row: rank.get(row["size"], len(rank)) if row["error_kind"] is None else len(rank))
-    return to_work_table(rows)
+class ScoreLightRows(ScoreDifficulty):
+    """The light pass's scorer: scores like `ScoreDifficulty`, then keeps only keys, decisions and
+    errors (no text) for the driver's route table; on the scorer's actors, so the light pass needs no
+    task stage of its own (a task per block costs a worker start on a busy machine)."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return to_route_rows(super().__call__(batch))
 
 
 def postprocess(

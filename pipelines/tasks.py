@@ -1,8 +1,10 @@
-"""Batch tasks: prompt templates, the chat messages a row becomes, and output validation.
+"""Batch tasks: prompt templates, the chat messages a row becomes, decoding constraints and output
+validation.
 
 Built-in tasks: `describe`, `transcribe` (OCR to Markdown), `summarize`, `classify` (labels from the
-config), `extract` (fields from a JSON schema in the config, output validated against it) and
-`custom` (a prompt from the command line, the config or a manifest row).
+config, decoded under a choice of exactly those labels), `extract` (fields from a JSON schema in the
+config or `--schema`, decoded under that schema and validated against it) and `custom` (a prompt from
+the command line, the config or a manifest row).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.batch_config import TASK_NAMES, TaskSettings
-from deployments.engines.base import ChatMessage, ImageInput
+from deployments.engines.base import ChatMessage, ImageInput, StructuredOutput
 from pipelines.schema import KIND_IMAGE, KIND_PDF_PAGE, ErrorKind
 
 _TEMPLATES = {
@@ -107,6 +109,18 @@ class TaskCatalog:
             labels=", ".join(self.settings.classify_labels),
             schema=json.dumps(self.settings.extract_schema, sort_keys=True),
         )
+
+    def structured(self, task: str) -> StructuredOutput | None:
+        """The constraint `task` decodes under: the labels for `classify`, the schema for `extract`,
+        none for the free-text tasks. The engine then only samples tokens that keep the answer valid,
+        so validation fails only when the token budget ends the answer early."""
+        if task == "classify":
+            return StructuredOutput(kind="choice", spec=json.dumps(self.settings.classify_labels))
+        if task == "extract":
+            return StructuredOutput(
+                kind="json_schema", spec=json.dumps(self.settings.extract_schema, sort_keys=True)
+            )
+        return None
 
     def max_tokens(self, task: str) -> int:
         """Completion budget of `task`."""

@@ -226,7 +226,9 @@ def test_routed_run_uses_one_pool_per_size(s3_server, corpus, demo_cache, local_
     # The feature scorer puts the corpus's images and one-line texts below 0.5, its notes and PDF
     # pages (long text layers) above, so a threshold at 0.5 sends rows to both sizes.
     thresholds = (0.5, 0.99, 1.0)
-    data["router"].update(enabled=True, scorer="features", thresholds=list(thresholds))
+    data["router"].update(enabled=True, scorer="features", policy="thresholds", thresholds=list(thresholds))
+    # The corpus is small enough for the driver to route it; this run covers the Ray Data light pass.
+    data["batch"]["cpu_stages"]["local_routing_max_documents"] = 0
     spec = BatchJobSpec(
         "s3://batch-job/incoming/",
         "s3://batch-job/routed/",
@@ -238,7 +240,7 @@ def test_routed_run_uses_one_pool_per_size(s3_server, corpus, demo_cache, local_
     summary = run_batch_job(spec)
     table = read_partition(s3_server, "routed/")
     assert table.num_rows == len(corpus.expected) and summary.duplicate_rows == 0
-    policy = RoutingPolicy(RouterConfig(enabled=True, thresholds=thresholds), ["0.8b", "2b"])
+    policy = RoutingPolicy(RouterConfig(enabled=True, policy="thresholds", thresholds=thresholds), ["0.8b", "2b"])
     rows = [r for r in table.to_pylist() if r["error"] is None]
     for row in rows:
         assert 0.0 <= row["difficulty"] <= 1.0

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from cluster.config import load_config, parse_config
-from pipelines.job import BatchJobError, BatchJobSpec, expansion_settings, list_items, plan_job
+from pipelines.job import BatchJobError, BatchJobSpec, list_items, plan_job
 from pipelines.resume import DoneIndex
 from pipelines.storage import Storage
 
@@ -89,4 +89,4 @@ def test_single_file_input_and_render_target(tmp_path):
     plan = plan_job(BatchJobSpec(str(tmp_path / "one.pdf"), str(tmp_path / "out"), "describe", config))
     items, _, _ = list_items(Storage(plan.storage_options), plan, DoneIndex())
     assert [i["doc_id"] for i in items] == ["one.pdf"]
-    assert expansion_settings(plan).target_pixels == config.models[0].engine.image_max_pixels
+    assert plan.expansion_settings().target_pixels == config.models[0].engine.image_max_pixels

@@ -15,7 +15,6 @@ from pipelines.schema import WORK_SCHEMA, ErrorKind, error_row, rows_of, to_work
 from pipelines.stages import (
     ScoreDifficulty,
     assign_default_size,
-    group_by_size,
     postprocess,
     preprocess_images,
     write_result_batch,
@@ -50,22 +49,10 @@ def test_preprocess_shrinks_and_fails_rows_not_batches():
     assert earlier["error_kind"] == "corrupt_pdf"
 
 
-def test_default_size_and_grouping():
+def test_default_size():
     rows = [work_row(doc_id=str(i), page=1, task="describe", kind="text", text="t") for i in range(3)]
     assigned = rows_of(assign_default_size(to_work_table(rows), size="2b", thinking=False))
     assert {(r["size"], r["thinking"], r["difficulty"]) for r in assigned} == {("2b", False, None)}
-    mixed = [
-        work_row(doc_id="big", size="9b"),
-        work_row(doc_id="err", size=None, error_kind="x", error="x"),
-        work_row(doc_id="small", size="0.8b"),
-        work_row(doc_id="mid", size="4b"),
-    ]
-    assert [r["doc_id"] for r in rows_of(group_by_size(to_work_table(mixed)))] == [
-        "small",
-        "mid",
-        "big",
-        "err",
-    ]
 
 
 def test_score_difficulty_with_the_feature_router():
