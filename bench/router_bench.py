@@ -6,6 +6,12 @@ policy) with `time.perf_counter` and prints p50 / p99 per scorer. Every call rou
 prompt (a counter is prepended), so nothing can be served from a cache. Goals: feature scorer p50
 under 1 ms, learned scorer p50 under 15 ms at 500 tokens. The embedding model runs with one torch
 thread by default, as it does in the ingress replica.
+
+`auto` overhead (`--overhead`): in-process, the ingress's choosing step for a 500-token chat request,
+`Dispatcher.choose` plus the response headers (`OpenAIService._headers`), with `model: auto` against
+`model: qwen3.5-0.8b` (the generation itself is the same work either way, so it is left out); the
+difference of the two p50s is the overhead. `--repeats N` runs everything N times and prints the
+best and the median of each p50, since the machine is shared.
 """
 
 from __future__ import annotations
@@ -152,6 +158,46 @@ def run(scorers: tuple[str, ...], iterations: dict[str, int], warmup: int) -> li
     return rows
 
 
+def time_choose(scorer: str, iterations: int, warmup: int) -> dict[str, float]:
+    """p50 seconds of the ingress's choosing step (choose + headers), `auto` and a named size."""
+    from types import SimpleNamespace
+
+    from cluster.config import load_config
+    from deployments.openai.capacity import CapacityTracker
+    from deployments.openai.dispatch import Dispatcher
+    from deployments.openai.service import OpenAIService
+
+    config = load_config(profile="demo")
+    config = config.model_copy(update={"router": config.router.model_copy(update={"scorer": scorer})})
+    sizes = [m.size for m in config.enabled_models()]
+    dispatcher = Dispatcher(config, {}, build_router(config.router, sizes), CapacityTracker(config))
+    service = SimpleNamespace(config=config)
+    named = next(m.public_name for m in config.enabled_models() if m.size == SIZES[0])
+    text = make_text(500)
+    out = {}
+    for model in ("auto", named):
+        timings = []
+        for index in range(warmup + iterations):
+            messages = [ChatMessage(role="user", content=[f"[{index}] {text}"])]
+            start = time.perf_counter()
+            route = dispatcher.choose(model, messages=messages)
+            OpenAIService._headers(service, route.routing)
+            elapsed = time.perf_counter() - start
+            if index >= warmup:
+                timings.append(elapsed)
+        out["auto" if model == "auto" else "named"] = percentile(timings, 0.50)
+    return out
+
+
+def summarise(runs: list[dict[str, float]]) -> str:
+    """`best / median` of each key over repeated runs, in ms."""
+    keys = runs[0].keys()
+    return ", ".join(
+        f"{k} best {min(r[k] for r in runs) * 1000:.3f} ms / median {statistics.median(r[k] for r in runs) * 1000:.3f} ms"
+        for k in keys
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -169,6 +215,10 @@ def main(argv: list[str] | None = None) -> None:
         help="torch intra-op threads for the embedding model (default 1, as in the ingress: Ray sets "
         "OMP_NUM_THREADS to an actor's whole CPUs, at least 1); 0 keeps torch's default",
     )
+    parser.add_argument("--repeats", type=int, default=1, help="run everything this many times")
+    parser.add_argument(
+        "--overhead", action="store_true", help="also time `auto` against a named size (choose + headers)"
+    )
     args = parser.parse_args(argv)
     scorers = tuple(s for s in args.scorers.split(",") if s)
     unknown = set(scorers) - set(SCORERS)
@@ -179,7 +229,14 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(args.threads)
     iterations = {s: args.iterations or (2000 if s == "features" else 200) for s in scorers}
-    rows = run(scorers, iterations, args.warmup)
+    repeats, loads, overheads = [], [], {s: [] for s in scorers}
+    for _ in range(max(1, args.repeats)):
+        repeats.append(run(scorers, iterations, args.warmup))
+        if args.overhead:
+            for scorer in scorers:
+                overheads[scorer].append(time_choose(scorer, iterations[scorer], args.warmup))
+        loads.append(os.getloadavg()[0])
+    rows = repeats[-1]
     threads = "n/a"
     if any(s != "features" for s in scorers):
         import torch
@@ -198,6 +255,18 @@ def main(argv: list[str] | None = None) -> None:
     for scorer in scorers:
         build_s = next(r["build_s"] for r in rows if r["scorer"] == scorer)
         print(f"router construction with scorer {scorer}: {build_s:.2f} s")
+    print(f"{len(repeats)} run(s); load average (1 min) after each: {', '.join(f'{x:.1f}' for x in loads)}")
+    for scorer in scorers:
+        for tokens in TOKEN_TARGETS:
+            p50s = [
+                {"p50": next(r["p50_ms"] for r in rows if r["scorer"] == scorer and r["tokens"] == tokens and not r["image"]) / 1000}
+                for rows in repeats
+            ]
+            print(f"{scorer} {tokens} tokens, no image, p50 over runs: {summarise(p50s)}")
+        if overheads[scorer]:
+            runs = overheads[scorer]
+            diff = [{"auto_minus_named": r["auto"] - r["named"]} for r in runs]
+            print(f"{scorer} choose+headers at 500 tokens: {summarise(runs)}; {summarise(diff)}")
 
 
 if __name__ == "__main__":

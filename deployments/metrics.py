@@ -54,6 +54,6 @@ class ServingMetrics:
         if completion:
             self.tokens.inc(completion, tags={"model": model, "kind": "completion"})
 
-    def record_route(self, model: str, reason: str) -> None:
-        """One routing decision."""
-        self.routes.inc(1, tags={"model": model, "reason": reason})
+    def record_route(self, model: str, reason: str, family: str | None = None) -> None:
+        """One routing decision; `family` is the task family (or group) that decided, "" if none."""
+        self.routes.inc(1, tags={"model": model, "reason": reason, "family": family or ""})

@@ -3,8 +3,11 @@
 Heads: each labeled row's query is embedded with the offline MiniLM model and the transparent
 features are appended. The level head is a ridge regression on the level (ordinal: it generalised
 to unseen task families far better than a multinomial classifier, 0.63 against 0.43 exact on the
-family-held-out split), stored as the equivalent softmax over levels with logits
-(2k·e − k²)/w² for the regressed level e; the family head is a multinomial logistic regression
+family-held-out split), blended with the hand-set feature scorer's level (both are linear in the
+inputs, so the blend is one linear estimate e), stored as the equivalent softmax over levels with
+logits (2k·e − k²)/w². Ridge penalty, blend weight and width were chosen by 5-fold
+leave-families-out cross-validation over the training families (exact size agreement under the
+quality policy), never on a held-out split; the family head is a multinomial logistic regression
 (scikit-learn, the `train` extra). Each phrasing (template) weighs the same in training, so a template
 with many rows does not teach its surface. Rows whose `split` starts with `heldout` are never
 trained on; the held-out figures go into the artifact and the report.
@@ -38,12 +41,15 @@ from deployments.router.dataset import DatasetError, LabeledRow, load_rows
 from deployments.router.features import FEATURE_NAMES, extract_features
 from deployments.router.learned import Embedder, LearnedScorer, embedding_text, feature_matrix
 from deployments.router.quality import LEVELS, QualityTable, prior_table
+from deployments.router.scorers import FEATURE_BIAS, FEATURE_WEIGHTS
 
 # How many labeled rows one model-card prior cell is worth when labels refine it.
 PRIOR_STRENGTH = 8.0
 # Ridge penalty of the level regression and the width (in levels) of its softmax.
-LEVEL_ALPHA = 10.0
-LEVEL_WIDTH = 0.35
+LEVEL_ALPHA = 0.3
+LEVEL_WIDTH = 1.0
+# Weight of the feature scorer's level in the level estimate (see _fit_level_head).
+LEVEL_FEATURE_BLEND = 0.8
 
 
 @dataclass
@@ -90,16 +96,31 @@ def _phrasing_weights(rows: Sequence[LabeledRow]) -> np.ndarray:
     return weights / weights.mean()
 
 
-def _fit_level_head(inputs: np.ndarray, levels: np.ndarray, weights: np.ndarray) -> LinearHead:
+def _feature_scorer_level(mean: np.ndarray, scale: np.ndarray, embedding_dim: int) -> tuple[np.ndarray, float]:
+    """The feature scorer's level position (4 * (bias + weights . features) - 0.5, unclipped) as a
+    linear function of the heads' inputs (embedding, standardized features): (coef, intercept)."""
+    weights = np.asarray([FEATURE_WEIGHTS.get(name, 0.0) for name in FEATURE_NAMES])
+    coef = np.concatenate([np.zeros(embedding_dim), 4 * weights * scale])
+    return coef, float(4 * (FEATURE_BIAS + weights @ mean) - 0.5)
+
+
+def _fit_level_head(
+    inputs: np.ndarray, levels: np.ndarray, weights: np.ndarray, prior: tuple[np.ndarray, float]
+) -> LinearHead:
     from sklearn.linear_model import Ridge
 
     if len(set(levels.tolist())) < 2:
         raise ValueError("training needs rows of at least two different levels")
     model = Ridge(alpha=LEVEL_ALPHA).fit(inputs, levels, sample_weight=weights)
+    # Blend the regressed level with the hand-set feature scorer's (better on unseen trivial prompts;
+    # the weight was chosen by leave-families-out cross-validation). Both are linear in the inputs,
+    # so the blend is one linear level estimate e.
+    e_coef = (1 - LEVEL_FEATURE_BLEND) * model.coef_ + LEVEL_FEATURE_BLEND * prior[0]
+    e_intercept = (1 - LEVEL_FEATURE_BLEND) * model.intercept_ + LEVEL_FEATURE_BLEND * prior[1]
     k = np.arange(LEVELS, dtype=np.float64)
     # softmax_k(-(k - e)^2 / w^2) == softmax_k((2k e - k^2) / w^2): the e^2 term is the same for all k.
-    coef = np.outer(2 * k, model.coef_) / LEVEL_WIDTH**2
-    intercept = (2 * k * model.intercept_ - k**2) / LEVEL_WIDTH**2
+    coef = np.outer(2 * k, e_coef) / LEVEL_WIDTH**2
+    intercept = (2 * k * e_intercept - k**2) / LEVEL_WIDTH**2
     return LinearHead(classes=tuple(str(i) for i in range(LEVELS)), coef=coef, intercept=intercept)
 
 
@@ -147,7 +168,12 @@ def fit_artifact(
         feature_names=FEATURE_NAMES,
         feature_mean=mean.astype(np.float64),
         feature_scale=scale.astype(np.float64),
-        level=_fit_level_head(inputs, np.asarray([_level(r) for r in rows], dtype=np.float64), weights),
+        level=_fit_level_head(
+            inputs,
+            np.asarray([_level(r) for r in rows], dtype=np.float64),
+            weights,
+            _feature_scorer_level(mean, scale, embeddings.shape[1]),
+        ),
         family=_fit_head(inputs, [r.family for r in rows], families, c, weights),
         family_groups={r.family: r.group for r in rows},
         embedding=settings,
@@ -276,7 +302,8 @@ def train(
         "data": [p.name for p in sources],
         "data_sha256": _sha256(*sources),
         "trained_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": f"level: ridge regression (alpha {LEVEL_ALPHA}) as a softmax of width {LEVEL_WIDTH}; "
+        "model": f"level: ridge regression (alpha {LEVEL_ALPHA}) blended {LEVEL_FEATURE_BLEND} with the "
+        f"feature scorer level, as a softmax of width {LEVEL_WIDTH}; "
         "family: multinomial logistic regression (scikit-learn); each phrasing weighs the same",
         "C": c,
         "train_rows": report.train_rows or previous.get("train_rows"),

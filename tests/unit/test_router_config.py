@@ -101,6 +101,11 @@ def test_training_set_is_reproducible_varied_and_split_honestly():
     heldout_families = {r["family"] for r in rows if r["split"] == "heldout_family"}
     trained_families = {r["family"] for r in rows if r["split"] == "train"}
     assert heldout_families and not heldout_families & trained_families
+    # The family-held-out split measures every rubric size (trivial included), and every task group
+    # keeps a family in training.
+    heldout_sizes = Counter(r["size"] for r in rows if r["split"] == "heldout_family")
+    assert min(heldout_sizes[s] for s in ("0.8b", "2b", "4b", "9b")) >= 30
+    assert {r["group"] for r in rows if r["split"] == "train"} == {r["group"] for r in rows}
     heldout_phrasings = {r["phrasing"] for r in rows if r["split"] == "heldout_phrasing"}
     assert heldout_phrasings and not heldout_phrasings & {r["phrasing"] for r in rows if r["split"] == "train"}
     assert sum(1 for r in rows if r.get("images")) >= 100

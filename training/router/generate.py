@@ -24,7 +24,6 @@ HERE = Path(__file__).parent
 SIZES = ("0.8b", "2b", "4b", "9b")
 # Families held out whole: one or more per task group stays in training, so what is measured is
 # generalisation to a new kind of request within known groups, not memory of a template.
-HELDOUT_FAMILIES = ("riddle", "sql_data", "science_explain", "structured_output", "document_qa", "multilingual_qa")
 HELDOUT_PHRASING_SHARE = 0.2
 ROWS_PER_TEMPLATE = 26
 _SLOT = re.compile(r"\{(\w+)(?::(\d+)-(\d+))?\}")
@@ -76,12 +75,8 @@ def generate(seed: int = 0, rows_per_template: int = ROWS_PER_TEMPLATE) -> list[
                 variable = bool(_SLOT.search(pattern))
                 wanted = rows_per_template if variable else 1
                 phrasing = f"{family}/{template['id']}"
-                if family in HELDOUT_FAMILIES:
-                    split = "heldout_family"
-                elif _stable_share(phrasing) < HELDOUT_PHRASING_SHARE:
-                    split = "heldout_phrasing"
-                else:
-                    split = "train"
+                # Whole held-out families are marked after generation (heldout_families).
+                split = "heldout_phrasing" if _stable_share(phrasing) < HELDOUT_PHRASING_SHARE else "train"
                 made = 0
                 for _ in itertools.repeat(None, wanted * 6):
                     if made >= wanted:
@@ -107,7 +102,29 @@ def generate(seed: int = 0, rows_per_template: int = ROWS_PER_TEMPLATE) -> list[
                         row["images"] = int(template["images"])
                         row["image"] = image
                     rows.append(row)
+    held = heldout_families(rows)
+    for row in rows:
+        if row["family"] in held:
+            row["split"] = "heldout_family"
     return rows
+
+
+def heldout_families(rows: list[dict]) -> set[str]:
+    """The families held out whole, by a rule that never looks at a router's score: in every task
+    group with two or more families, the family whose rows cover the most rubric sizes (ties: fewer
+    rows, then name). Covering sizes is what lets the held-out split measure every size (trivial
+    rows included); one family per group keeps every group's other families in training."""
+    by_group: dict[str, dict[str, list[dict]]] = {}
+    for row in rows:
+        by_group.setdefault(row["group"], {}).setdefault(row["family"], []).append(row)
+    held = set()
+    for families in by_group.values():
+        if len(families) < 2:
+            continue
+        held.add(
+            min(families, key=lambda f: (-len({r["size"] for r in families[f]}), len(families[f]), f))
+        )
+    return held
 
 
 def main() -> None:
