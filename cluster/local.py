@@ -12,6 +12,7 @@ from cluster.config import ClusterConfig
 
 log = logging.getLogger(__name__)
 
+GRPC_MESSAGE_LIMIT_ENV = "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"
 # Measured on the 2-core dev machines: Serve's throughput-optimized mode (handle calls and proxy on
 # the replica's event loop, fewer thread hops) lifts the small-request ceiling; see bench/serve_load.py.
 SERVE_ENV_DEFAULTS = {
@@ -22,7 +23,7 @@ SERVE_ENV_DEFAULTS = {
     # Handle calls travel over gRPC, whose default 4 MiB message cap turned a request carrying a few
     # inline images into a 500 (AioRpcError); 64 MiB covers the largest body the ingress admits
     # (serving.limits.max_body_bytes, 32 MiB by default) after base64 decoding.
-    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(64 * 1024 * 1024),
+    GRPC_MESSAGE_LIMIT_ENV: str(64 * 1024 * 1024),
 }
 # Only for a cluster started here: with no external load balancer to notice a stopping ingress,
 # Serve's 30 s direct-ingress drain period just delays Ctrl-C and test teardown.

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from cluster.config import ClusterConfig
 from cluster.k8s.groups import GroupPlan
+from cluster.local import GRPC_MESSAGE_LIMIT_ENV, SERVE_ENV_DEFAULTS
 
 Workload = Literal["serve", "batch"]
 
@@ -55,6 +56,9 @@ def container_env(config: ClusterConfig) -> list[dict[str, Any]]:
     ]
     env.append({"name": "HF_HOME", "value": k8s.hf_home})
     env.append({"name": "QWEN_CLUSTER_CACHE", "value": k8s.cache_dir})
+    if GRPC_MESSAGE_LIMIT_ENV not in k8s.extra_env:
+        # Same reason as for local clusters: requests with inline images exceed gRPC's 4 MiB default.
+        env.append({"name": GRPC_MESSAGE_LIMIT_ENV, "value": SERVE_ENV_DEFAULTS[GRPC_MESSAGE_LIMIT_ENV]})
     env += [{"name": name, "value": k8s.extra_env[name]} for name in sorted(k8s.extra_env)]
     return env
 
