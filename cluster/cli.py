@@ -35,18 +35,18 @@ class CliParser(argparse.ArgumentParser):
         self.exit(EXIT_FAILURE, f"{self.prog}: error: {message}\n")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default_profile: str = "demo") -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, default_profile: str | None = "demo") -> None:
     """`--config FILE` / `--profile NAME`, the one way every command names the cluster config.
 
     Args:
         parser: the sub-command's parser.
-        default_profile: the profile used when neither is given (`render k8s` renders `gpu`).
+        default_profile: the profile used when neither is given (`render k8s` renders `gpu`); None
+            for a command that has a meaning of its own without a config (`router`).
     """
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--config", type=Path, help="cluster config YAML file")
-    group.add_argument(
-        "--profile", choices=PROFILES, help=f"a shipped profile (default: {default_profile})"
-    )
+    default = f" (default: {default_profile})" if default_profile else ""
+    group.add_argument("--profile", choices=PROFILES, help=f"a shipped profile{default}")
     parser.set_defaults(default_profile=default_profile)
 
 

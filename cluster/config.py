@@ -47,10 +47,16 @@ class EngineConfig(StrictModel):
         32_768, ge=256, le=262_144, description="Longest prompt plus completion, in tokens."
     )
     max_batch_size: int = Field(
-        16, ge=1, le=1024, description="Most requests decoded together in one batch (transformers engine)."
+        16, ge=1, le=1024, description="Most requests decoding or prefilling at once (transformers engine's running batch)."
     )
     batch_wait_ms: float = Field(
-        2.0, ge=0, le=1000, description="How long a new batch waits for more requests before it starts."
+        2.0,
+        ge=0,
+        le=1000,
+        description=(
+            "While rows decode, how long the loop waits for requests still being tokenized so they are "
+            "prefilled together (an idle loop waits up to 50 ms for a burst)."
+        ),
     )
     max_images_per_prompt: int = Field(4, ge=0, le=64, description="Most images one request may carry.")
     image_min_pixels: int = Field(

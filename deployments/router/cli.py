@@ -2,7 +2,7 @@
 
 `register(subparsers)` adds the command; each sub-command's handler is stored as `handler` in the
 parsed namespace and returns an exit status, so `cluster/cli.py` runs `args.handler(args)`. Handlers print
-to stdout and raise nothing for bad input: they print the problem to stderr and return 2.
+to stdout and raise nothing for bad input: they print the problem to stderr and return 1 (`cluster.cli.EXIT_FAILURE`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 from cluster.catalog import SIZES, ModelSize
-from cluster.config import PROFILES
+from cluster.cli import EXIT_FAILURE, add_config_arguments
 from cluster.router_config import RouterConfig
 
-USAGE_ERROR = 2
+# One exit-code policy for every command (cluster.cli): bad input is a failure, 1.
+USAGE_ERROR = EXIT_FAILURE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,11 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--config", type=Path, default=None, help="cluster config YAML (its router section and sizes)"
-    )
-    source.add_argument("--profile", choices=PROFILES, default=None, help="a shipped profile")
+    # Neither --config nor --profile: the built-in router config over every size.
+    add_config_arguments(parser, default_profile=None)
     parser.add_argument(
         "--scorer", choices=("features", "learned", "blend"), default=None, help="override the scorer"
     )

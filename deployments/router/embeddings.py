@@ -104,10 +104,6 @@ class SentenceEmbedder:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         return np.concatenate(rows).astype(np.float32, copy=False)
 
-    def encode_one(self, text: str) -> np.ndarray:
-        """The embedding of one text, shape (384,)."""
-        return self.encode([text])[0]
-
 
 def _can_quantize(torch: Any) -> bool:
     quantization = getattr(getattr(torch, "ao", None), "quantization", None)

@@ -37,11 +37,6 @@ class RoutingInput:
     user_turns: int = 1
     images: int = 0
 
-    @property
-    def total_chars(self) -> int:
-        """Characters of text in the whole request."""
-        return len(self.query) + len(self.context)
-
     def cue_text(self) -> str:
         """The text cue scanners read: the query first, then context, head and tail of it kept."""
         text = self.query if not self.context else f"{self.query}\n{self.context}"
