@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 MARKER_FILE = "qwen_cluster_demo.json"
 # Bump when the generated files change shape, so stale caches are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -39,20 +39,56 @@ THINK_TOKENS = ["<think>", "</think>"]
 
 # Qwen3.5's chat format: ChatML turns, images as vision_start + image_pad + vision_end, and a
 # thinking block that the generation prompt opens (thinking on) or closes empty (thinking off).
+# Qwen3.5's chat-template structure, shortened: tool definitions in the system turn, assistant tool
+# calls in the qwen3_coder XML form, consecutive tool results grouped in one user turn as
+# <tool_response> blocks, thinking stripped from earlier assistant turns, images as vision pads.
 CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{- '<|im_start|>' + message.role + '\\n' -}}"
-    "{%- if message.content is string -%}{%- set parts = [{'type': 'text', 'text': message.content}] -%}"
-    "{%- else -%}{%- set parts = message.content -%}{%- endif -%}"
-    "{%- for part in parts -%}"
+    "{%- macro render_text(message) -%}"
+    "{%- if message.content is string -%}{{- message.content -}}"
+    "{%- elif message.content -%}{%- for part in message.content -%}"
     "{%- if part.type in ('image', 'image_url') -%}{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
-    "{%- elif part.type == 'text' -%}"
-    "{%- if message.role == 'assistant' and '</think>' in part.text -%}"
-    "{{- part.text.split('</think>')[-1].lstrip('\\n') -}}"
-    "{%- else -%}{{- part.text -}}{%- endif -%}"
-    "{%- endif -%}"
+    "{%- elif part.type == 'text' -%}{{- part.text -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endmacro -%}"
+    "{%- set system_text = '' -%}"
+    "{%- if messages and messages[0].role == 'system' -%}"
+    "{%- set system_text = render_text(messages[0]) -%}{%- set rest = messages[1:] -%}"
+    "{%- else -%}{%- set rest = messages -%}{%- endif -%}"
+    "{%- if tools -%}"
+    "{{- '<|im_start|>system\\n' -}}"
+    "{%- if system_text -%}{{- system_text + '\\n\\n' -}}{%- endif -%}"
+    "{{- '# Tools\\n\\nYou have access to the following functions:\\n\\n<tools>' -}}"
+    "{%- for tool in tools -%}{{- '\\n' -}}{{- (tool.function if tool.function is defined else tool) | tojson -}}"
     "{%- endfor -%}"
+    "{{- '\\n</tools>\\n\\nIf you choose to call a function ONLY reply in the following format with NO suffix:"
+    "\\n\\n<tool_call>\\n<function=example_function_name>\\n<parameter=example_parameter_1>\\nvalue_1"
+    "\\n</parameter>\\n</function>\\n</tool_call><|im_end|>\\n' -}}"
+    "{%- elif system_text -%}{{- '<|im_start|>system\\n' + system_text + '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- for message in rest -%}"
+    "{%- if message.role == 'tool' -%}"
+    "{%- if loop.first or loop.previtem.role != 'tool' -%}{{- '<|im_start|>user' -}}{%- endif -%}"
+    "{{- '\\n<tool_response>\\n' + render_text(message) + '\\n</tool_response>' -}}"
+    "{%- if loop.last or loop.nextitem.role != 'tool' -%}{{- '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- else -%}"
+    "{{- '<|im_start|>' + message.role + '\\n' -}}"
+    "{%- set text = render_text(message) -%}"
+    "{%- if message.role == 'assistant' and '</think>' in text -%}"
+    "{%- set text = text.split('</think>')[-1].lstrip('\\n') -%}{%- endif -%}"
+    "{{- text -}}"
+    "{%- if message.role == 'assistant' and message.tool_calls -%}"
+    "{%- for call in message.tool_calls -%}"
+    "{%- set function = call.function if call.function is defined else call -%}"
+    "{%- if text or not loop.first -%}{{- '\\n' -}}{%- endif -%}"
+    "{{- '<tool_call>\\n<function=' + function.name + '>\\n' -}}"
+    "{%- if function.arguments is mapping -%}{%- for name, value in function.arguments | items -%}"
+    "{{- '<parameter=' + name + '>\\n' -}}"
+    "{%- if value is string -%}{{- value -}}{%- else -%}{{- value | tojson -}}{%- endif -%}"
+    "{{- '\\n</parameter>\\n' -}}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '</function>\\n</tool_call>' -}}"
+    "{%- endfor -%}{%- endif -%}"
     "{{- '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}"
     "{{- '<|im_start|>assistant\\n' -}}"

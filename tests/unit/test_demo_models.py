@@ -84,3 +84,32 @@ def test_tokenizer_round_trips_any_text():
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids) == text
     assert tokenizer.convert_tokens_to_ids("<|image_pad|>") != tokenizer.unk_token_id
+
+
+def test_chat_template_renders_tools_and_tool_turns_as_qwen35_does():
+    # Tool definitions in the system turn, calls in the qwen3_coder XML form, consecutive tool
+    # results grouped in one user turn: what the tool-call parser and the grammar expect back.
+    tokenizer = build_tokenizer()
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}}
+            ],
+        },
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
+        {"role": "tool", "content": "22C", "tool_call_id": "call_1"},
+    ]
+    text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\n# Tools")
+    assert '<tools>\n{"name": "get_weather"' in text
+    assert "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n" in text
+    assert "<parameter=days>\n2\n</parameter>\n</function>\n</tool_call><|im_end|>" in text
+    assert text.count("<|im_start|>user") == 2
+    assert "<tool_response>\nsunny\n</tool_response>\n<tool_response>\n22C\n</tool_response><|im_end|>" in text
+    without_tools = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    assert "# Tools" not in without_tools and without_tools.startswith("<|im_start|>user\n")
