@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -106,7 +107,9 @@ async def fault_under_load(
     await asyncio.to_thread(fault)
     if repair is not None:
         await asyncio.sleep(load_s)  # the outage the clients see before the repair
-        await asyncio.to_thread(repair)
+        # On this (main) thread: starting a Ray node installs signal handlers, which only the main
+        # thread may do. The load pauses meanwhile, which the recovery figure includes.
+        repair()
     try:
         health = await asyncio.to_thread(wait_for_health, base, 180.0, True)
         recovered_at = health[-1][0]
@@ -190,6 +193,10 @@ def run_multi_node(args) -> dict:
     ]
     plans = plan_worker_groups(config)
     overrides = {entry["name"]: entry for entry in deployment_overrides(config, plans)}
+    # Several raylets on one host share its ports: one HAProxy per node would bind the same stats and
+    # metrics ports (as would the HAProxy of a cluster already running here, e.g. the test session's).
+    # On KubeRay each pod has its own network namespace, so this is a property of the local stand-in.
+    os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
     local.apply_serve_env(local=True)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     nodes = {}
