@@ -63,7 +63,8 @@ def _grammar(spec: StructuredOutput):
     import xgrammar as xgr
 
     if spec.kind == "json_object":
-        return xgr.Grammar.builtin_json_grammar()
+        # An object, as OpenAI's json_object promises (xgrammar's builtin JSON grammar admits any value).
+        return xgr.Grammar.from_json_schema('{"type": "object"}', any_whitespace=False)
     if spec.spec is None:
         raise EngineRequestError(f"{spec.kind} needs a specification", param=_param(spec))
     if spec.kind == "json_schema":
