@@ -51,12 +51,19 @@ def run_up(args: argparse.Namespace) -> int:
         log.warning("profile %s serves RANDOM-WEIGHT demo checkpoints: answers are noise", config.profile)
         ensure_demo_models(config.cache_dir, [m.size for m in config.enabled_models() if m.random_weights])
     stop = threading.Event()
+
+    def on_signal(*_) -> None:
+        stop.set()
+
     # Both signals set the event explicitly: a shell starts background jobs with SIGINT ignored, and
-    # a container runtime stops with SIGTERM; either way Serve and Ray must be torn down.
+    # a container runtime stops with SIGTERM; either way Serve and Ray must be torn down. ray.init
+    # installs its own SIGTERM handler in the driver (which aborts), so ours go in again after it.
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     try:
         local.start_ray(config)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, on_signal)
         local.deploy(config, build_app_from_config(config), blocking_timeout_s=args.timeout)
         models = ", ".join(m.public_name for m in config.enabled_models())
         print(f"serving {models} (and `auto`) at {local.endpoint(config)}/v1  (Ctrl-C to stop)", flush=True)
