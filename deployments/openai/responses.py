@@ -35,16 +35,7 @@ def chat_completion(
     routing: dict[str, Any],
 ) -> dict[str, Any]:
     """A non-streamed `chat.completion` body (with our `routing` field)."""
-    return {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": usage(prompt_tokens, completion_tokens),
-        "system_fingerprint": None,
-        "routing": routing,
-    }
+    return _final_body("chat.completion", request_id, model, choices, prompt_tokens, completion_tokens, routing)
 
 
 def chat_chunk(
@@ -101,9 +92,21 @@ def completion(
     routing: dict[str, Any],
 ) -> dict[str, Any]:
     """A non-streamed `text_completion` body."""
+    return _final_body("text_completion", request_id, model, choices, prompt_tokens, completion_tokens, routing)
+
+
+def _final_body(
+    object_name: str,
+    request_id: str,
+    model: str,
+    choices: list[dict[str, Any]],
+    prompt_tokens: int,
+    completion_tokens: int,
+    routing: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "id": request_id,
-        "object": "text_completion",
+        "object": object_name,
         "created": int(time.time()),
         "model": model,
         "choices": choices,

@@ -6,11 +6,9 @@ import io
 import pytest
 from PIL import Image
 
-from cluster.catalog import CATALOG
-from cluster.config import EngineConfig
 from deployments.engines.base import ChatMessage, GenerationRequest, ImageInput, SamplingParams
 from deployments.engines.decode_loop import EngineLoopError
-from deployments.engines.transformers_engine import TransformersEngine
+from tests.support.engines import collect, engine_runner
 
 pytestmark = pytest.mark.unit
 
@@ -30,33 +28,10 @@ def request(text, *, images=(), **sampling):
     )
 
 
-async def collect(engine, req):
-    deltas = [d async for d in engine.chat(req)]
-    return "".join(d.text for d in deltas), deltas[-1]
-
-
 @pytest.fixture
 def run_engine(demo_cache):
-    def run(body, **config):
-        config.setdefault("max_model_len", 1024)
-        engine = TransformersEngine(
-            str(demo_cache / "demo-models" / "qwen3.5-0.8b"),
-            EngineConfig(device="cpu", dtype="float32", torch_threads=1, **config),
-            thinking_default=False,
-            sampling_defaults=CATALOG["0.8b"].sampling,
-            random_weights=True,
-        )
-
-        async def main():
-            await engine.start()
-            try:
-                return await body(engine)
-            finally:
-                await engine.shutdown()
-
-        return asyncio.run(main())
-
-    return run
+    """`run(body, **engine_config)` on the 0.8b demo checkpoint (context 1,024 unless given)."""
+    return engine_runner(demo_cache, max_model_len=1024)
 
 
 async def first_delta_then_rest(engine, req, started: asyncio.Event):

@@ -6,8 +6,6 @@ import json
 import jsonschema
 import pytest
 
-from cluster.catalog import CATALOG
-from cluster.config import EngineConfig
 from deployments.engines.base import (
     ChatMessage,
     EngineRequestError,
@@ -16,7 +14,7 @@ from deployments.engines.base import (
     StructuredOutput,
 )
 from deployments.engines.structured import validate_structured
-from deployments.engines.transformers_engine import TransformersEngine
+from tests.support.engines import collect, engine_runner
 
 pytestmark = pytest.mark.unit
 
@@ -48,32 +46,10 @@ def request(text, structured=None, **sampling):
     )
 
 
-async def collect(engine, req):
-    deltas = [d async for d in engine.chat(req)]
-    return "".join(d.text for d in deltas), deltas[-1]
-
-
 @pytest.fixture
 def run_engine(demo_cache):
-    def run(body):
-        engine = TransformersEngine(
-            str(demo_cache / "demo-models" / "qwen3.5-0.8b"),
-            EngineConfig(device="cpu", dtype="float32", torch_threads=1, max_model_len=1024),
-            thinking_default=False,
-            sampling_defaults=CATALOG["0.8b"].sampling,
-            random_weights=True,
-        )
-
-        async def main():
-            await engine.start()
-            try:
-                return await body(engine)
-            finally:
-                await engine.shutdown()
-
-        return asyncio.run(main())
-
-    return run
+    """`run(body)` on the 0.8b demo checkpoint with a 1,024-token context."""
+    return engine_runner(demo_cache, max_model_len=1024)
 
 
 def test_constrained_and_free_rows_share_a_batch(run_engine):

@@ -6,8 +6,6 @@ import io
 import pytest
 from PIL import Image
 
-from cluster.catalog import CATALOG
-from cluster.config import EngineConfig
 from deployments.engines.base import (
     ChatMessage,
     GenerationRequest,
@@ -16,7 +14,7 @@ from deployments.engines.base import (
     PromptTooLongError,
     SamplingParams,
 )
-from deployments.engines.transformers_engine import TransformersEngine
+from tests.support.engines import collect, engine_runner
 
 pytestmark = pytest.mark.unit
 
@@ -37,35 +35,10 @@ def request(text="hello", *, images=(), thinking=None, **sampling):
     )
 
 
-async def collect(engine, req):
-    deltas = [d async for d in engine.chat(req)]
-    return "".join(d.text for d in deltas), deltas[-1]
-
-
 @pytest.fixture
 def run_engine(demo_cache):
     """Runs a coroutine against a started engine on the 0.8b demo checkpoint, then shuts it down."""
-
-    def run(body, **config):
-        config.setdefault("max_model_len", 512)
-        engine = TransformersEngine(
-            str(demo_cache / "demo-models" / "qwen3.5-0.8b"),
-            EngineConfig(device="cpu", dtype="float32", torch_threads=1, **config),
-            thinking_default=False,
-            sampling_defaults=CATALOG["0.8b"].sampling,
-            random_weights=True,
-        )
-
-        async def main():
-            await engine.start()
-            try:
-                return await body(engine)
-            finally:
-                await engine.shutdown()
-
-        return asyncio.run(main())
-
-    return run
+    return engine_runner(demo_cache, max_model_len=512)
 
 
 def test_batched_greedy_matches_single(run_engine):
