@@ -329,28 +329,17 @@ class DocumentExpander:
         page = pdf[index]
         try:
             bitmap = page.render(scale=self._render_scale(*page.get_size()))
-            image = encode_image(bitmap.to_pil(), self.settings.image_format)
-            textpage = page.get_textpage()
-            try:
-                text = textpage.get_text_range().strip() or None
-            finally:
-                textpage.close()
+            return encode_image(bitmap.to_pil(), self.settings.image_format), _text_layer(page)
         finally:
             page.close()
-        return image, text
 
     def _text_only(self, pdf, index: int) -> tuple[bytes, str | None]:
         """A page's text layer and the image placeholder: what the light pass needs, without rendering."""
         page = pdf[index]
         try:
-            textpage = page.get_textpage()
-            try:
-                text = textpage.get_text_range().strip() or None
-            finally:
-                textpage.close()
+            return IMAGE_PLACEHOLDER, _text_layer(page)
         finally:
             page.close()
-        return IMAGE_PLACEHOLDER, text
 
     # ---- manifests --------------------------------------------------------------------------------
     def _expand_manifest(self, location: Location, manifest_id: str, size: int) -> Iterator[dict[str, Any]]:
@@ -401,3 +390,12 @@ class DocumentExpander:
                 continue
             seen.add((ref.doc_id, ref.task))
             yield from self.expand_document(ref)
+
+
+def _text_layer(page) -> str | None:
+    """A PDF page's text layer, or None when it has none."""
+    textpage = page.get_textpage()
+    try:
+        return textpage.get_text_range().strip() or None
+    finally:
+        textpage.close()
