@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from pathlib import Path
 
 import pytest
+
+# After the last test, the interpreter must exit within this long. A thread nobody stopped (an engine's
+# loop that was never shut down) once kept a finished, green run alive until CI's 90-minute limit.
+EXIT_DEADLINE_S = 120
+
+
+def pytest_unconfigure(config):
+    """Arm a watchdog for interpreter exit: past the deadline, dump every thread's stack and exit 1."""
+    faulthandler.dump_traceback_later(EXIT_DEADLINE_S, exit=True)
 
 
 @pytest.fixture(scope="session")

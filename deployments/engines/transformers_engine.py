@@ -1,6 +1,6 @@
 """Engine on Hugging Face transformers' Qwen3.5 classes (CPU or one GPU), with continuous batching.
 
-Requests are tokenized off the event loop, then handed to a `DecodeLoop` that runs on one worker
+Requests are tokenized off the event loop, then handed to a `DecodeLoop` that runs on one daemon
 thread and schedules per iteration: new requests join the running batch between decode steps and
 finished or cancelled ones leave it at once (see `decode_loop`). Each row keeps its own sampling
 parameters, stop strings, token budget, logprobs, structured-output grammar and cancellation;
@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 from cluster.config import EngineConfig
 from deployments.engines.base import (
@@ -31,6 +31,35 @@ from deployments.engines.detokenizer import IncrementalDetokenizer
 from deployments.engines.prompting import MAX_DECODED_IMAGE_PIXELS, PromptBuilder
 
 log = logging.getLogger(__name__)
+
+
+def _start_daemon(loop: asyncio.AbstractEventLoop, target, name: str) -> asyncio.Future:
+    """Run `target` on a daemon thread; the future settles on `loop` with its outcome.
+
+    The decode loop runs until stopped. On an executor thread, an engine nobody shut down (a dropped
+    batch UDF, a test's fixture) would be joined at interpreter exit and hang the process forever.
+    """
+    future = loop.create_future()
+
+    def settle(result, error) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def main() -> None:
+        result, error = None, None
+        try:
+            result = target()
+        except BaseException as raised:  # noqa: BLE001 - handed to the awaiting coroutine
+            error = raised
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=main, name=name, daemon=True).start()
+    return future
 
 
 class TransformersEngine(Engine):
@@ -71,7 +100,6 @@ class TransformersEngine(Engine):
         self._seeds = random.Random()
         self._loop_runner = None  # decode_loop.DecodeLoop
         self._worker: asyncio.Future | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._closing = False
         self._started = asyncio.Lock()
 
@@ -90,9 +118,8 @@ class TransformersEngine(Engine):
 
             for name in ("AutoImageProcessor", "AutoTokenizer", "Qwen3_5ForConditionalGeneration"):
                 getattr(transformers, name)
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qwen-decode")
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._load)
+            await asyncio.to_thread(self._load)
             model = self._model
             tokenizer = self._builder.tokenizer
             self._loop_runner = DecodeLoop(
@@ -107,7 +134,7 @@ class TransformersEngine(Engine):
                 batch_wait_s=self.config.batch_wait_ms / 1000,
                 loop=loop,
             )
-            self._worker = loop.run_in_executor(self._executor, self._loop_runner.run)
+            self._worker = _start_daemon(loop, self._loop_runner.run, name="qwen-decode-loop")
 
     def _load(self) -> None:
         import torch
@@ -169,8 +196,6 @@ class TransformersEngine(Engine):
         if self._worker is not None:
             with contextlib.suppress(BaseException):
                 await self._worker
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
         self._model = None
 
     async def check_health(self) -> None:

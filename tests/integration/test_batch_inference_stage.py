@@ -47,6 +47,18 @@ def stage(demo_cache):
     return InferenceStage(model, str(demo_cache), settings, None, temperature=0.0, seed=1), settings
 
 
+def run_stage(inference: InferenceStage, table):
+    """One call of the stage on a fresh event loop, then its engine shut down on that loop."""
+
+    async def main():
+        try:
+            return await inference(table)
+        finally:
+            await inference.engine.shutdown()
+
+    return asyncio.run(main())
+
+
 def test_rows_get_outputs_errors_and_pass_through(stage):
     inference, settings = stage
     image = fit_image(
@@ -62,7 +74,7 @@ def test_rows_get_outputs_errors_and_pass_through(stage):
         row("classify", task="classify", kind="text", text="Dear Sir, thank you."),
         row("extract", task="extract", kind="text", text="Invoice A-1, total 12."),
     ]
-    out = {r["doc_id"]: r for r in rows_of(asyncio.run(inference(to_work_table(rows))))}
+    out = {r["doc_id"]: r for r in rows_of(run_stage(inference, to_work_table(rows)))}
     for doc_id in ("text", "image", "classify", "extract"):
         done = out[doc_id]
         assert done["model"] == "qwen3.5-0.8b", done
