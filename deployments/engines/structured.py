@@ -27,8 +27,13 @@ DEFAULT_CACHE_SIZE = 256
 _XGRAMMAR_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*(Check failed: \(.*?\) is false:\s*)?")
 
 
+# The string-character classes xgrammar 0.2.9 writes into JSON grammars: the loose one (length-bounded
+# strings) lets raw control characters through, which no JSON parser accepts, and both accept the
+# three-byte encodings of UTF-16 surrogates (ED A0-BF xx), which are not UTF-8: a byte-level
+# tokenizer can spell one, and the client receives U+FFFD. Both are replaced by `_SAFE_STRING_CHAR`.
 _LOOSE_STRING_CHAR = '[^\\"\\\\\\r\\n]'
 _JSON_STRING_CHAR = '[^\\0-\\x1f\\"\\\\\\r\\n]'
+_SAFE_STRING_CHAR = '[^\\0-\\x1f\\"\\\\\\r\\n\\uD800-\\uDFFF]'
 
 
 def _param(spec: StructuredOutput) -> str:
@@ -58,23 +63,29 @@ def choice_grammar(spec: str) -> str:
     return "root ::= " + " | ".join(json.dumps(choice, ensure_ascii=False) for choice in choices)
 
 
+def _json_grammar(schema: str, *, strict: bool):
+    """xgrammar's compact grammar for `schema`, with every string character valid JSON and UTF-8."""
+    import xgrammar as xgr
+
+    grammar = xgr.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=strict)
+    text = str(grammar)
+    if _LOOSE_STRING_CHAR not in text and _JSON_STRING_CHAR not in text:
+        return grammar
+    text = text.replace(_LOOSE_STRING_CHAR, _SAFE_STRING_CHAR).replace(_JSON_STRING_CHAR, _SAFE_STRING_CHAR)
+    return xgr.Grammar.from_ebnf(text)
+
+
 def _grammar(spec: StructuredOutput):
     """The uncompiled xgrammar `Grammar` of `spec` (no tokenizer needed)."""
     import xgrammar as xgr
 
     if spec.kind == "json_object":
         # An object, as OpenAI's json_object promises (xgrammar's builtin JSON grammar admits any value).
-        return xgr.Grammar.from_json_schema('{"type": "object"}', any_whitespace=False)
+        return _json_grammar('{"type": "object"}', strict=False)
     if spec.spec is None:
         raise EngineRequestError(f"{spec.kind} needs a specification", param=_param(spec))
     if spec.kind == "json_schema":
-        grammar = xgr.Grammar.from_json_schema(spec.spec, any_whitespace=False, strict_mode=True)
-        # xgrammar 0.2.9 writes length-bounded strings (minLength/maxLength) with a character class
-        # that lets raw control characters through, which no JSON parser accepts; exclude them.
-        text = str(grammar)
-        if _LOOSE_STRING_CHAR in text:
-            grammar = xgr.Grammar.from_ebnf(text.replace(_LOOSE_STRING_CHAR, _JSON_STRING_CHAR))
-        return grammar
+        return _json_grammar(spec.spec, strict=True)
     if spec.kind == "regex":
         return xgr.Grammar.from_regex(spec.spec)
     if spec.kind == "choice":

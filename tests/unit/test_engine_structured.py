@@ -174,3 +174,53 @@ def test_validate_structured_accepts_good_specs():
     validate_structured(StructuredOutput("json_schema", json.dumps(SCHEMA)))
     validate_structured(StructuredOutput("json_object"))
     validate_structured(StructuredOutput("choice", '["a", "b"]'))
+
+
+def _byte_token(tokenizer, value: int) -> int:
+    """The id of the byte-level token that spells the single byte `value` (GPT-2's byte alphabet:
+    printable Latin-1 bytes stand for themselves, the rest for 256, 257, ... in byte order)."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    unprintable = [b for b in range(256) if b not in printable]
+    char = chr(value) if value in printable else chr(256 + unprintable.index(value))
+    token = tokenizer.convert_tokens_to_ids(char)
+    assert token != tokenizer.unk_token_id and token is not None
+    return token
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        StructuredOutput("json_schema", '{"type": "string"}'),
+        StructuredOutput("json_schema", '{"type": "string", "maxLength": 12}'),
+        StructuredOutput("json_schema", '{"type": "object", "properties": {"a": {"type": "string"}}}'),
+        StructuredOutput("json_object"),
+    ],
+    ids=["string", "bounded-string", "object", "json-object"],
+)
+def test_json_strings_admit_only_json_and_utf8_characters(demo_cache, spec):
+    """A byte-level tokenizer can spell an encoded UTF-16 surrogate (ED A0..BF xx) or a raw control
+    byte; inside a JSON string neither may be allowed, or the client receives U+FFFD / invalid JSON."""
+    from transformers import AutoTokenizer
+
+    from deployments.engines.structured import GrammarCache
+
+    tokenizer = AutoTokenizer.from_pretrained(demo_cache / "demo-models" / "qwen3.5-0.8b")
+    stop = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    cache = GrammarCache(tokenizer, len(tokenizer), [stop])
+    opening = '{"a": "' if spec.kind == "json_object" or "object" in (spec.spec or "") else '"'
+
+    def inside_string():
+        constraint = cache.constraint(spec)
+        for token in tokenizer.encode(opening, add_special_tokens=False):
+            assert constraint.accept(token)
+        return constraint
+
+    constraint = inside_string()
+    assert constraint.accept(_byte_token(tokenizer, 0xED))  # U+D000..U+D7FF start this way too
+    assert not constraint.accept(_byte_token(tokenizer, 0xA0))  # ED A0: a high surrogate
+    constraint = inside_string()
+    assert not constraint.accept(_byte_token(tokenizer, 0x1F))
+    constraint = inside_string()
+    for text in ("é", "中", "😀", "\ud7ff", "\ue000"):
+        for token in tokenizer.encode(text, add_special_tokens=False):
+            assert constraint.accept(token), text
