@@ -81,7 +81,9 @@ def vllm_structured_kwargs(structured: StructuredOutput | None) -> dict[str, Any
     if structured is None:
         return None
     if structured.kind == "json_object":
-        return {"json_object": True, "disable_any_whitespace": True}
+        # vLLM's `json_object=True` admits any JSON value; OpenAI's json_object (and the transformers
+        # engine) promise an object.
+        return {"json": {"type": "object"}, "disable_any_whitespace": True}
     if structured.kind == "json_schema":
         return {"json": json.loads(structured.spec), "disable_any_whitespace": True}
     if structured.kind == "regex":

@@ -37,7 +37,7 @@ def test_structured_outputs_translate_to_vllm_names():
         "disable_any_whitespace": True,
     }
     assert vllm_structured_kwargs(StructuredOutput("json_object")) == {
-        "json_object": True,
+        "json": {"type": "object"},
         "disable_any_whitespace": True,
     }
     assert vllm_structured_kwargs(StructuredOutput("regex", r"\d+")) == {"regex": r"\d+"}
