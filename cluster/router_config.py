@@ -71,6 +71,26 @@ class EscalationConfig(StrictModel):
     )
 
 
+class StructureWeights(StrictModel):
+    """How much each structural signal of a request weighs (policy `quality`).
+
+    A request's shape says something its text may not: one that offers `tools` must get its call
+    right as well as its content (the `tool_use` group of the quality table), one whose answer is
+    constrained to a schema must follow it (`instruction`). Each size's estimate becomes
+    P(content) * P(signal's group)^weight: 0 ignores the signal, 1 counts it as a second task in full.
+    """
+
+    tools: float = Field(
+        0.5, ge=0.0, le=1.0, description="Exponent of the `tool_use` factor when the request offers tools."
+    )
+    structured: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="Exponent of the `instruction` factor when the answer is constrained (schema, json_object, grammar).",
+    )
+
+
 class RouterConfig(StrictModel):
     """How requests for `auto` are sent to a size."""
 
@@ -134,6 +154,10 @@ class RouterConfig(StrictModel):
             "Non-decreasing in [0, 1]; equal thresholds give the size between them no traffic. "
             "Calibrate them from traffic shares with `qwen-cluster router calibrate`."
         ),
+    )
+    structure_weights: StructureWeights = Field(
+        default_factory=StructureWeights,
+        description="With policy `quality`: how much offering tools and constraining the answer weigh.",
     )
     thinking: ThinkingRule = Field(
         default_factory=ThinkingRule, description="Thinking on or off per request."

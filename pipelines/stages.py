@@ -136,13 +136,21 @@ class ScoreDifficulty:
         live = [row for row in rows if row["error_kind"] is None]
         if live:
             decisions = self.router.decide_many(
-                [from_request(self.catalog.messages(row), None) for row in live]
+                [
+                    from_request(self.catalog.messages(row), None, self._structure(row["task"]))
+                    for row in live
+                ]
             )
             for row, decision in zip(live, decisions, strict=True):
                 row["size"] = decision.size
                 row["difficulty"] = decision.difficulty
                 row["thinking"] = decision.thinking if self.thinking is None else self.thinking
         return to_work_table(rows)
+
+
+    def _structure(self, task: str) -> tuple[str, ...]:
+        # The same signal an API request with a schema or a choice gives the router.
+        return ("structured",) if self.catalog.structured(task) is not None else ()
 
 
 class ScoreLightRows(ScoreDifficulty):

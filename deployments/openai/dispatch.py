@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -140,8 +140,10 @@ class Dispatcher:
         messages: list[ChatMessage] | None = None,
         prompt: str | None = None,
         thinking: bool | None = None,
+        structure: Sequence[str] = (),
     ) -> Route:
-        """The route for a request naming `requested` (or the default model).
+        """The route for a request naming `requested` (or the default model); `structure` is the
+        request's shape (`tools`, `structured`), a signal for the router.
 
         Raises:
             OpenAIError: 404 for a model that is not served.
@@ -153,6 +155,7 @@ class Dispatcher:
                 prompt=prompt,
                 requested_thinking=thinking,
                 capacity=self.capacity.snapshot(),
+                structure=structure,
             )
             return self._routed(decision, thinking, messages, prompt)
         model = self.config.model_by_name(name)

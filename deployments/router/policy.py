@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from cluster.catalog import CATALOG, SIZES, ModelSize
 from cluster.router_config import RouterConfig
-from deployments.router.quality import QualityTable, choose_size
+from deployments.router.quality import QualityTable, choose_size, structure_factors
 
 BAND_REASONS = ("score<=t1", "t1<score<=t2", "t2<score<=t3", "score>t3")
 
@@ -164,12 +164,17 @@ class RoutingPolicy:
         return difficulty >= self.thinking_min_difficulty
 
     def estimates(
-        self, levels: Sequence[float], groups: Mapping[str, float] | None
+        self, levels: Sequence[float], groups: Mapping[str, float] | None, structure: Sequence[str] = ()
     ) -> dict[ModelSize, float]:
-        """Estimated P(correct) of each served size (empty without a quality table or levels)."""
+        """Estimated P(correct) of each served size (empty without a quality table or levels);
+        `structure` signals multiply in what they need as well (`quality.structure_factors`)."""
         if self.quality is None or not levels:
             return {}
         every = self.quality.estimate(groups or {}, levels)
+        if structure:
+            weights = self.config.structure_weights.model_dump()
+            factors = structure_factors(self.quality, levels, structure, weights)
+            every = {s: every[s] * factors[s] for s in every}
         return {s: round(every[s], 4) for s in self.served}
 
     def decide(
@@ -184,6 +189,7 @@ class RoutingPolicy:
         groups: Mapping[str, float] | None = None,
         family: str | None = None,
         estimates: Mapping[ModelSize, float] | None = None,
+        structure: Sequence[str] = (),
     ) -> RouteDecision:
         """The full decision for a scored request.
 
@@ -197,14 +203,16 @@ class RoutingPolicy:
             groups: task-group probabilities (policy `quality`).
             family: the most likely task family, for the reason.
             estimates: per-size P(correct) already computed (a re-decision); wins over levels.
+            structure: the request's structure signals (`RoutingInput.structure`); policy `quality`
+                multiplies in what they need and names them in the reason (`quality+tools`).
         """
         difficulty = min(1.0, max(0.0, float(difficulty)))
         chosen = dict(estimates) if estimates else {}
         if not chosen and self.config.policy == "quality":
-            chosen = self.estimates(levels, groups)
+            chosen = self.estimates(levels, groups, structure)
         if self.config.policy == "quality" and chosen:
             size = choose_size(chosen, self.served, self.config.quality_tolerance, self.config.size_bias)
-            reasons = ["quality"]
+            reasons = ["+".join(["quality", *structure])]
         else:
             size, reasons = self.size_for(difficulty)
         size, capacity_reason = self.with_capacity(size, capacity)

@@ -117,6 +117,35 @@ def prior_table(path: str | Path | None = None) -> QualityTable:
     return QualityTable(cells=cells)
 
 
+# The quality-table group each structure signal points at (see `RoutingInput.structure`).
+STRUCTURE_GROUPS = {"tools": "tool_use", "structured": "instruction"}
+
+
+def structure_factors(
+    table: QualityTable,
+    level_probs: Sequence[float],
+    structure: Sequence[str],
+    weights: Mapping[str, float],
+) -> dict[ModelSize, float]:
+    """What each size's estimate is multiplied by for the request's structure signals.
+
+    A request that offers tools is answered well only if its content AND its call are right, so its
+    P(correct) is a product: P(content) * P(group of the signal)^weight, the second factor read at the
+    request's own levels (`STRUCTURE_GROUPS`; weight 0 ignores the signal, 1 counts it as a second task
+    in full). A product widens the gaps between sizes, so a signal can only move a request up, never
+    down the way a mixture of groups with smaller gaps would. Signals whose group the table lacks are
+    skipped.
+    """
+    factors = dict.fromkeys(SIZES, 1.0)
+    for signal in structure:
+        group, weight = STRUCTURE_GROUPS[signal], weights.get(signal, 0.0)
+        if group not in table.cells or weight <= 0:
+            continue
+        needed = table.estimate({group: 1.0}, level_probs)
+        factors = {s: factors[s] * needed[s] ** weight for s in SIZES}
+    return factors
+
+
 def choose_size(
     estimates: Mapping[ModelSize, float],
     served: Sequence[ModelSize],

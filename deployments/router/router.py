@@ -67,6 +67,7 @@ class Router:
         *,
         requested_thinking: bool | None = None,
         capacity: Mapping[ModelSize, SizeCapacity] | None = None,
+        structure: Sequence[str] = (),
     ) -> RouteDecision:
         """Decide where a chat (`messages`) or completion (`prompt`) request for `auto` goes.
 
@@ -75,11 +76,14 @@ class Router:
             prompt: the prompt, for completions.
             requested_thinking: the request's explicit `enable_thinking`, which always wins.
             capacity: what the caller knows of each size's readiness; sizes left out count as ready.
+            structure: the request's structure signals (`tools`, `structured`).
         """
         if not self.config.enabled:
             return self.policy.disabled(requested_thinking)
         return self.decide(
-            from_request(messages, prompt), requested_thinking=requested_thinking, capacity=capacity
+            from_request(messages, prompt, structure),
+            requested_thinking=requested_thinking,
+            capacity=capacity,
         )
 
     def decide(
@@ -91,11 +95,14 @@ class Router:
     ) -> RouteDecision:
         """Score an already reduced request and apply the policy (routing on or off alike)."""
         result = self.score(request)
-        return self._decide(result, requested_thinking=requested_thinking, capacity=capacity)
+        return self._decide(
+            result, request.structure, requested_thinking=requested_thinking, capacity=capacity
+        )
 
     def _decide(
         self,
         result: ScoreResult,
+        structure: Sequence[str] = (),
         *,
         requested_thinking: bool | None = None,
         capacity: Mapping[ModelSize, SizeCapacity] | None = None,
@@ -109,6 +116,7 @@ class Router:
             levels=result.levels,
             groups=result.groups,
             family=result.family,
+            structure=structure,
         )
 
     def redecide(
@@ -138,7 +146,8 @@ class Router:
             raise RuntimeError("this router has no scorer: routing is off in its config")
         score_many = getattr(self.scorer, "score_many", None)
         results = score_many(requests) if score_many else [self.scorer.score(r) for r in requests]
-        return [self._decide(result) for result in results]
+        pairs = zip(results, requests, strict=True)
+        return [self._decide(result, request.structure) for result, request in pairs]
 
     def escalation(
         self,

@@ -19,6 +19,7 @@ from deployments.engines.base import ChatMessage, ImageInput
 # scanning 5,000-token documents in full would cost more than routing may.
 CUE_HEAD_CHARS = 4000
 CUE_TAIL_CHARS = 1500
+STRUCTURE_SIGNALS = ("tools", "structured")
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,16 @@ class RoutingInput:
         context: the text of every other turn (system, earlier user and assistant turns).
         user_turns: how many user turns the conversation has.
         images: how many images the conversation carries.
+        structure: what the request's shape asks of the answer, from `STRUCTURE_SIGNALS`: `tools`
+            (it offers functions to call), `structured` (the answer is constrained to a schema,
+            JSON object or grammar). A signal for the policy, never an override.
     """
 
     query: str
     context: str = ""
     user_turns: int = 1
     images: int = 0
+    structure: tuple[str, ...] = ()
 
     def cue_text(self) -> str:
         """The text cue scanners read: the query first, then context, head and tail of it kept."""
@@ -45,13 +50,14 @@ class RoutingInput:
         return text[:CUE_HEAD_CHARS] + "\n" + text[-CUE_TAIL_CHARS:]
 
 
-def from_messages(messages: Sequence[ChatMessage]) -> RoutingInput:
-    """Reduce engine chat messages to a `RoutingInput`.
+def from_messages(messages: Sequence[ChatMessage], structure: Sequence[str] = ()) -> RoutingInput:
+    """Reduce engine chat messages (and the request's `structure` signals) to a `RoutingInput`.
 
     The last user turn is the query; when there is none (an assistant prefill), the last turn is.
     """
+    structure = _structure(structure)
     if not messages:
-        return RoutingInput(query="")
+        return RoutingInput(query="", structure=structure)
     query_index = next(
         (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), len(messages) - 1
     )
@@ -61,19 +67,29 @@ def from_messages(messages: Sequence[ChatMessage]) -> RoutingInput:
         context=context,
         user_turns=max(1, sum(1 for m in messages if m.role == "user")),
         images=sum(len(m.images) for m in messages),
+        structure=structure,
     )
 
 
-def from_prompt(prompt: str) -> RoutingInput:
+def from_prompt(prompt: str, structure: Sequence[str] = ()) -> RoutingInput:
     """A raw completion prompt: all of it is the query."""
-    return RoutingInput(query=prompt)
+    return RoutingInput(query=prompt, structure=_structure(structure))
 
 
-def from_request(messages: Sequence[ChatMessage] | None, prompt: str | None) -> RoutingInput:
+def from_request(
+    messages: Sequence[ChatMessage] | None, prompt: str | None, structure: Sequence[str] = ()
+) -> RoutingInput:
     """The `RoutingInput` of a chat (`messages`) or a completion (`prompt`) request."""
     if messages is not None:
-        return from_messages(messages)
-    return from_prompt(prompt or "")
+        return from_messages(messages, structure)
+    return from_prompt(prompt or "", structure)
+
+
+def _structure(signals: Sequence[str]) -> tuple[str, ...]:
+    unknown = [s for s in signals if s not in STRUCTURE_SIGNALS]
+    if unknown:
+        raise ValueError(f"unknown structure signals {unknown}; known: {', '.join(STRUCTURE_SIGNALS)}")
+    return tuple(s for s in STRUCTURE_SIGNALS if s in signals)
 
 
 def openai_messages_to_chat(

@@ -93,3 +93,44 @@ def test_spearman():
     assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+@pytest.mark.parametrize("signal", ["tools", "structured"])
+def test_structure_signals_move_requests_up_never_down(signal):
+    policy = RoutingPolicy(RouterConfig(enabled=True), SIZES, quality=prior_table())
+    moved = 0
+    for group in policy.quality.groups:
+        for level in range(4):
+            plain = policy.decide(0.5, scorer="x", levels=one_hot(level), groups={group: 1.0})
+            shaped = policy.decide(
+                0.5, scorer="x", levels=one_hot(level), groups={group: 1.0}, structure=(signal,)
+            )
+            assert SIZES.index(shaped.size) >= SIZES.index(plain.size), (group, level)
+            assert shaped.reason == f"quality+{signal}" and plain.reason == "quality"
+            moved += shaped.size != plain.size
+    assert moved >= 2  # a signal, not noise: it decides some requests
+
+
+def test_structure_weight_zero_ignores_the_signal_and_tools_raise_an_easy_image_request():
+    quality = prior_table()
+    off = RouterConfig(enabled=True, structure_weights={"tools": 0.0, "structured": 0.0})
+    ignored = RoutingPolicy(off, SIZES, quality=quality)
+    plain = ignored.decide(0.5, scorer="x", levels=one_hot(1), groups={"vision": 1.0})
+    shaped = ignored.decide(0.5, scorer="x", levels=one_hot(1), groups={"vision": 1.0}, structure=("tools",))
+    assert shaped.estimates == plain.estimates
+    weighed = RoutingPolicy(RouterConfig(enabled=True), SIZES, quality=quality)
+    tools = weighed.decide(0.5, scorer="x", levels=one_hot(1), groups={"vision": 1.0}, structure=("tools",))
+    assert (plain.size, tools.size) == ("0.8b", "2b")
+    assert all(tools.estimates[s] < plain.estimates[s] for s in SIZES)  # both parts must be right
+
+
+def test_router_carries_structure_from_the_input_and_rejects_unknown_signals():
+    from deployments.router.router import Router
+    from deployments.router.routing_input import from_request
+
+    router = Router(RouterConfig(enabled=True, scorer="features"), SIZES)
+    one = router.decide(RoutingInput(query="Write a haiku about rain.", structure=("tools",)))
+    many = router.decide_many([RoutingInput(query="Write a haiku about rain.", structure=("tools",))])
+    assert one.reason == many[0].reason == "quality+tools"
+    with pytest.raises(ValueError, match="unknown structure signals"):
+        from_request(None, "hi", ("schema",))
