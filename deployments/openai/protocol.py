@@ -234,15 +234,29 @@ class _SamplingRequest(_Request):
         return stops
 
 
-class ChatCompletionRequest(_SamplingRequest):
+class _ConstrainedRequest(_SamplingRequest):
+    """A request whose answer may be constrained: OpenAI's `response_format`, or vLLM's
+    `structured_outputs` extra (both endpoints accept them, as vLLM's do)."""
+
+    response_format: ResponseFormat | None = None
+    structured_outputs: StructuredOutputsParams | None = None
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> _ConstrainedRequest:
+        if self.structured_outputs is not None and not isinstance(
+            self.response_format, (TextFormat, type(None))
+        ):
+            raise _invalid("give response_format or structured_outputs, not both", "structured_outputs")
+        return self
+
+
+class ChatCompletionRequest(_ConstrainedRequest):
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     chat_template_kwargs: ChatTemplateKwargs | None = None
-    response_format: ResponseFormat | None = None
-    structured_outputs: StructuredOutputsParams | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -252,10 +266,6 @@ class ChatCompletionRequest(_SamplingRequest):
         # Cross-field checks raise OpenAIError (pydantic lets it through) so `param` names the field.
         if self.top_logprobs and not self.logprobs:
             raise _invalid("top_logprobs needs logprobs: true", "top_logprobs")
-        if self.structured_outputs is not None and not isinstance(
-            self.response_format, (TextFormat, type(None))
-        ):
-            raise _invalid("give response_format or structured_outputs, not both", "structured_outputs")
         if self.tool_choice is not None and self.tool_choice != "none" and not self.tools:
             raise _invalid("tool_choice needs tools", "tool_choice")
         names = [tool.function.name for tool in self.tools or []]
@@ -278,7 +288,7 @@ class ChatCompletionRequest(_SamplingRequest):
         return self.max_completion_tokens or self.max_tokens
 
 
-class CompletionRequest(_SamplingRequest):
+class CompletionRequest(_ConstrainedRequest):
     prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1)
     logprobs: int | None = Field(None, ge=0, le=20)

@@ -31,7 +31,13 @@ from deployments.openai.messages import to_chat_messages
 from deployments.openai.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError
 from deployments.openai.sampling_params import fan_out, sampling_params, vocab_size
 from deployments.openai.streaming import HeldStreamingResponse, StreamGroup, chat_events, completion_events
-from deployments.openai.structured import SpecValidator, routing_signals, structured_output, tool_plan
+from deployments.openai.structured import (
+    SpecValidator,
+    ToolPlan,
+    routing_signals,
+    structured_output,
+    tool_plan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +224,12 @@ class OpenAIService:
         if structured is not None:
             # Constrained output is the whole completion: engines decode it with thinking off.
             requested_thinking = False
-        route = self.dispatcher.choose(body.model, messages=messages, thinking=requested_thinking)
         signals = routing_signals(body, plan)
-        if signals:  # recorded for the router and the client; not (yet) an input to the policy
+        structure = [signal for signal in ("tools", "structured") if signal in signals]
+        route = self.dispatcher.choose(
+            body.model, messages=messages, thinking=requested_thinking, structure=structure
+        )
+        if signals:  # what the policy weighed (routing.structure_weights), for the client to see
             route.routing["signals"] = signals
         request.state.model_label = route.model.public_name
         top_logprobs = (body.top_logprobs or 0) if body.logprobs else None
@@ -274,12 +283,18 @@ class OpenAIService:
 
     async def _completions(self, request: Request) -> Response:
         body: CompletionRequest = await self.limits.parse(request, CompletionRequest)
-        route = self.dispatcher.choose(body.model, prompt=body.prompt, thinking=False)
+        structured = structured_output(body, ToolPlan(), self.spec_validator)
+        signals = routing_signals(body, ToolPlan())
+        route = self.dispatcher.choose(
+            body.model, prompt=body.prompt, thinking=False, structure=["structured"] if signals else []
+        )
+        if signals:
+            route.routing["signals"] = signals
         request.state.model_label = route.model.public_name
         top_logprobs = body.logprobs  # the legacy form: an int, None for no logprobs
         generation = GenerationRequest(
             request_id="cmpl-" + uuid.uuid4().hex,
-            sampling=self._sampling(body, body.max_tokens, route.model, top_logprobs),
+            sampling=self._sampling(body, body.max_tokens, route.model, top_logprobs, structured),
             prompt=body.prompt,
         )
         samples = fan_out(generation, body.n)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from deployments.engines.base import EngineRequestError, StructuredOutput
 from deployments.openai.protocol import (
     ChatCompletionRequest,
+    CompletionRequest,
     JsonObjectFormat,
     JsonSchemaFormat,
     NamedToolChoice,
@@ -148,14 +149,15 @@ def _schema_text(schema: dict[str, Any]) -> str:
 
 
 def structured_output(
-    body: ChatCompletionRequest, plan: ToolPlan, validator: SpecValidator
+    body: ChatCompletionRequest | CompletionRequest, plan: ToolPlan, validator: SpecValidator
 ) -> StructuredOutput | None:
-    """The constraint the engine decodes under, or None for free text.
+    """The constraint the engine decodes under, or None for free text (a completion's `plan` is
+    the empty `ToolPlan()`).
 
     Raises:
         OpenAIError: 400 naming the field, for a schema, regex or grammar that cannot be compiled.
     """
-    for i, tool in enumerate(body.tools or []):
+    for i, tool in enumerate(getattr(body, "tools", None) or []):
         if tool.function.parameters is not None:
             validator.check(
                 StructuredOutput("json_schema", _schema_text(tool.function.parameters)),
@@ -189,7 +191,7 @@ def structured_output(
     return validator.check(StructuredOutput("grammar", extra.grammar), "structured_outputs.grammar")
 
 
-def routing_signals(body: ChatCompletionRequest, plan: ToolPlan) -> dict[str, Any]:
+def routing_signals(body: ChatCompletionRequest | CompletionRequest, plan: ToolPlan) -> dict[str, Any]:
     """What the request's structure tells the router (a signal, never an override)."""
     fmt = body.response_format
     strict = isinstance(fmt, JsonSchemaFormat) and bool(fmt.json_schema.strict)

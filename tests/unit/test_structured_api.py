@@ -373,3 +373,53 @@ def test_logprobs_n_and_logit_bias(config):
     check_chat_completion(no_lp)
     assert no_lp["choices"][0]["logprobs"] is None and no_lp["choices"][0]["message"]["refusal"] is None
     assert payload["usage"]["prompt_tokens"] == no_lp["usage"]["prompt_tokens"]  # counted once for n=3
+
+
+def test_auto_routing_weighs_tools_and_schemas(config):
+    async def body(http):
+        tools = await http.post(
+            "/v1/chat/completions", json=chat("auto", tools=TOOLS, tool_choice="required", max_tokens=40)
+        )
+        schema = await http.post(
+            "/v1/chat/completions", json=chat("auto", response_format=schema_format(PERSON), max_tokens=40)
+        )
+        plain = await http.post("/v1/chat/completions", json=chat("auto", max_tokens=2))
+        return tools, schema, plain
+
+    tools, schema, plain = run_service(config, body)
+    for response in (tools, schema, plain):
+        assert response.status_code == 200, response.text
+    assert tools.json()["routing"]["reason"].startswith("quality+tools")
+    assert tools.headers["x-qwen-route-reason"].startswith("quality+tools")
+    assert schema.json()["routing"]["reason"].startswith("quality+structured")
+    assert plain.json()["routing"]["reason"] == "quality"
+
+
+def test_completions_accept_response_format_and_structured_outputs(config):
+    def completion(**extra):
+        return {"model": SMALL, "prompt": "Person:", "max_tokens": 120, **extra}
+
+    async def body(http):
+        schema = await http.post("/v1/completions", json=completion(response_format=schema_format(PERSON)))
+        choice = await http.post(
+            "/v1/completions", json=completion(structured_outputs={"choice": ["yes", "no"]})
+        )
+        both = await http.post(
+            "/v1/completions",
+            json=completion(response_format={"type": "json_object"}, structured_outputs={"regex": "a+"}),
+        )
+        bad = await http.post(
+            "/v1/completions",
+            json=completion(response_format=schema_format({"type": "object", "minProperties": "x"})),
+        )
+        return schema, choice, both, bad
+
+    schema, choice, both, bad = run_service(config, body)
+    assert schema.status_code == 200, schema.text
+    jsonschema.validate(json.loads(schema.json()["choices"][0]["text"]), PERSON)
+    assert schema.json()["routing"]["signals"] == {"strict_schema": True, "structured": True}
+    assert choice.status_code == 200, choice.text
+    assert choice.json()["choices"][0]["text"] in ("yes", "no")
+    for response, param in ((both, "structured_outputs"), (bad, "response_format.json_schema.schema")):
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == param
