@@ -61,6 +61,19 @@ def decode_image(image: ImageInput, index: int, max_pixels: int):
         raise InvalidImageError(f"{label} could not be decoded as an image: {error}") from None
 
 
+def render_chat(tokenizer, request: GenerationRequest, thinking: bool) -> str:
+    """The chat request as the checkpoint's template writes it: messages, the tools it offers (so the
+    model knows what it may call), the generation prompt and the thinking switch. Both engines
+    render through here, so a request means the same prompt on either."""
+    return tokenizer.apply_chat_template(
+        template_messages(request.messages or []),
+        tools=request.tools or None,
+        tokenize=False,
+        add_generation_prompt=True,
+        enable_thinking=thinking,
+    )
+
+
 def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     """Messages in the structure the chat template expects (OpenAI-like parts).
 
@@ -131,13 +144,7 @@ class PromptBuilder:
                 f"the request carries {len(images)} images; this model accepts at most {self.max_images}",
                 code="too_many_images",
             )
-        text = self.tokenizer.apply_chat_template(
-            template_messages(request.messages or []),
-            tools=request.tools or None,
-            tokenize=False,
-            add_generation_prompt=True,
-            enable_thinking=thinking,
-        )
+        text = render_chat(self.tokenizer, request, thinking)
         pixel_values = grid = None
         if images:
             decoded = [decode_image(image, i, self.max_decoded_pixels) for i, image in enumerate(images)]

@@ -21,7 +21,7 @@ from deployments.engines.base import (
     StructuredOutput,
     TokenLogprob,
 )
-from deployments.engines.prompting import MAX_DECODED_IMAGE_PIXELS, decode_image, template_messages
+from deployments.engines.prompting import MAX_DECODED_IMAGE_PIXELS, decode_image, render_chat
 
 
 def vllm_engine_kwargs(model_path: str, model: ModelConfig) -> dict[str, Any]:
@@ -124,41 +124,40 @@ class VLLMEngine(Engine):
         self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = await self._engine.get_tokenizer()
 
+    def prompt(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
+        """vLLM's prompt input for `request` (rendered text, decoded images) and whether it thinks.
+
+        Raises:
+            InvalidImageError: too many images, or one that does not decode.
+        """
+        spec = self.model.spec
+        thinking = spec.thinking_default if request.enable_thinking is None else request.enable_thinking
+        if request.sampling.structured is not None:
+            thinking = False  # one semantics with the transformers engine (see structured.py)
+        if request.prompt is not None:
+            return {"prompt": request.prompt}, False
+        images = request.images
+        if len(images) > self.model.engine.max_images_per_prompt:
+            raise InvalidImageError(
+                f"the request carries {len(images)} images; this model accepts at most "
+                f"{self.model.engine.max_images_per_prompt}",
+                code="too_many_images",
+            )
+        prompt: dict[str, Any] = {"prompt": render_chat(self._tokenizer, request, thinking)}
+        if images:
+            prompt["multi_modal_data"] = {
+                "image": [decode_image(image, i, MAX_DECODED_IMAGE_PIXELS) for i, image in enumerate(images)]
+            }
+        return prompt, thinking
+
     async def chat(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
         if self._engine is None:
             raise RuntimeError("engine is not running")
-        spec = self.model.spec
-        thinking = spec.thinking_default if request.enable_thinking is None else request.enable_thinking
-        if request.sampling.structured is not None:
-            thinking = False  # one semantics with the transformers engine (see structured.py)
-        if request.prompt is not None:
-            thinking = False
-            prompt: dict[str, Any] = {"prompt": request.prompt}
-        else:
-            images = request.images
-            if len(images) > self.model.engine.max_images_per_prompt:
-                raise InvalidImageError(
-                    f"the request carries {len(images)} images; this model accepts at most "
-                    f"{self.model.engine.max_images_per_prompt}",
-                    code="too_many_images",
-                )
-            text = self._tokenizer.apply_chat_template(
-                template_messages(request.messages or []),
-                tokenize=False,
-                add_generation_prompt=True,
-                enable_thinking=thinking,
-            )
-            prompt = {"prompt": text}
-            if images:
-                prompt["multi_modal_data"] = {
-                    "image": [
-                        decode_image(image, i, MAX_DECODED_IMAGE_PIXELS) for i, image in enumerate(images)
-                    ]
-                }
-        sampling_kwargs = vllm_sampling_kwargs(request, spec.sampling(thinking))
+        prompt, thinking = self.prompt(request)
+        sampling_kwargs = vllm_sampling_kwargs(request, self.model.spec.sampling(thinking))
         structured = vllm_structured_kwargs(request.sampling.structured)
         if structured is not None:
             sampling_kwargs["structured_outputs"] = StructuredOutputsParams(**structured)

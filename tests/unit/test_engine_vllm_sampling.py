@@ -43,3 +43,29 @@ def test_structured_outputs_translate_to_vllm_names():
     assert vllm_structured_kwargs(StructuredOutput("regex", r"\d+")) == {"regex": r"\d+"}
     assert vllm_structured_kwargs(StructuredOutput("choice", '["a", "b"]')) == {"choice": ["a", "b"]}
     assert vllm_structured_kwargs(StructuredOutput("grammar", 'root ::= "x"')) == {"grammar": 'root ::= "x"'}
+
+
+def test_vllm_prompt_renders_tools_and_follows_the_thinking_rule(demo_cache):
+    """The vLLM engine renders through the same template call as the transformers engine: the tools a
+    request offers reach the prompt, and a constrained answer is generated without thinking."""
+    from transformers import AutoTokenizer
+
+    from deployments.engines.vllm_engine import VLLMEngine
+
+    model = load_config(profile="gpu").model_by_name("qwen3.5-4b")  # thinks by default
+    engine = VLLMEngine(str(demo_cache / "demo-models" / "qwen3.5-4b"), model)
+    engine._tokenizer = AutoTokenizer.from_pretrained(demo_cache / "demo-models" / "qwen3.5-4b")
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+    }
+    messages = [ChatMessage("user", ["weather in Oslo?"])]
+    prompt, thinking = engine.prompt(GenerationRequest("r", SamplingParams(), messages=messages, tools=[tool]))
+    assert "get_weather" in prompt["prompt"] and thinking is True
+    assert "<think>\n\n</think>" not in prompt["prompt"]
+    constrained = SamplingParams(structured=StructuredOutput("json_object"))
+    prompt, thinking = engine.prompt(GenerationRequest("r", constrained, messages=messages))
+    assert thinking is False and "get_weather" not in prompt["prompt"]
+    assert prompt["prompt"].rstrip().endswith("</think>")
+    raw, thinking = engine.prompt(GenerationRequest("r", SamplingParams(), prompt="Once upon"))
+    assert raw == {"prompt": "Once upon"} and thinking is False
