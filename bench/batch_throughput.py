@@ -12,8 +12,8 @@ script, Ray and its workers.
 
 `--sizes 4` routes over the four demo sizes (feature scorer, thresholds set from this corpus's
 difficulty quantiles so every size gets rows); `--sizes 1` turns the router off (one size).
-`--baseline head` also runs the pipeline as committed at git HEAD (its `pipelines/` copied into a
-temporary package), on the same corpus and config, alternating with the working tree's `--repeat`
+`--baseline head` also runs the pipeline as committed at git HEAD, or at `--baseline-ref` (its
+`pipelines/` copied into a temporary package; labelled HEAD in the table), on the same corpus and config, alternating with the working tree's `--repeat`
 times, so the two are measured in the same run. The loop (`--loop-pages`, one size only) reads the
 same objects, expands pages with the same code, and sends one request at a time to the same engine
 in this process.
@@ -45,15 +45,17 @@ from types import ModuleType
 
 import boto3
 
-import pipelines.job as current_job
-from cluster.config import ClusterConfig, load_config, parse_config
-from pipelines.documents import DocumentExpander, kind_from_name
-from pipelines.imaging import fit_image
-from pipelines.job import BatchJobSpec, list_items, plan_job
-from pipelines.resume import DoneIndex
-from pipelines.schema import KIND_IMAGE
-from pipelines.storage import Storage
-from tests.support.sample_corpus import make_image, make_pdf, sample_lines
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, when run as a script
+
+import pipelines.job as current_job  # noqa: E402
+from cluster.config import ClusterConfig, load_config, parse_config  # noqa: E402
+from pipelines.documents import DocumentExpander, kind_from_name  # noqa: E402
+from pipelines.imaging import fit_image  # noqa: E402
+from pipelines.job import BatchJobSpec, list_items, plan_job  # noqa: E402
+from pipelines.resume import DoneIndex  # noqa: E402
+from pipelines.schema import KIND_IMAGE  # noqa: E402
+from pipelines.storage import Storage  # noqa: E402
+from tests.support.sample_corpus import make_image, make_pdf, sample_lines  # noqa: E402
 
 BUCKET = "bench"
 PAGES_PER_PDF = 5
@@ -249,12 +251,12 @@ def spread_thresholds(config: ClusterConfig, endpoint: str, prefix: str) -> Clus
     return parse_config(data)
 
 
-def head_pipeline(scratch: Path) -> ModuleType:
-    """HEAD's `pipelines` package, copied from git into `scratch/pipelines_head` and imported; Ray
+def head_pipeline(scratch: Path, ref: str = "HEAD") -> ModuleType:
+    """The `pipelines` package at git `ref`, copied into `scratch/pipelines_head` and imported; Ray
     workers find it through PYTHONPATH (set before Ray starts)."""
     repo = Path(__file__).resolve().parent.parent
     names = subprocess.run(
-        ["git", "ls-tree", "--name-only", "HEAD", "pipelines/"],
+        ["git", "ls-tree", "--name-only", ref, "pipelines/"],
         cwd=repo,
         check=True,
         capture_output=True,
@@ -266,7 +268,7 @@ def head_pipeline(scratch: Path) -> ModuleType:
         if not name.endswith(".py"):
             continue
         source = subprocess.run(
-            ["git", "show", f"HEAD:{name}"], cwd=repo, check=True, capture_output=True, text=True
+            ["git", "show", f"{ref}:{name}"], cwd=repo, check=True, capture_output=True, text=True
         ).stdout
         source = re.sub(r"\b(from|import) pipelines\.", r"\1 pipelines_head.", source)
         (package / Path(name).name).write_text(source)
@@ -371,8 +373,9 @@ def main() -> int:
     parser.add_argument("--pages", default="1000", help="corpus sizes for the pipeline, comma-separated")
     parser.add_argument("--sizes", type=int, default=4, choices=(1, 2, 3, 4), help="model sizes routed over")
     parser.add_argument(
-        "--baseline", choices=("head", "none"), default="head", help="also run the pipeline committed at HEAD"
+        "--baseline", choices=("head", "none"), default="head", help="also run the pipeline committed at a ref"
     )
+    parser.add_argument("--baseline-ref", default="HEAD", help="the git ref `--baseline head` runs")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each pipeline per corpus size")
     parser.add_argument("--loop-pages", type=int, default=0, help="corpus size for the loop (0 skips it)")
     parser.add_argument("--max-tokens", type=int, default=16, help="completion tokens per page")
@@ -389,7 +392,7 @@ def main() -> int:
     scratch = tempfile.TemporaryDirectory(prefix="bench-head-")
     pipelines = {"working tree": current_job}
     if args.baseline == "head":
-        pipelines["HEAD"] = head_pipeline(Path(scratch.name))
+        pipelines["HEAD"] = head_pipeline(Path(scratch.name), args.baseline_ref)
     moto, endpoint = start_moto()
     results: dict = {
         "cpu_count": os.cpu_count(),
