@@ -130,8 +130,9 @@ class DeploymentConfig(StrictModel):
         64,
         ge=-1,
         description=(
-            "Requests Serve's handle may queue for this deployment (absorbs bursts, and waits for a "
-            "size scaling up from zero) before 429; -1 is no limit."
+            "Requests Serve's handle may queue for this deployment; -1 is no limit. The ingress uses "
+            "the queue only while the size has no ready replica (scaled to zero, starting), to hold "
+            "requests for the cold start; with ready replicas it answers 429 past max_ongoing_requests."
         ),
     )
     num_cpus: float = Field(1.0, ge=0, description="Logical CPUs one replica reserves.")
