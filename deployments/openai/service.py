@@ -34,6 +34,7 @@ from deployments.openai.streaming import HeldStreamingResponse, StreamGroup, cha
 from deployments.openai.structured import (
     SpecValidator,
     ToolPlan,
+    router_structure,
     routing_signals,
     structured_output,
     tool_plan,
@@ -225,9 +226,8 @@ class OpenAIService:
             # Constrained output is the whole completion: engines decode it with thinking off.
             requested_thinking = False
         signals = routing_signals(body, plan)
-        structure = [signal for signal in ("tools", "structured") if signal in signals]
         route = self.dispatcher.choose(
-            body.model, messages=messages, thinking=requested_thinking, structure=structure
+            body.model, messages=messages, thinking=requested_thinking, structure=router_structure(signals)
         )
         if signals:  # what the policy weighed (routing.structure_weights), for the client to see
             route.routing["signals"] = signals
@@ -283,10 +283,11 @@ class OpenAIService:
 
     async def _completions(self, request: Request) -> Response:
         body: CompletionRequest = await self.limits.parse(request, CompletionRequest)
-        structured = structured_output(body, ToolPlan(), self.spec_validator)
-        signals = routing_signals(body, ToolPlan())
+        no_tools = ToolPlan()
+        structured = structured_output(body, no_tools, self.spec_validator)
+        signals = routing_signals(body, no_tools)
         route = self.dispatcher.choose(
-            body.model, prompt=body.prompt, thinking=False, structure=["structured"] if signals else []
+            body.model, prompt=body.prompt, thinking=False, structure=router_structure(signals)
         )
         if signals:
             route.routing["signals"] = signals

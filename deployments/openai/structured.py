@@ -29,6 +29,7 @@ from deployments.openai.protocol import (
     NamedToolChoice,
     OpenAIError,
 )
+from deployments.router.routing_input import STRUCTURE_SIGNALS
 
 ToolMode = Literal["none", "auto", "named", "required"]
 
@@ -189,6 +190,11 @@ def structured_output(
             StructuredOutput("choice", json.dumps(extra.choice)), "structured_outputs.choice"
         )
     return validator.check(StructuredOutput("grammar", extra.grammar), "structured_outputs.grammar")
+
+
+def router_structure(signals: dict[str, Any]) -> list[str]:
+    """The signals the router weighs (`RoutingInput.structure`) among a request's `routing_signals`."""
+    return [signal for signal in STRUCTURE_SIGNALS if signal in signals]
 
 
 def routing_signals(body: ChatCompletionRequest | CompletionRequest, plan: ToolPlan) -> dict[str, Any]:
