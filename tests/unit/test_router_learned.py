@@ -206,6 +206,36 @@ def test_real_embedder_matches_sentence_transformers():
     np.testing.assert_allclose((ours * reference).sum(axis=1), [1.0, 1.0], atol=1e-4)
 
 
+@pytest.mark.parametrize("int8", [True, False])
+def test_one_text_runs_the_traced_graph_and_matches_the_transformers_model(int8):
+    import torch
+
+    from deployments.router.embeddings import SentenceEmbedder
+
+    embedder = SentenceEmbedder(max_tokens=32, int8=int8)
+    assert embedder.traced
+    for text in ["hi", "Prove that the square root of two is irrational.", "revenue grew " * 200]:
+        ids = torch.tensor([embedder.token_ids(text)])
+        with torch.inference_mode():
+            hidden = embedder.model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        expected = torch.nn.functional.normalize(hidden.mean(dim=1), dim=-1)[0].numpy()
+        np.testing.assert_allclose(embedder.encode([text])[0], expected, atol=1e-5)
+
+
+def test_embedder_runs_eagerly_when_tracing_fails(monkeypatch, caplog):
+    import torch
+
+    from deployments.router.embeddings import SentenceEmbedder
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    embedder = SentenceEmbedder(max_tokens=32)
+    assert not embedder.traced and "eager mode" in caplog.text
+    assert embedder.encode(["hello there"]).shape == (1, 384)
+
+
 def test_shipped_learned_scorer_ranks_easy_below_hard(minilm_scorer):
     prompts = [
         "hey, what's up?",
