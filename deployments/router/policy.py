@@ -52,6 +52,7 @@ class RouteDecision:
     features: dict[str, float] = field(default_factory=dict)
     family: str | None = None
     estimates: dict[str, float] = field(default_factory=dict)
+    structure: tuple[str, ...] = ()  # the structure signals the estimates include (tools, ...)
 
     @property
     def detail(self) -> str:
@@ -227,6 +228,7 @@ class RoutingPolicy:
             features=dict(features or {}),
             family=family,
             estimates=chosen,
+            structure=tuple(structure),
         )
 
     def disabled(self, requested_thinking: bool | None = None) -> RouteDecision:

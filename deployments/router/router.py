@@ -138,6 +138,7 @@ class Router:
             capacity=capacity,
             family=decision.family,
             estimates=decision.estimates,
+            structure=decision.structure,
         )
 
     def decide_many(self, requests: Sequence[RoutingInput]) -> list[RouteDecision]:

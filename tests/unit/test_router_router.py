@@ -69,6 +69,9 @@ def test_redecide_reuses_the_score_with_new_capacity(router):
     assert again.difficulty == first.difficulty and again.features == first.features
     assert again.estimates == first.estimates and again.family == first.family
     assert again.size == "2b" and again.reason.endswith("capacity_up:queue_full")
+    with_tools = router.decide(RoutingInput(query="hello!", structure=("tools",)))
+    full = {with_tools.size: SizeCapacity(ready_replicas=1, queue_full=True)}
+    assert router.redecide(with_tools, capacity=full).reason.startswith("quality+tools,capacity_")
     disabled = build_router(RouterConfig(enabled=False), ALL)
     off = disabled.route(user("hello!"))
     assert disabled.redecide(off, capacity={"0.8b": SizeCapacity(0)}) == off
