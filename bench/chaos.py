@@ -105,10 +105,13 @@ async def fault_under_load(
     await asyncio.sleep(load_s)
     fault_at = time.monotonic()
     await asyncio.to_thread(fault)
+    repair_at = float("nan")
     if repair is not None:
         await asyncio.sleep(load_s)  # the outage the clients see before the repair
+        repair_at = time.monotonic()
         # On this (main) thread: starting a Ray node installs signal handlers, which only the main
-        # thread may do. The load pauses meanwhile, which the recovery figure includes.
+        # thread may do. The load pauses meanwhile, which the recovery and "during" figures include
+        # (so `outage` below, from the fault to the repair, is the surviving sizes' fair figure).
         repair()
     try:
         health = await asyncio.to_thread(wait_for_health, base, 180.0, True)
@@ -130,6 +133,7 @@ async def fault_under_load(
                 f"{key}_hangs": result.hangs,
                 f"{key}_p99_before_s": result.p99(until=fault_at),
                 f"{key}_p99_during_s": result.p99(since=fault_at, until=recovered_at),
+                f"{key}_p99_outage_s": result.p99(since=fault_at, until=repair_at),
                 f"{key}_p99_after_s": result.p99(since=recovered_at),
             }
         )
