@@ -100,6 +100,14 @@ async def soak(base_url: str, model: str, max_tokens: int, rate: float, seconds:
             if time.monotonic() >= next_sample:
                 samples.append((time.monotonic() - started, await asyncio.to_thread(ray_processes)))
                 next_sample += 60
+                # A generator that falls behind its schedule, or requests piling up, show here.
+                pending = sum(not task.done() for task in tasks)
+                print(
+                    f"{time.monotonic() - started:.0f} s: sent {len(tasks)} (due {index + 1}), "
+                    f"waiting for {pending}, statuses {dict(statuses)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         await asyncio.gather(*tasks)
     samples.append((time.monotonic() - started, ray_processes()))
     first, last = samples[0][1], samples[-1][1]
@@ -133,6 +141,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--fraction", type=float, default=0.8)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="fixed requests/s instead of fraction x the probe (comparisons)"
+    )
     parser.add_argument("--probe-seconds", type=float, default=20.0)
     parser.add_argument("--probe-concurrency", type=int, default=16)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qwen-cluster")
@@ -158,9 +169,21 @@ def main() -> None:
         result = {"capacity_rps": round(measured, 2), "fraction": args.fraction}
         result.update(
             asyncio.run(
-                soak(base_url, args.model, args.max_tokens, measured * args.fraction, args.minutes * 60)
+                soak(
+                    base_url,
+                    args.model,
+                    args.max_tokens,
+                    args.rate if args.rate else measured * args.fraction,
+                    args.minutes * 60,
+                )
             )
         )
+        # Every admission slot and place in line must have come back once the load is over.
+        health = httpx.get(args.url.rstrip("/") + "/healthz", timeout=30).json()
+        result["left_in_flight"] = {
+            name: entry.get("in_flight_here", 0) + entry.get("waiting_here", 0)
+            for name, entry in health.get("capacity", {}).items()
+        }
     finally:
         if started_here:
             local.shutdown()
