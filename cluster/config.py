@@ -123,17 +123,16 @@ class DeploymentConfig(StrictModel):
         ge=1,
         description=(
             "Requests one replica takes at once (cover max_batch_size and the next batch); the ingress "
-            "admits this many per ready replica and holds the next ones in its line (max_queued_requests)."
+            "admits this many per ready replica and answers 429 past it."
         ),
     )
     max_queued_requests: int = Field(
         64,
         ge=-1,
         description=(
-            "Requests that may wait for a slot past max_ongoing_requests, as in Serve; -1 is no limit, 0 "
-            "answers 429 as soon as the replicas are full. With ready replicas they wait in the ingress's "
-            "own first-come line (each ingress replica holds its share); with none (scaled to zero, "
-            "starting) they go on to Serve's handle queue, which drives the scale-up. Past it: 429."
+            "Requests Serve's handle may queue for this deployment; -1 is no limit. The ingress uses "
+            "the queue only while the size has no ready replica (scaled to zero, starting), to hold "
+            "requests for the cold start; with ready replicas it answers 429 past max_ongoing_requests."
         ),
     )
     num_cpus: float = Field(1.0, ge=0, description="Logical CPUs one replica reserves.")
