@@ -31,29 +31,11 @@ RUN_DATE = date(2026, 12, 1)
 
 
 def job_config(cache: Path):
-    """The demo profile, one size, rows moving one by one so the removal lands mid-run."""
-    from cluster.config import load_config, parse_config
+    """The demo profile, one size, rows trickling out so the removal lands mid-run."""
+    from cluster.config import parse_config
+    from tests.support.batch_configs import trickle_config
 
-    data = load_config(profile="demo").model_dump(mode="json")
-    data["cache_dir"] = str(cache)
-    data["router"]["enabled"] = False
-    for model in data["models"]:
-        model["engine"]["max_batch_size"] = 1
-    data["batch"].update(
-        {
-            "rows_per_file": 2,
-            "progress_interval_s": 1,
-            "tasks": {"max_tokens": {"summarize": 32}},
-            "default_pool": {"batch_size": 1, "concurrent_tasks_per_actor": 1, "num_cpus": 1},
-            "cpu_stages": {
-                "reader_max_actors": 1,
-                "num_cpus": 0.25,
-                "documents_per_batch": 1,
-                "rows_per_task": 1,
-            },
-        }
-    )
-    return parse_config(data)
+    return parse_config(trickle_config(str(cache), summarize_tokens=32))
 
 
 def inference_node(timeout_s: float = 120.0) -> str | None:

@@ -178,10 +178,10 @@ def main() -> None:
                 )
             )
         )
-        # Every admission slot and place in line must have come back once the load is over.
+        # Every admission slot must have come back once the load is over.
         health = httpx.get(args.url.rstrip("/") + "/healthz", timeout=30).json()
         result["left_in_flight"] = {
-            name: entry.get("in_flight_here", 0) + entry.get("waiting_here", 0)
+            name: entry.get("in_flight_here", 0)
             for name, entry in health.get("capacity", {}).items()
         }
     finally:

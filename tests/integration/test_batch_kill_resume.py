@@ -18,6 +18,7 @@ import pyarrow.dataset as pads
 import pytest
 import yaml
 
+from tests.support.batch_configs import trickle_config
 from tests.support.sample_corpus import write_sample_corpus
 
 pytestmark = pytest.mark.integration
@@ -71,32 +72,8 @@ def corpus(s3_server):
 
 @pytest.fixture(scope="module")
 def config_file(demo_cache, tmp_path_factory):
-    from cluster.config import load_config
-
-    data = load_config(profile="demo").model_dump(mode="json")
-    data["cache_dir"] = str(demo_cache)
+    data = trickle_config(str(demo_cache), summarize_tokens=64)
     data["ray"]["num_cpus"] = 4
-    data["router"]["enabled"] = False  # one inference pool keeps the run small
-    # The kill must land mid-run on any machine, however fast: rows go through the pipeline one by one
-    # and the engine decodes one at a time, so results leave in a steady trickle (one 64-token answer
-    # per file slot) rather than all at once when a shared batch finishes. A faster machine shortens
-    # the gaps between files but cannot close them.
-    for model in data["models"]:
-        model["engine"]["max_batch_size"] = 1
-    data["batch"].update(
-        {
-            "rows_per_file": 2,
-            "progress_interval_s": 1,
-            "tasks": {"max_tokens": {"summarize": 64}},
-            "default_pool": {"batch_size": 1, "concurrent_tasks_per_actor": 1, "num_cpus": 1},
-            "cpu_stages": {
-                "reader_max_actors": 1,
-                "num_cpus": 0.25,
-                "documents_per_batch": 1,
-                "rows_per_task": 1,
-            },
-        }
-    )
     path = tmp_path_factory.mktemp("batch-kill") / "cluster.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
