@@ -38,9 +38,6 @@ class SentenceEmbedder:
             classifier must be trained on the same setting (the artifact records it).
         threads: torch intra-op threads to set, process-wide; None leaves torch's setting alone.
 
-    Attributes:
-        traced: whether one-text calls (a routing decision) run the traced graph; False means the
-            tracing failed and they run eagerly, with the same results, a few ms slower.
     """
 
     def __init__(self, max_tokens: int = 32, int8: bool = True, threads: int | None = None):
@@ -70,7 +67,12 @@ class SentenceEmbedder:
             )
         self.model = _quantized(torch, model) if self.int8 else model
         self._single_row = _traced_single_row(torch, self.model, max_tokens)
-        self.traced = self._single_row is not None
+
+    @property
+    def traced(self) -> bool:
+        """Whether one-text calls (a routing decision) run the traced graph; False means tracing
+        failed and they run eagerly, with the same results, a few ms slower."""
+        return self._single_row is not None
 
     def token_ids(self, text: str) -> list[int]:
         """The word-piece ids the model sees for `text`: [CLS], head, tail, [SEP]."""
@@ -102,8 +104,10 @@ class SentenceEmbedder:
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 mask[row, : len(ids)] = 1
             with torch.inference_mode():
-                if len(batch) == 1 and self._single_row is not None:
-                    hidden = self._single_row(input_ids)  # a routing decision: one text, no padding
+                # Only a call with one text (a routing decision) takes the graph: a batched caller
+                # (training, evaluation) keeps the transformers call for every chunk, the last too.
+                if len(texts) == 1 and self._single_row is not None:
+                    hidden = self._single_row(input_ids)
                 else:
                     hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
                 weights = mask.unsqueeze(-1).to(hidden.dtype)
