@@ -13,8 +13,9 @@ script, Ray and its workers.
 `--sizes 4` routes over the four demo sizes (feature scorer, thresholds set from this corpus's
 difficulty quantiles so every size gets rows); `--sizes 1` turns the router off (one size).
 `--baseline head` also runs the pipeline as committed at git HEAD, or at `--baseline-ref` (its
-`pipelines/` copied into a temporary package; labelled HEAD in the table), on the same corpus and config, alternating with the working tree's `--repeat`
-times, so the two are measured in the same run. The loop (`--loop-pages`, one size only) reads the
+`pipelines/` copied into a temporary package; labelled HEAD in the table), on the same corpus and
+config, alternating with the working tree's `--repeat` times, so the two are measured in the same
+run. The loop (`--loop-pages`, one size only) reads the
 same objects, expands pages with the same code, and sends one request at a time to the same engine
 in this process.
 

@@ -101,10 +101,11 @@ async def soak(base_url: str, model: str, max_tokens: int, rate: float, seconds:
                 samples.append((time.monotonic() - started, await asyncio.to_thread(ray_processes)))
                 next_sample += 60
                 # A generator that falls behind its schedule, or requests piling up, show here.
+                elapsed = time.monotonic() - started
                 pending = sum(not task.done() for task in tasks)
                 print(
-                    f"{time.monotonic() - started:.0f} s: sent {len(tasks)} (due {index + 1}), "
-                    f"waiting for {pending}, statuses {dict(statuses)}",
+                    f"{elapsed:.0f} s: sent {len(tasks)} of {min(int(rate * elapsed), int(rate * seconds))} "
+                    f"due by now, waiting for {pending}, statuses {dict(statuses)}",
                     file=sys.stderr,
                     flush=True,
                 )
