@@ -20,7 +20,8 @@ pytestmark = pytest.mark.unit
 
 SMALL, THINKER = "qwen3.5-0.8b", "qwen3.5-4b"  # the demo 4b thinks by default
 
-# Strings are bounded so a random-weight model closes them well within max_tokens.
+# Strings and integers are bounded so a random-weight model closes them well within max_tokens (an
+# unbounded zip once ran to 66 digits and cut the object off at max_tokens).
 PERSON = {
     "type": "object",
     "properties": {
@@ -29,7 +30,7 @@ PERSON = {
         "role": {"enum": ["admin", "user"]},
         "address": {
             "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 6}, "zip": {"type": "integer"}},
+            "properties": {"city": {"type": "string", "maxLength": 6}, "zip": {"type": "integer", "minimum": 0, "maximum": 99999}},
             "required": ["city", "zip"],
             "additionalProperties": False,
         },
