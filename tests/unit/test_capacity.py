@@ -6,7 +6,7 @@ import pytest
 
 from cluster.config import parse_config
 from deployments.engines.base import EngineOverloadedError
-from deployments.openai.capacity import CapacityTracker
+from deployments.openai.capacity import CapacityTracker, running_replicas
 
 pytestmark = pytest.mark.unit
 
@@ -106,3 +106,26 @@ def test_polling_reads_counts_and_keeps_the_last_on_failure():
         assert polled.empty()
 
     asyncio.run(main())
+
+
+def test_running_replicas_reads_the_controllers_details_dict():
+    class State:  # Serve's ReplicaState enum, as the controller's dict carries it
+        def __init__(self, value):
+            self.value = value
+
+    details = {
+        "applications": {
+            "qwen": {
+                "deployments": {
+                    "model-0_8b": {"replicas": [{"state": State("RUNNING")}, {"state": State("STARTING")}]},
+                    "model-2b": {"replicas": [{"state": "RUNNING"}, {"state": "RUNNING"}]},
+                    "model-4b": {"replicas": []},
+                }
+            }
+        }
+    }
+    names = {"0.8b": "model-0_8b", "2b": "model-2b", "4b": "model-4b", "9b": "model-9b"}
+    assert running_replicas(details, "qwen", names) == {"0.8b": 1, "2b": 2, "4b": 0}
+    assert running_replicas(details, "other-app", names) == {}
+    with pytest.raises(KeyError):  # a changed shape: the caller falls back to serve.status()
+        running_replicas({"apps": {}}, "qwen", names)
