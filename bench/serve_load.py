@@ -60,6 +60,7 @@ class RawHTTPConnection:
     def __init__(self, host: str, port: int):
         self.host, self.port = host, port
         self.reader = self.writer = None
+        self.head_at = 0.0  # perf_counter() when the last response head was read
 
     async def request(self, raw: bytes, on_chunk=None) -> tuple[int, dict[str, str]]:
         if self.writer is None:
@@ -67,6 +68,7 @@ class RawHTTPConnection:
         self.writer.write(raw)
         await self.writer.drain()
         head = await self.reader.readuntil(b"\r\n\r\n")
+        self.head_at = time.perf_counter()
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         headers = {
