@@ -1,7 +1,7 @@
 """Batch pipeline throughput and memory, against the committed pipeline and a plain sequential loop,
 from a loopback S3 endpoint.
 
-    python bench/batch_throughput.py [--pages 1000] [--sizes 4] [--baseline head] [--loop-pages 0]
+    python bench/batch_throughput.py [--pages 1000] [--sizes 4] [--baseline head|tree] [--loop-pages 0]
                                      [--max-tokens 16] [--repeat 1]
 
 Writes a mixed corpus (half PDF pages, five per PDF, half images in PNG/JPEG) to `moto_server` on a
@@ -15,7 +15,9 @@ difficulty quantiles so every size gets rows); `--sizes 1` turns the router off 
 `--baseline head` also runs the pipeline as committed at git HEAD, or at `--baseline-ref` (its
 `pipelines/` copied into a temporary package; labelled HEAD in the table), on the same corpus and
 config, alternating with the working tree's `--repeat` times, so the two are measured in the same
-run. The loop (`--loop-pages`, one size only) reads the
+run. `--baseline tree` runs the whole project at `--baseline-ref` instead (its engine, router and
+pipeline, with its own demo checkpoints and its own equal-share thresholds) through
+bench/batch_tree.py in a child process: the product as it was, not only its pipeline. The loop (`--loop-pages`, one size only) reads the
 same objects, expands pages with the same code, and sends one request at a time to the same engine
 in this process.
 
@@ -182,14 +184,14 @@ def write_corpus(client, prefix: str, pages: int) -> None:
         client.put_object(Bucket=BUCKET, Key=f"{prefix}/images/img-{i:05d}.{image_format}", Body=body)
 
 
-def bench_config(max_tokens: int, num_cpus: int, inference_actors: int, sizes: int) -> ClusterConfig:
-    data = load_config(profile="demo").model_dump(mode="json")
-    data["ray"]["num_cpus"] = num_cpus
-    data["models"] = data["models"][:sizes]
-    # One size: the pipeline and the loop run the same engine. More: the feature scorer routes.
-    data["router"].update(enabled=sizes > 1, scorer="features", policy="thresholds")
-    data["batch"].update(
-        {
+def bench_overrides(max_tokens: int, num_cpus: int, inference_actors: int, sizes: int) -> dict:
+    """What the bench changes in the demo profile (also applied to a checked-out tree's profile)."""
+    return {
+        "ray": {"num_cpus": num_cpus},
+        "sizes": sizes,
+        # One size: the pipeline and the loop run the same engine. More: the feature scorer routes.
+        "router": {"enabled": sizes > 1, "scorer": "features", "policy": "thresholds"},
+        "batch": {
             "tasks": {"max_tokens": {"describe": max_tokens}},
             "rows_per_file": 128,
             "progress_interval_s": 15,
@@ -205,9 +207,41 @@ def bench_config(max_tokens: int, num_cpus: int, inference_actors: int, sizes: i
                 "reader_max_actors": 2,
                 "num_cpus": 0.5,
             },
-        }
-    )
+        },
+    }
+
+
+def bench_config(overrides: dict) -> ClusterConfig:
+    data = load_config(profile="demo").model_dump(mode="json")
+    data["ray"].update(overrides["ray"])
+    data["models"] = data["models"][: overrides["sizes"]]
+    data["router"].update(overrides["router"])
+    data["batch"].update(overrides["batch"])
     return parse_config(data)
+
+
+def equal_share_cuts(scores: list[float], sizes: int) -> list[float]:
+    """Three thresholds at the scores' quantiles, so each of `sizes` routed sizes gets rows.
+
+    Equal shares where ties allow: each cut takes at least one more distinct score, then as many as
+    fit the remaining rows' fair share (many pages can tie, e.g. every image with the same prompt).
+    """
+    counts = Counter(scores)
+    values = sorted(counts)
+    cuts: list[float] = []
+    taken = index = 0
+    for remaining in range(sizes, 1, -1):
+        if index >= len(values) - 1:
+            break
+        target = taken + (len(scores) - taken) / remaining
+        taken += counts[values[index]]
+        index += 1
+        while index < len(values) - (remaining - 1) and taken + counts[values[index]] <= target:
+            taken += counts[values[index]]
+            index += 1
+        cuts.append((values[index - 1] + values[index]) / 2)
+    cuts += [1.0] * (3 - len(cuts))
+    return [round(min(1.0, c), 6) for c in cuts]
 
 
 def spread_thresholds(config: ClusterConfig, endpoint: str, prefix: str) -> ClusterConfig:
@@ -227,29 +261,57 @@ def spread_thresholds(config: ClusterConfig, endpoint: str, prefix: str) -> Clus
     expander = DocumentExpander(storage, plan.expansion_settings(), DoneIndex(), light=True)
     rows = [row for item in items for row in expander.expand(item) if row["error_kind"] is None]
     router = build_router(config.router, served_sizes=sizes)
-    scores = sorted(
+    scores = [
         d.difficulty for d in router.decide_many([from_request(plan.catalog.messages(r), None) for r in rows])
-    )
-    # Equal shares where ties allow: each cut takes at least one more distinct score, then as many as
-    # fit the remaining rows' fair share (many pages can tie, e.g. every image with the same prompt).
-    counts = Counter(scores)
-    values = sorted(counts)
-    cuts: list[float] = []
-    taken = index = 0
-    for remaining in range(len(sizes), 1, -1):
-        if index >= len(values) - 1:
-            break
-        target = taken + (len(scores) - taken) / remaining
-        taken += counts[values[index]]
-        index += 1
-        while index < len(values) - (remaining - 1) and taken + counts[values[index]] <= target:
-            taken += counts[values[index]]
-            index += 1
-        cuts.append((values[index - 1] + values[index]) / 2)
-    cuts += [1.0] * (3 - len(cuts))
+    ]
     data = config.model_dump(mode="json")
-    data["router"]["thresholds"] = [round(min(1.0, c), 6) for c in cuts]
+    data["router"]["thresholds"] = equal_share_cuts(scores, len(sizes))
     return parse_config(data)
+
+
+class TreeJob:
+    """The batch job of the whole project at git `ref` (engine, router and pipeline), extracted into
+    `scratch` and run in a subprocess through bench/batch_tree.py, with its own demo checkpoints.
+
+    It measures the product as it was at `ref`, where `head_pipeline` swaps only `pipelines/`.
+    """
+
+    def __init__(self, scratch: Path, ref: str, overrides: dict):
+        repo = Path(__file__).resolve().parent.parent
+        self.tree = scratch / "tree"
+        self.tree.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", ref], cwd=repo, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(self.tree)], input=archive, check=True)
+        self.overrides = {**overrides, "cache_dir": str(scratch / "models")}
+        self.driver = Path(__file__).with_name("batch_tree.py")
+        self.call("demo-models")
+
+    def call(self, command: str, *places: str, router: dict | None = None) -> str:
+        overrides = {**self.overrides, "router": {**self.overrides["router"], **(router or {})}}
+        overrides_path = self.tree / "bench-overrides.json"
+        overrides_path.write_text(json.dumps(overrides))
+        env = {**os.environ, "PYTHONPATH": str(self.tree)}
+        process = subprocess.Popen(
+            [sys.executable, str(self.driver), command, str(overrides_path), *places],
+            cwd=self.tree,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        last = ""
+        for line in process.stdout:
+            last = line
+            if command == "run" and not line.startswith("{"):
+                print(line, end="", flush=True)
+        if process.wait() != 0:
+            raise RuntimeError(
+                f"bench/batch_tree.py {command} failed in {self.tree} (exit {process.returncode})"
+            )
+        return last
+
+    def thresholds(self, endpoint: str, prefix: str) -> list[float]:
+        scores = json.loads(self.call("scores", f"s3://{BUCKET}/{prefix}/", endpoint))
+        return equal_share_cuts(scores, self.overrides["sizes"])
 
 
 def head_pipeline(scratch: Path, ref: str = "HEAD") -> ModuleType:
@@ -295,7 +357,28 @@ def run_pipeline(
     sampler.start()
     summary = job.run_batch_job(spec, emit=lambda line: print("   ", line, flush=True))
     peak = sampler.stop()
-    data = summary.to_dict()
+    return pipeline_figures(summary.to_dict(), peak, sampler)
+
+
+def run_tree(
+    tree: TreeJob, thresholds: list[float], endpoint: str, prefix: str, moto_pid: int, output: str
+) -> dict:
+    """`run_pipeline` for the project at another commit (its job runs in a child process, which the
+    memory sampler counts as part of this process tree)."""
+    sampler = MemorySampler(exclude={moto_pid})
+    sampler.start()
+    summary = tree.call(
+        "run",
+        f"s3://{BUCKET}/{prefix}/",
+        f"s3://{BUCKET}/{output}/",
+        endpoint,
+        router={"thresholds": thresholds},
+    )
+    peak = sampler.stop()
+    return pipeline_figures(json.loads(summary), peak, sampler)
+
+
+def pipeline_figures(data: dict, peak: int, sampler: MemorySampler) -> dict:
     return {
         "pages": data["run"]["pages"],
         "rows": data["run"]["rows"],
@@ -374,7 +457,10 @@ def main() -> int:
     parser.add_argument("--pages", default="1000", help="corpus sizes for the pipeline, comma-separated")
     parser.add_argument("--sizes", type=int, default=4, choices=(1, 2, 3, 4), help="model sizes routed over")
     parser.add_argument(
-        "--baseline", choices=("head", "none"), default="head", help="also run the pipeline committed at a ref"
+        "--baseline",
+        choices=("head", "tree", "none"),
+        default="head",
+        help="also run the pipeline committed at a ref (`head`: its pipelines/ only; `tree`: the whole project)",
     )
     parser.add_argument("--baseline-ref", default="HEAD", help="the git ref `--baseline head` runs")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each pipeline per corpus size")
@@ -386,14 +472,17 @@ def main() -> int:
     args = parser.parse_args()
     corpus_sizes = [int(size) for size in args.pages.split(",") if size]
     os.environ.update(CREDENTIALS)
-    config = bench_config(args.max_tokens, args.num_cpus, args.inference_actors, args.sizes)
+    overrides = bench_overrides(args.max_tokens, args.num_cpus, args.inference_actors, args.sizes)
+    config = bench_config(overrides)
     from deployments.engines.demo_models import ensure_demo_models
 
     ensure_demo_models(config.cache_dir, sizes=[m.size for m in config.enabled_models()])
     scratch = tempfile.TemporaryDirectory(prefix="bench-head-")
-    pipelines = {"working tree": current_job}
+    pipelines: dict[str, ModuleType | TreeJob] = {"working tree": current_job}
     if args.baseline == "head":
         pipelines["HEAD"] = head_pipeline(Path(scratch.name), args.baseline_ref)
+    elif args.baseline == "tree":
+        pipelines["HEAD"] = TreeJob(Path(scratch.name), args.baseline_ref, overrides)
     moto, endpoint = start_moto()
     results: dict = {
         "cpu_count": os.cpu_count(),
@@ -409,13 +498,21 @@ def main() -> int:
         for pages in sorted(set(corpus_sizes) | ({args.loop_pages} if args.loop_pages else set())):
             write_corpus(client, f"corpus-{pages}", pages)
         for pages in corpus_sizes:
-            routed = spread_thresholds(config, endpoint, f"corpus-{pages}")
+            prefix = f"corpus-{pages}"
+            routed = spread_thresholds(config, endpoint, prefix)
             print(f"thresholds for {pages} pages: {routed.router.thresholds}", flush=True)
+            tree = pipelines.get("HEAD")
+            if isinstance(tree, TreeJob):
+                tree_thresholds = tree.thresholds(endpoint, prefix) if args.sizes > 1 else [0.25, 0.5, 0.75]
+                print(f"thresholds at {args.baseline_ref} for {pages} pages: {tree_thresholds}", flush=True)
             for attempt in range(args.repeat):
                 for name, job in pipelines.items():
                     print(f"{name} pipeline over {pages} pages (run {attempt + 1}) ...", flush=True)
                     output = f"results-{name.replace(' ', '-')}-{pages}-{attempt}"
-                    figures = run_pipeline(job, routed, endpoint, f"corpus-{pages}", moto.pid, output)
+                    if isinstance(job, TreeJob):
+                        figures = run_tree(job, tree_thresholds, endpoint, prefix, moto.pid, output)
+                    else:
+                        figures = run_pipeline(job, routed, endpoint, prefix, moto.pid, output)
                     print("   ", json.dumps(figures), flush=True)
                     runs.append((name, pages, figures))
                     results["pipeline"].setdefault(name, {}).setdefault(pages, []).append(figures)
