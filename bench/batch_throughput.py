@@ -17,9 +17,9 @@ difficulty quantiles so every size gets rows); `--sizes 1` turns the router off 
 config, alternating with the working tree's `--repeat` times, so the two are measured in the same
 run. `--baseline tree` runs the whole project at `--baseline-ref` instead (its engine, router and
 pipeline, with its own demo checkpoints and its own equal-share thresholds) through
-bench/batch_tree.py in a child process: the product as it was, not only its pipeline. The loop (`--loop-pages`, one size only) reads the
-same objects, expands pages with the same code, and sends one request at a time to the same engine
-in this process.
+bench/batch_tree.py in a child process: the product as it was, not only its pipeline. The loop
+(`--loop-pages`, one size only) reads the same objects, expands pages with the same code, and sends
+one request at a time to the same engine in this process.
 
 The pipeline's time runs from its first stage to the last result file and includes starting its
 actors (loading the engine); the loop's time excludes loading its engine. Other work on the machine
