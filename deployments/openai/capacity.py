@@ -36,14 +36,15 @@ def serve_replica_counter(app_name: str, deployment_names: dict[str, str]) -> Re
     def read() -> dict[str, int]:
         nonlocal fallback_logged
         from ray import serve
-        from ray.serve.context import _get_global_client
 
-        client = _get_global_client(raise_if_no_controller_running=False)
-        if client is None:
-            return {}
         try:
+            from ray.serve.context import _get_global_client
+
+            client = _get_global_client(raise_if_no_controller_running=False)
+            if client is None:
+                return {}
             return running_replicas(client.get_serve_details(), app_name, deployment_names)
-        except (AttributeError, KeyError, TypeError) as error:
+        except (ImportError, AttributeError, KeyError, TypeError) as error:  # another Ray's internals
             if not fallback_logged:
                 fallback_logged = True
                 log.warning("reading replica counts through serve.status() (%r)", error)

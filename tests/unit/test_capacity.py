@@ -129,3 +129,31 @@ def test_running_replicas_reads_the_controllers_details_dict():
     assert running_replicas(details, "other-app", names) == {}
     with pytest.raises(KeyError):  # a changed shape: the caller falls back to serve.status()
         running_replicas({"apps": {}}, "qwen", names)
+
+
+def test_replica_counter_falls_back_to_serve_status_when_the_details_change_shape(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    import ray.serve.context
+    from ray import serve
+
+    from deployments.openai.capacity import serve_replica_counter
+
+    class Client:
+        def get_serve_details(self):
+            return {"apps": {}}  # not the shape this Ray's controller sends
+
+    status = SimpleNamespace(
+        applications={
+            "qwen": SimpleNamespace(
+                deployments={"model-0_8b": SimpleNamespace(replica_states={"RUNNING": 2, "STARTING": 1})}
+            )
+        }
+    )
+    monkeypatch.setattr(ray.serve.context, "_get_global_client", lambda **_: Client())
+    monkeypatch.setattr(serve, "status", lambda: status)
+    count = serve_replica_counter("qwen", {"0.8b": "model-0_8b"})
+    with caplog.at_level("WARNING"):
+        assert asyncio.run(count()) == {"0.8b": 2}
+        assert asyncio.run(count()) == {"0.8b": 2}
+    assert sum("serve.status()" in r.getMessage() for r in caplog.records) == 1  # logged once
