@@ -100,6 +100,8 @@ def make_model_deployment():
     """The Serve deployment class for one model size (options are applied by the app builder)."""
     from ray import serve
 
+    from deployments.heap import freeze_startup_heap
+
     @serve.deployment
     class ModelDeployment(ModelServer):
         async def __init__(self, model: ModelConfig, cache_dir: str):
@@ -110,6 +112,7 @@ def make_model_deployment():
                 ensure_demo_models(Path(cache_dir), [model.size])  # this node may not have it yet
             ModelServer.__init__(self, model, Path(cache_dir))
             await self.start()
+            freeze_startup_heap()
 
         async def check_health(self) -> None:  # called by Serve every health_check_period_s
             await ModelServer.check_health(self)

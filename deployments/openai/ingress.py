@@ -46,6 +46,7 @@ def make_ingress_deployment():
     @serve.deployment
     class OpenAIIngress:
         def __init__(self, config: ClusterConfig, **model_handles: Any):
+            from deployments.heap import freeze_startup_heap
             from deployments.metrics import ServingMetrics
             from deployments.openai.capacity import CapacityTracker, serve_replica_counter
             from deployments.openai.service import OpenAIService
@@ -63,6 +64,7 @@ def make_ingress_deployment():
             )
             if config.uses_random_weights:
                 log.warning("serving RANDOM-WEIGHT demo checkpoints: answers are noise")
+            freeze_startup_heap()
 
         async def __call__(self, request: Request):
             self.capacity.start()  # idempotent; needs the replica's running event loop
