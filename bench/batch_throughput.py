@@ -49,12 +49,15 @@ from types import ModuleType
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, when run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # batch_tree, whichever the working directory
+
+from batch_tree import demo_config, page_scores  # noqa: E402
 
 import pipelines.job as current_job  # noqa: E402
-from cluster.config import ClusterConfig, load_config, parse_config  # noqa: E402
+from cluster.config import ClusterConfig, parse_config  # noqa: E402
 from pipelines.documents import DocumentExpander, kind_from_name  # noqa: E402
 from pipelines.imaging import fit_image  # noqa: E402
-from pipelines.job import BatchJobSpec, list_items, plan_job  # noqa: E402
+from pipelines.job import BatchJobSpec, plan_job  # noqa: E402
 from pipelines.resume import DoneIndex  # noqa: E402
 from pipelines.schema import KIND_IMAGE  # noqa: E402
 from pipelines.storage import Storage  # noqa: E402
@@ -211,15 +214,6 @@ def bench_overrides(max_tokens: int, num_cpus: int, inference_actors: int, sizes
     }
 
 
-def bench_config(overrides: dict) -> ClusterConfig:
-    data = load_config(profile="demo").model_dump(mode="json")
-    data["ray"].update(overrides["ray"])
-    data["models"] = data["models"][: overrides["sizes"]]
-    data["router"].update(overrides["router"])
-    data["batch"].update(overrides["batch"])
-    return parse_config(data)
-
-
 def equal_share_cuts(scores: list[float], sizes: int) -> list[float]:
     """Three thresholds at the scores' quantiles, so each of `sizes` routed sizes gets rows.
 
@@ -247,23 +241,10 @@ def equal_share_cuts(scores: list[float], sizes: int) -> list[float]:
 def spread_thresholds(config: ClusterConfig, endpoint: str, prefix: str) -> ClusterConfig:
     """The config with router thresholds at this corpus's difficulty quantiles, so each routed size
     gets rows (scored on the light rows, the way the job scores them)."""
-    from deployments.router import build_router
-    from deployments.router.routing_input import from_request
-
     sizes = [m.size for m in config.enabled_models()]
     if len(sizes) < 2:
         return config
-    plan = plan_job(
-        BatchJobSpec(f"s3://{BUCKET}/{prefix}/", "/unused", "describe", config, s3_endpoint=endpoint)
-    )
-    storage = Storage(plan.storage_options)
-    items, _, _ = list_items(storage, plan, DoneIndex())
-    expander = DocumentExpander(storage, plan.expansion_settings(), DoneIndex(), light=True)
-    rows = [row for item in items for row in expander.expand(item) if row["error_kind"] is None]
-    router = build_router(config.router, served_sizes=sizes)
-    scores = [
-        d.difficulty for d in router.decide_many([from_request(plan.catalog.messages(r), None) for r in rows])
-    ]
+    scores = page_scores(config, f"s3://{BUCKET}/{prefix}/", endpoint)
     data = config.model_dump(mode="json")
     data["router"]["thresholds"] = equal_share_cuts(scores, len(sizes))
     return parse_config(data)
@@ -473,7 +454,7 @@ def main() -> int:
     corpus_sizes = [int(size) for size in args.pages.split(",") if size]
     os.environ.update(CREDENTIALS)
     overrides = bench_overrides(args.max_tokens, args.num_cpus, args.inference_actors, args.sizes)
-    config = bench_config(overrides)
+    config = demo_config(overrides)
     from deployments.engines.demo_models import ensure_demo_models
 
     ensure_demo_models(config.cache_dir, sizes=[m.size for m in config.enabled_models()])

@@ -21,7 +21,10 @@ from datetime import date
 from pathlib import Path
 
 
-def tree_config(overrides: dict):
+def demo_config(overrides: dict):
+    """The demo profile of the project on the import path, with the bench's overrides (also what
+    bench/batch_throughput.py runs the working tree with); router keys it does not know are dropped,
+    and `cache_dir` is kept unless the overrides name one."""
     from cluster.config import load_config, parse_config
 
     data = load_config(profile="demo").model_dump(mode="json")
@@ -29,7 +32,8 @@ def tree_config(overrides: dict):
     data["models"] = data["models"][: overrides["sizes"]]
     data["router"].update({k: v for k, v in overrides["router"].items() if k in data["router"]})
     data["batch"].update(overrides["batch"])
-    data["cache_dir"] = overrides["cache_dir"]
+    if "cache_dir" in overrides:
+        data["cache_dir"] = overrides["cache_dir"]
     return parse_config(data)
 
 
@@ -58,7 +62,7 @@ def page_scores(config, input_uri: str, endpoint: str) -> list[float]:
 def main(argv: list[str]) -> int:
     command, overrides_path, *places = argv
     overrides = json.loads(Path(overrides_path).read_text())
-    config = tree_config(overrides)
+    config = demo_config(overrides)
     if command == "demo-models":
         try:
             from deployments.engines.demo_models import ensure_demo_models
