@@ -123,16 +123,17 @@ class DeploymentConfig(StrictModel):
         ge=1,
         description=(
             "Requests one replica takes at once (cover max_batch_size and the next batch); the ingress "
-            "admits this many per ready replica and answers 429 past it."
+            "admits this many per ready replica and holds the next ones in its line (max_queued_requests)."
         ),
     )
     max_queued_requests: int = Field(
         64,
         ge=-1,
         description=(
-            "Requests Serve's handle may queue for this deployment; -1 is no limit. The ingress uses "
-            "the queue only while the size has no ready replica (scaled to zero, starting), to hold "
-            "requests for the cold start; with ready replicas it answers 429 past max_ongoing_requests."
+            "Requests that may wait for a slot past max_ongoing_requests, as in Serve; -1 is no limit. "
+            "With ready replicas they wait in the ingress's own first-come line (each ingress replica "
+            "holds its share) for up to serving.ingress.max_queue_wait_s; with none (scaled to zero, "
+            "starting) they go on to Serve's handle queue, which drives the scale-up. Past it: 429."
         ),
     )
     num_cpus: float = Field(1.0, ge=0, description="Logical CPUs one replica reserves.")
@@ -151,6 +152,11 @@ class DeploymentConfig(StrictModel):
     def _one_scaling_mode(self) -> DeploymentConfig:
         if self.num_replicas is not None and self.autoscaling_config is not None:
             raise ValueError("set either num_replicas or autoscaling_config, not both")
+        if self.max_queued_requests == 0:  # Serve refuses 0 when the deployment starts: say so here
+            raise ValueError(
+                "max_queued_requests must be -1 (no limit) or positive, as Serve requires; to refuse as "
+                "soon as the replicas are full, set serving.ingress.max_queue_wait_s: 0"
+            )
         return self
 
     def serve_options(self) -> dict[str, Any]:
@@ -299,6 +305,16 @@ class IngressConfig(StrictModel):
     )
     retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Longest time one request may take.")
+    max_queue_wait_s: float | None = Field(
+        0.1,
+        ge=0,
+        description=(
+            "Longest time a request waits in the ingress's line for a slot of a full size before a 429 "
+            "(as Triton's queue-policy timeout); 0 refuses as soon as the slots are full, None waits up "
+            "to request_timeout_s. Short, so the line absorbs bunched arrivals without turning overload "
+            "into seconds of queueing."
+        ),
+    )
     cold_start_timeout_s: float = Field(
         300.0,
         gt=0,

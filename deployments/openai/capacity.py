@@ -1,9 +1,13 @@
-"""What the ingress knows of each size's capacity: ready replicas and how full its queue is.
+"""What the ingress knows of each size's capacity: ready replicas, requests in flight and waiting.
 
 Ready replica counts come from Serve's controller (polled in the background, never on the request
-path); queue fullness is this ingress replica's own count of requests in flight against its share of
-`ready replicas x max_ongoing_requests` (or of `max_queued_requests` while none is ready). The router uses the snapshot to
-steer `auto` requests away from a size that is scaled to zero, starting, or saturated.
+path). Admission follows Serve's own two limits, counted by this ingress replica for its share:
+`ready replicas x max_ongoing_requests` requests in flight, then up to `max_queued_requests` waiting
+here, first come first served, for a slot; past both, 429 at once. While a size has no ready replica
+(scaled to zero, starting) requests pass through to Serve's handle queue instead, up to
+`max_queued_requests`, because that queue is what Serve's autoscaler sees and scales up from. The
+router uses the snapshot to steer `auto` requests away from a size that is scaled to zero, starting,
+or saturated.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from cluster.config import ClusterConfig, ModelConfig
@@ -89,10 +94,12 @@ class Slot:
         self.released = False
 
     def release(self) -> None:
-        """Give the slot back (the first call counts; later ones do nothing)."""
+        """Give the slot back (the first call counts; later ones do nothing); the first request
+        waiting for one, if any, takes it."""
         if not self.released:
             self.released = True
             self.tracker.in_flight[self.size] -= 1
+            self.tracker.hand_over(self.size)
 
     def __enter__(self) -> Slot:
         return self
@@ -113,12 +120,15 @@ class CapacityTracker:
     def __init__(self, config: ClusterConfig, counter: ReplicaCounter | None = None, refresh_s: float = 2.0):
         self.models: dict[str, ModelConfig] = {m.size: m for m in config.enabled_models()}
         self.ingress_replicas = config.serving.ingress.num_replicas
+        self.max_queue_wait_s = config.serving.ingress.max_queue_wait_s
         self.counter = counter
         self.refresh_s = refresh_s
         self.in_flight: dict[str, int] = dict.fromkeys(self.models, 0)
         # The most requests ever in flight at once per size (tests and /healthz check admission).
         self.peak_in_flight: dict[str, int] = dict.fromkeys(self.models, 0)
         self.ready: dict[str, int] | None = None
+        # Requests waiting for a slot, oldest first; each future receives its Slot.
+        self.waiting: dict[str, deque[asyncio.Future[Slot]]] = {size: deque() for size in self.models}
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -139,6 +149,9 @@ class CapacityTracker:
             self.ready = await self.counter()
         except Exception as error:  # the controller may be restarting; routing must go on
             log.warning("could not read replica counts: %r", error)
+            return
+        for size in self.models:  # more ready replicas: more slots for those waiting
+            self.hand_over(size)
 
     def sizes_expected_up(self) -> list[str]:
         """Sizes that should always have a ready replica (not allowed to scale to zero)."""
@@ -166,6 +179,15 @@ class CapacityTracker:
         queued = model.deployment.max_queued_requests
         return float("inf") if queued < 0 else max(1.0, queued / self.ingress_replicas)
 
+    def queue_limit(self, size: str) -> float:
+        """Requests that may wait here for one of `size`'s slots: this replica's share of
+        `max_queued_requests` while the size has ready replicas (-1: no limit); none while it has
+        none (they go on to Serve's handle queue, see `limit`) or when `max_queue_wait_s` is 0."""
+        if (self.ready or {}).get(size, 1) < 1 or self.max_queue_wait_s == 0:
+            return 0.0
+        queued = self.models[size].deployment.max_queued_requests
+        return float("inf") if queued < 0 else queued / self.ingress_replicas
+
     def snapshot(self) -> dict[str, SizeCapacity]:
         """Capacity per size for the router; sizes with unknown replica counts count as ready."""
         result = {}
@@ -177,16 +199,65 @@ class CapacityTracker:
         return result
 
     def admit(self, size: str) -> Slot:
-        """Take one of `size`'s admission slots, or refuse at once when this replica is full.
+        """Take one of `size`'s admission slots without waiting, or refuse at once.
 
         The caller holds the slot until the request's last byte (streamed or not) and releases it
         once; a stream therefore counts from admission, not from its first token.
 
         Raises:
-            EngineOverloadedError: `size` already has its share of requests in flight (429).
+            EngineOverloadedError: `size` already has its share of requests in flight, or others
+                are waiting for a slot (429).
         """
-        if self.in_flight[size] >= self.limit(size):
+        if self.in_flight[size] >= self.limit(size) or self.waiting[size]:
             raise EngineOverloadedError(f"{size} has {self.in_flight[size]} requests in flight")
+        return self._take(size)
+
+    async def acquire(self, size: str) -> Slot:
+        """Take one of `size`'s slots, waiting in line for one while the size is full and fewer
+        than `queue_limit` requests wait already (as Serve's handle queues past
+        `max_ongoing_requests`), for at most `max_queue_wait_s`. A waiter that is cancelled (client
+        gone, deadline) leaves the line.
+
+        Raises:
+            EngineOverloadedError: the size is full and so is its line (429, at once), or no slot
+                came free within `max_queue_wait_s` (429 then).
+        """
+        try:
+            return self.admit(size)
+        except EngineOverloadedError:
+            line = self.waiting[size]
+            if len(line) >= self.queue_limit(size):
+                raise EngineOverloadedError(
+                    f"{size} has {self.in_flight[size]} requests in flight and {len(line)} waiting"
+                ) from None
+        waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
+        line.append(waiter)
+        try:
+            # wait_for returns the slot if it was handed over as the time ran out.
+            return await asyncio.wait_for(waiter, self.max_queue_wait_s)
+        except BaseException as error:
+            if waiter.done() and not waiter.cancelled():
+                waiter.result().release()  # handed a slot just as it left: pass it on
+            else:
+                waiter.cancel()  # hand_over skips it; leaving it in the deque costs one check
+                with contextlib.suppress(ValueError):
+                    line.remove(waiter)
+            if isinstance(error, asyncio.TimeoutError):
+                raise EngineOverloadedError(
+                    f"{size} had no free slot within {self.max_queue_wait_s} s "
+                    f"({self.in_flight[size]} in flight, {len(line)} waiting)"
+                ) from None
+            raise
+
+    def hand_over(self, size: str) -> None:
+        """Give free slots of `size` to the requests waiting longest."""
+        line = self.waiting[size]
+        while line and self.in_flight[size] < self.limit(size):
+            waiter = line.popleft()
+            if not waiter.done():
+                waiter.set_result(self._take(size))
+
+    def _take(self, size: str) -> Slot:
         self.in_flight[size] += 1
         self.peak_in_flight[size] = max(self.peak_in_flight[size], self.in_flight[size])
         return Slot(self, size)

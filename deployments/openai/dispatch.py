@@ -235,13 +235,14 @@ class Dispatcher:
                 ) from error
             raise
 
-    def _admit(self, size: str) -> Slot:
-        """Take a slot of `size`, refusing at once when this replica already has its share in flight.
+    async def _admit(self, size: str) -> Slot:
+        """Take a slot of `size`: at once, after waiting in this replica's line while the size is
+        full, or a 429 at once when the line is full too.
 
-        Rejecting here is cheap and immediate; letting the request reach Serve's handle queue first
-        would park it in the handle's retry back-off (seconds under overload) before a 429.
+        The line is the ingress's own (`CapacityTracker.acquire`): letting the request reach Serve's
+        handle queue instead would park it in the handle's retry back-off (seconds under overload).
         """
-        return self.capacity.admit(size)
+        return await self.capacity.acquire(size)
 
     def _not_ready(self, size: str) -> bool:
         ready = self.capacity.ready
@@ -270,8 +271,13 @@ class Dispatcher:
 
     async def _generate_on(self, route: Route, request: GenerationRequest) -> GenerationResult:
         size = route.model.size
-        with self._admit(size):
-            return await self._within_deadline(size, self.clients[size].generate(request))
+
+        async def admitted() -> GenerationResult:
+            with await self._admit(size):
+                return await self.clients[size].generate(request)
+
+        # The request's deadline covers its wait for a slot too.
+        return await self._within_deadline(size, admitted())
 
     async def _maybe_escalate(
         self, route: Route, request: GenerationRequest, result: GenerationResult
@@ -326,15 +332,27 @@ class Dispatcher:
 
     async def _open_on(self, route: Route, request: GenerationRequest) -> OpenStream:
         size = route.model.size
-        slot = self._admit(size)
         started = asyncio.get_running_loop().time()
-        iterator = self.clients[size].stream(request).__aiter__()
+        slot: Slot | None = None
+        iterator: AsyncIterator[GenerationDelta] | None = None
+
+        async def first_delta() -> GenerationDelta:
+            nonlocal slot, iterator
+            slot = await self._admit(size)
+            # Calling the handle sends the request, so only once a slot is held.
+            iterator = self.clients[size].stream(request).__aiter__()
+            return await iterator.__anext__()
+
         try:
-            first = await self._within_deadline(size, iterator.__anext__())
-        except BaseException:  # includes the client going away while waiting for the first token
-            slot.release()
-            await _close_quietly(iterator)
+            # The deadline covers the wait for a slot and for the first token.
+            first = await self._within_deadline(size, first_delta())
+        except BaseException:  # includes the client going away while waiting
+            if slot is not None:
+                slot.release()
+            if iterator is not None:
+                await _close_quietly(iterator)
             raise
+        assert slot is not None and iterator is not None
         stream = OpenStream(route, started, first, iterator, slot, source=iterator)
         stream.rest = self._held(stream)
         return stream

@@ -125,6 +125,7 @@ class OpenAIService:
                 "ready_replicas": state.ready_replicas,
                 "queue_full": state.queue_full,
                 "in_flight_here": self.capacity.in_flight[size],
+                "waiting_here": len(self.capacity.waiting[size]),
                 "peak_in_flight_here": self.capacity.peak_in_flight[size],
             }
             for size, state in snapshot.items()

@@ -34,7 +34,8 @@ def make_config(max_ongoing=2, max_queued=4, **ingress):
                 for size in ("0.8b", "2b")
             ],
             "router": {"enabled": True, "scorer": "features"},
-            "serving": {"ingress": {"retry_after_s": 3, **ingress}},
+            # No bound on the wait in line unless a test sets one: these tests must not race a clock.
+            "serving": {"ingress": {"retry_after_s": 3, "max_queue_wait_s": None, **ingress}},
         }
     )
 
@@ -72,7 +73,8 @@ def test_generate_holds_a_slot_while_it_runs_and_refuses_past_the_limit():
     async def main():
         gate = asyncio.Event()
         client = ScriptedClient(gate=gate)
-        dispatcher, capacity = make_dispatcher(make_config(max_ongoing=2), {"0.8b": client, "2b": client})
+        config = make_config(max_ongoing=2, max_queue_wait_s=0)  # no line: 429 as soon as the slots are taken
+        dispatcher, capacity = make_dispatcher(config, {"0.8b": client, "2b": client})
         route = dispatcher.choose("qwen3.5-0.8b")
         first = asyncio.create_task(dispatcher.generate(route, request("a")))
         second = asyncio.create_task(dispatcher.generate(route, request("b")))
@@ -88,6 +90,116 @@ def test_generate_holds_a_slot_while_it_runs_and_refuses_past_the_limit():
         assert [r.text for r, _ in results] == ["Hello world"] * 2
         assert capacity.in_flight["0.8b"] == 0
         assert capacity.peak_in_flight["0.8b"] == 2
+
+    asyncio.run(main())
+
+
+def test_full_size_holds_requests_in_line_first_come_first_served_then_refuses():
+    async def main():
+        gate = asyncio.Event()
+        client = ScriptedClient(gate=gate)
+        config = make_config(max_ongoing=1, max_queued=2)
+        dispatcher, capacity = make_dispatcher(config, {"0.8b": client, "2b": client})
+        route = dispatcher.choose("qwen3.5-0.8b")
+        running = asyncio.create_task(dispatcher.generate(route, request("a")))
+        await client.arrived.wait()
+        waiting = [asyncio.create_task(dispatcher.generate(route, request(name))) for name in "bc"]
+        streamed = asyncio.create_task(dispatcher.open_stream(route, request("d")))
+        with pytest.raises(EngineOverloadedError):  # the line (2) is full: refused at once
+            await streamed
+        assert len(capacity.waiting["0.8b"]) == 2 and capacity.in_flight["0.8b"] == 1
+        gate.set()
+        await asyncio.gather(running, *waiting)
+        assert [r.request_id for r in client.requests] == ["a", "b", "c"]  # in order of arrival
+        assert capacity.peak_in_flight["0.8b"] == 1  # the line never passed the slot limit
+        assert capacity.in_flight["0.8b"] == 0 and not capacity.waiting["0.8b"]
+
+    asyncio.run(main())
+
+
+def test_waiting_request_out_of_time_leaves_the_line():
+    async def main():
+        config = make_config(max_ongoing=1, max_queued=4, request_timeout_s=0.05)
+        dispatcher, capacity = make_dispatcher(config, {"0.8b": ScriptedClient(), "2b": ScriptedClient()})
+        taken = capacity.admit("0.8b")  # the only slot, held by a request that never ends
+        with pytest.raises(asyncio.TimeoutError):  # the deadline covers the wait for a slot
+            await dispatcher.generate(dispatcher.choose("qwen3.5-0.8b"), request("late"))
+        assert not capacity.waiting["0.8b"]
+        taken.release()
+        assert capacity.in_flight["0.8b"] == 0
+
+    asyncio.run(main())
+
+
+def test_wait_in_line_is_bounded_by_max_queue_wait_then_429():
+    async def main():
+        config = make_config(max_ongoing=1, max_queued=4, max_queue_wait_s=0.02)
+        client = ScriptedClient()
+        dispatcher, capacity = make_dispatcher(config, {"0.8b": client, "2b": client})
+        route = dispatcher.choose("qwen3.5-0.8b")
+        taken = capacity.admit("0.8b")  # the only slot, held past the wait bound
+        with pytest.raises(EngineOverloadedError, match="no free slot within 0.02 s"):
+            await asyncio.wait_for(dispatcher.open_stream(route, request("streamed")), 5)
+        with pytest.raises(EngineOverloadedError):
+            await asyncio.wait_for(dispatcher.generate(route, request("plain")), 5)
+        assert not capacity.waiting["0.8b"] and capacity.in_flight["0.8b"] == 1
+        assert client.requests == []  # refused requests never reached the model
+        taken.release()
+        result, _ = await dispatcher.generate(route, request("after"))  # the slot is usable again
+        assert result.text == "Hello world" and capacity.in_flight["0.8b"] == 0
+
+    asyncio.run(main())
+
+
+def test_waiting_request_cancelled_leaves_the_line_and_the_next_gets_the_slot():
+    async def main():
+        client = ScriptedClient()
+        dispatcher, capacity = make_dispatcher(make_config(max_ongoing=1, max_queued=4), {"0.8b": client})
+        route = dispatcher.choose("qwen3.5-0.8b")
+        taken = capacity.admit("0.8b")
+        gone = asyncio.create_task(dispatcher.generate(route, request("gone")))
+        next_in_line = asyncio.create_task(dispatcher.open_stream(route, request("next")))
+        for _ in range(100):  # let both tasks reach the line (there is no event to await there)
+            if len(capacity.waiting["0.8b"]) == 2:
+                break
+            await asyncio.sleep(0)
+        assert len(capacity.waiting["0.8b"]) == 2
+        gone.cancel()  # the client disconnected while waiting
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        taken.release()  # hands the slot to the one still waiting
+        stream = await next_in_line
+        assert [stream.first.text] + [d.text async for d in stream.rest] == ["Hello", " world"]
+        assert [r.request_id for r in client.requests] == ["next"]
+        assert capacity.in_flight["0.8b"] == 0 and not capacity.waiting["0.8b"]
+
+    asyncio.run(main())
+
+
+def test_more_ready_replicas_let_those_waiting_in():
+    async def main():
+        client = ScriptedClient()
+        replicas = {"0.8b": 1, "2b": 1}
+
+        async def count():
+            return dict(replicas)
+
+        config = make_config(max_ongoing=1, max_queued=4)
+        capacity = CapacityTracker(config, counter=count)
+        await capacity.refresh()
+        router = build_router(config.router, ["0.8b", "2b"])
+        dispatcher = Dispatcher(config, {"0.8b": client}, router, capacity)
+        taken = capacity.admit("0.8b")
+        waiting = asyncio.create_task(dispatcher.generate(dispatcher.choose("qwen3.5-0.8b"), request("w")))
+        for _ in range(100):
+            if capacity.waiting["0.8b"]:
+                break
+            await asyncio.sleep(0)
+        replicas["0.8b"] = 2  # the autoscaler added a replica
+        await capacity.refresh()
+        result, _ = await waiting
+        assert result.text == "Hello world" and capacity.in_flight["0.8b"] == 1
+        taken.release()
 
     asyncio.run(main())
 
@@ -136,7 +248,8 @@ def test_stream_counts_from_admission_not_from_its_first_token():
     async def main():
         gate = asyncio.Event()
         client = ScriptedClient(gate=gate)
-        dispatcher, capacity = make_dispatcher(make_config(max_ongoing=1), {"0.8b": client, "2b": client})
+        config = make_config(max_ongoing=1, max_queue_wait_s=0)
+        dispatcher, capacity = make_dispatcher(config, {"0.8b": client, "2b": client})
         route = dispatcher.choose("qwen3.5-0.8b")
         opening = asyncio.create_task(dispatcher.open_stream(route, request("s1")))
         await client.arrived.wait()
