@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +24,10 @@ from deployments.engines.base import EngineOverloadedError
 from deployments.router import SizeCapacity
 
 log = logging.getLogger(__name__)
+
+# The window over which the line's drain rate is measured: long enough to smooth single requests,
+# short enough that a size that went quiet a second ago counts as not draining.
+RELEASE_WINDOW_S = 1.0
 
 ReplicaCounter = Callable[[], Awaitable[dict[str, int]]]
 
@@ -99,6 +104,7 @@ class Slot:
         if not self.released:
             self.released = True
             self.tracker.in_flight[self.size] -= 1
+            self.tracker.note_release(self.size)
             self.tracker.hand_over(self.size)
 
     def __enter__(self) -> Slot:
@@ -129,6 +135,8 @@ class CapacityTracker:
         self.ready: dict[str, int] | None = None
         # Requests waiting for a slot, oldest first; each future receives its Slot.
         self.waiting: dict[str, deque[asyncio.Future[Slot]]] = {size: deque() for size in self.models}
+        # When slots were given back in the last RELEASE_WINDOW_S: how fast the line drains.
+        self.released_at: dict[str, deque[float]] = {size: deque() for size in self.models}
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -230,6 +238,13 @@ class CapacityTracker:
                 raise EngineOverloadedError(
                     f"{size} has {self.in_flight[size]} requests in flight and {len(line)} waiting"
                 ) from None
+            if self.max_queue_wait_s is not None and len(line) + 1 > self.drain_rate(size) * self.max_queue_wait_s:
+                # Slots are not coming back fast enough to reach this place in line within the
+                # bound: refuse now rather than after it (a burst onto a quiet size is refused at once).
+                raise EngineOverloadedError(
+                    f"{size} has {self.in_flight[size]} requests in flight and {len(line)} waiting, "
+                    f"more than frees up within {self.max_queue_wait_s} s"
+                ) from None
         waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         line.append(waiter)
         try:
@@ -248,6 +263,22 @@ class CapacityTracker:
                     f"({self.in_flight[size]} in flight, {len(line)} waiting)"
                 ) from None
             raise
+
+    def note_release(self, size: str) -> None:
+        """Record that a slot of `size` came back (for `drain_rate`)."""
+        now = time.monotonic()
+        released = self.released_at[size]
+        released.append(now)
+        while released[0] < now - RELEASE_WINDOW_S:
+            released.popleft()
+
+    def drain_rate(self, size: str) -> float:
+        """Slots of `size` given back per second over the last RELEASE_WINDOW_S."""
+        released = self.released_at[size]
+        horizon = time.monotonic() - RELEASE_WINDOW_S
+        while released and released[0] < horizon:
+            released.popleft()
+        return len(released) / RELEASE_WINDOW_S
 
     def hand_over(self, size: str) -> None:
         """Give free slots of `size` to the requests waiting longest."""

@@ -138,15 +138,43 @@ def test_wait_in_line_is_bounded_by_max_queue_wait_then_429():
         dispatcher, capacity = make_dispatcher(config, {"0.8b": client, "2b": client})
         route = dispatcher.choose("qwen3.5-0.8b")
         taken = capacity.admit("0.8b")  # the only slot, held past the wait bound
+        for _ in range(100):  # slots came back at 100/s a moment ago: one place in line fits 0.02 s
+            capacity.note_release("0.8b")
         with pytest.raises(EngineOverloadedError, match="no free slot within 0.02 s"):
             await asyncio.wait_for(dispatcher.open_stream(route, request("streamed")), 5)
-        with pytest.raises(EngineOverloadedError):
+        with pytest.raises(EngineOverloadedError, match="no free slot within"):
             await asyncio.wait_for(dispatcher.generate(route, request("plain")), 5)
         assert not capacity.waiting["0.8b"] and capacity.in_flight["0.8b"] == 1
         assert client.requests == []  # refused requests never reached the model
         taken.release()
         result, _ = await dispatcher.generate(route, request("after"))  # the slot is usable again
         assert result.text == "Hello world" and capacity.in_flight["0.8b"] == 0
+
+    asyncio.run(main())
+
+
+def test_line_refuses_at_once_what_cannot_drain_within_the_bound():
+    async def main():
+        config = make_config(max_ongoing=1, max_queued=64, max_queue_wait_s=1.5)
+        client = ScriptedClient()
+        dispatcher, capacity = make_dispatcher(config, {"0.8b": client, "2b": client})
+        route = dispatcher.choose("qwen3.5-0.8b")
+        taken = capacity.admit("0.8b")
+        # No slot came back in the last second (a burst onto a quiet size): refused at once, not
+        # after 1.5 s, although the line has room.
+        with pytest.raises(EngineOverloadedError, match="more than frees up within 1.5 s"):
+            await asyncio.wait_for(dispatcher.generate(route, request("burst")), 1)
+        capacity.note_release("0.8b")  # one per second: one place in line fits 1.5 s, a second does not
+        waiting = asyncio.create_task(dispatcher.generate(route, request("first in line")))
+        for _ in range(100):
+            if capacity.waiting["0.8b"]:
+                break
+            await asyncio.sleep(0)
+        with pytest.raises(EngineOverloadedError, match="more than frees up"):
+            await asyncio.wait_for(dispatcher.generate(route, request("second in line")), 1)
+        taken.release()
+        result, _ = await waiting
+        assert result.text == "Hello world" and [r.request_id for r in client.requests] == ["first in line"]
 
     asyncio.run(main())
 
