@@ -9,7 +9,8 @@ Starts local Ray + Serve with the demo profile (0.8b admitting `--limit` request
   then one from httpx (timed from task start, as the figures before 2026-12-01 were);
 - replica: kill the 0.8b replica under steady load: requests lost (503 / 5xx / hang), seconds until
   /healthz is 200 again, p99 of the survivors before and after;
-- ingress: kill the ingress replica under steady load: the same figures;
+- ingress: kill one ingress replica under steady load: the same figures (with `--ingress-replicas 2`
+  recovery is the second replica RUNNING again, since /healthz stays 200 throughout);
 - node: a second local cluster of several raylets (ray.cluster_utils.Cluster), each size pinned to
   its worker group's custom resource as rendered for KubeRay; the node holding 2b is removed under
   load on both sizes: 2b's answers while gone, 0.8b's p99 before and during.
@@ -156,10 +157,28 @@ async def burst_httpx(base_url: str, concurrency: int = 128) -> dict:
     return burst_figures("burst_httpx_", results, concurrency)
 
 
+def wait_for_running(app: str, deployment: str, replicas: int, timeout_s: float = 180.0) -> float:
+    """Block until `deployment` has `replicas` RUNNING replicas again; returns when (monotonic).
+    With a second replica serving throughout, /healthz never goes 503, so this is the recovery."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    time.sleep(1.0)  # the controller notices the dead replica first
+    while time.monotonic() < deadline:
+        status = serve.status().applications[app].deployments[deployment]
+        states = {str(getattr(k, "value", k)): v for k, v in status.replica_states.items()}
+        if states.get("RUNNING", 0) >= replicas and sum(states.values()) == states.get("RUNNING", 0):
+            return time.monotonic()
+        time.sleep(0.2)
+    return float("nan")
+
+
 async def fault_under_load(
-    base_url: str, fault, load_s: float, label: str, models=("qwen3.5-0.8b",), repair=None
+    base_url: str, fault, load_s: float, label: str, models=("qwen3.5-0.8b",), repair=None, recovered=None
 ) -> dict:
-    """Load, `fault`, then (if given) `repair` after `load_s` of outage; figures per model."""
+    """Load, `fault`, then (if given) `repair` after `load_s` of outage; figures per model.
+    `recovered` blocks until the service is whole again and returns when; by default that is
+    /healthz answering 200 after a non-200."""
     base = base_url.removesuffix("/v1")
     stop = asyncio.Event()
     loads = [
@@ -178,8 +197,11 @@ async def fault_under_load(
         # (so `outage` below, from the fault to the repair, is the surviving sizes' fair figure).
         repair()
     try:
-        health = await asyncio.to_thread(wait_for_health, base, 180.0, True)
-        recovered_at = health[-1][0]
+        if recovered is None:
+            health = await asyncio.to_thread(wait_for_health, base, 180.0, True)
+            recovered_at = health[-1][0]
+        else:
+            health, recovered_at = [], await asyncio.to_thread(recovered)
     except TimeoutError:
         health, recovered_at = [], float("nan")
     await asyncio.sleep(load_s)
@@ -193,6 +215,7 @@ async def fault_under_load(
                 f"{key}_requests": len(result.finished) + result.hangs,
                 f"{key}_lost": result.lost,
                 f"{key}_503": len(result.unavailable_retry_after),
+                f"{key}_429": result.overloaded,
                 f"{key}_5xx_other": len(result.server_errors),
                 f"{key}_hangs": result.hangs,
                 f"{key}_p99_before_s": result.p99(until=fault_at),
@@ -215,6 +238,7 @@ def run_single_node(args, scenarios: list[str]) -> dict:
 
     ensure_demo_models(args.cache)
     config = demo_config(args.cache, args.limit)
+    config.serving.ingress.num_replicas = args.ingress_replicas
     local.start_ray(config)
     figures: dict = {"limit": args.limit}
     try:
@@ -230,8 +254,15 @@ def run_single_node(args, scenarios: list[str]) -> dict:
             fault = lambda: kill_replicas(app, "model-0_8b")  # noqa: E731
             figures.update(asyncio.run(fault_under_load(base_url, fault, args.load_seconds, "replica")))
         if "ingress" in scenarios:
-            fault = lambda: kill_replicas(app, "openai-ingress")  # noqa: E731
-            figures.update(asyncio.run(fault_under_load(base_url, fault, args.load_seconds, "ingress")))
+            # One ingress replica killed; with two, HAProxy replays its unanswered requests on the other.
+            fault = lambda: kill_replicas(app, "openai-ingress", count=1)  # noqa: E731
+            recovered = None
+            if args.ingress_replicas > 1:
+                recovered = lambda: wait_for_running(app, "openai-ingress", args.ingress_replicas)  # noqa: E731
+            figures["ingress_replicas"] = args.ingress_replicas
+            figures.update(
+                asyncio.run(fault_under_load(base_url, fault, args.load_seconds, "ingress", recovered=recovered))
+            )
     finally:
         local.shutdown()
     return figures
@@ -327,6 +358,9 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=5.0)
     parser.add_argument("--bursts", type=int, default=6, help="bursts of 128 in the burst scenario")
     parser.add_argument("--limit", type=int, default=4, help="max_ongoing_requests of 0.8b")
+    parser.add_argument(
+        "--ingress-replicas", type=int, default=1, help="ingress replicas (2: HAProxy replays a killed one's requests)"
+    )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qwen-cluster")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")

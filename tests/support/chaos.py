@@ -17,6 +17,7 @@ class LoadResult:
     finished: list[tuple[float, int, float]] = field(default_factory=list)  # (end time, status, seconds)
     server_errors: list[str] = field(default_factory=list)  # 5xx other than 503, in-band server errors
     unavailable_retry_after: list[str | None] = field(default_factory=list)  # each 503's Retry-After
+    overloaded: int = 0  # 429s with Retry-After: admission refusing, not a request lost
     hangs: int = 0
 
     def ok_after(self, moment: float) -> int:
@@ -75,7 +76,9 @@ async def run_load(
                     result.unavailable_retry_after.append(response.headers.get("retry-after"))
                 elif status >= 500:
                     result.server_errors.append(f"{status}: {content[:200]!r}")
-                elif streamed and b'"error"' in content:
+                elif status == 429 and response.headers.get("retry-after"):
+                    result.overloaded += 1
+                elif status == 200 and streamed and b'"error"' in content:
                     text = content.decode(errors="replace")
                     if '"code":"replica_unavailable"' in text.replace(" ", ""):
                         result.unavailable_retry_after.append("in-band")
@@ -104,11 +107,12 @@ def replica_actor_names(app_name: str, deployment: str) -> list[tuple[str, str]]
     ]
 
 
-def kill_replicas(app_name: str, deployment: str) -> int:
-    """Kill every replica of a deployment (as a crash would: no graceful shutdown); returns how many."""
+def kill_replicas(app_name: str, deployment: str, count: int | None = None) -> int:
+    """Kill `count` replicas of a deployment, or every one (as a crash would: no graceful shutdown);
+    returns how many."""
     import ray
 
-    names = replica_actor_names(app_name, deployment)
+    names = replica_actor_names(app_name, deployment)[:count]
     for name, namespace in names:
         ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
     return len(names)
