@@ -306,7 +306,7 @@ class IngressConfig(StrictModel):
     retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Longest time one request may take.")
     max_queue_wait_s: float | None = Field(
-        0.1,
+        0.25,
         ge=0,
         description=(
             "Longest time a request waits in the ingress's line for a slot of a full size before a 429 "
