@@ -7,12 +7,20 @@ lifecycle (async constructor, health checks, shutdown) around it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.config import ModelConfig
-from deployments.engines.base import Engine, GenerationDelta, GenerationRequest, TokenLogprob
+from deployments.engines.base import (
+    ChatMessage,
+    Engine,
+    GenerationDelta,
+    GenerationRequest,
+    SamplingParams,
+    TokenLogprob,
+)
 from deployments.engines.factory import create_engine
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,22 @@ class ModelServer:
             info.model_path,
             " (RANDOM WEIGHTS: demo checkpoint, answers are noise)" if info.random_weights else "",
         )
+
+    async def warm_up(self) -> float:
+        """Generate two tokens once, so the first real requests do not pay for the engine's
+        first-run work (allocator growth, kernel selection, lazy imports) while others wait behind
+        them; returns the seconds it took. vLLM and TGI warm up at start for the same reason."""
+        started = time.perf_counter()
+        request = GenerationRequest(
+            request_id="warm-up",
+            sampling=SamplingParams(max_tokens=2, temperature=0.0),
+            messages=[ChatMessage(role="user", content="Hello")],
+        )
+        async for _ in self.engine.chat(request):
+            pass
+        elapsed = time.perf_counter() - started
+        log.info("%s warmed up in %.2fs", self.model.public_name, elapsed)
+        return elapsed
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         """Generate a whole answer."""
@@ -112,6 +136,7 @@ def make_model_deployment():
                 ensure_demo_models(Path(cache_dir), [model.size])  # this node may not have it yet
             ModelServer.__init__(self, model, Path(cache_dir))
             await self.start()
+            await self.warm_up()
             freeze_startup_heap()
 
         async def check_health(self) -> None:  # called by Serve every health_check_period_s

@@ -55,6 +55,7 @@ def make_ingress_deployment():
             logging.basicConfig(level=logging.INFO)
             clients = {size: HandleModelClient(handle) for size, handle in model_handles.items()}
             router = build_router(config.router, served_sizes=[m.size for m in config.enabled_models()])
+            router.warm_up()
             counter = serve_replica_counter(
                 config.serving.app_name, {m.size: m.deployment_name for m in config.enabled_models()}
             )

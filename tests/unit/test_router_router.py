@@ -160,3 +160,19 @@ def test_blend_router_from_config_alone():
         0.5 * decision.features["features_score"] + 0.5 * decision.features["learned_score"]
     )
     assert decision.size in ("4b", "9b")
+
+
+def test_warm_up_scores_one_request_and_is_a_no_op_with_routing_off():
+    class CountingScorer:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def score(self, request):
+            self.calls += 1
+            return self.inner.score(request)
+
+    config = RouterConfig(enabled=True, scorer="features")
+    scorer = CountingScorer(build_router(config, ALL).scorer)
+    Router(config, ALL, scorer=scorer).warm_up()
+    assert scorer.calls == 1
+    Router(RouterConfig(enabled=False), ALL).warm_up()  # no scorer: nothing to warm
