@@ -3,7 +3,9 @@
 Ready replica counts come from Serve's controller (polled in the background, never on the request
 path). Admission follows Serve's own two limits, counted by this ingress replica for its share:
 `ready replicas x max_ongoing_requests` requests in flight, then up to `max_queued_requests` waiting
-here, first come first served, for a slot; past both, 429 at once. While a size has no ready replica
+here, first come first served, for a slot, each for at most `serving.ingress.max_queue_wait_s`; a
+429 when that passes, and at once when the line is full or drains too slowly to reach a newcomer
+within the bound (a burst onto a quiet size). While a size has no ready replica
 (scaled to zero, starting) requests pass through to Serve's handle queue instead, up to
 `max_queued_requests`, because that queue is what Serve's autoscaler sees and scales up from. The
 router uses the snapshot to steer `auto` requests away from a size that is scaled to zero, starting,
