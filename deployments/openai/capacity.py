@@ -268,19 +268,19 @@ class CapacityTracker:
 
     def note_release(self, size: str) -> None:
         """Record that a slot of `size` came back (for `drain_rate`)."""
-        now = time.monotonic()
-        released = self.released_at[size]
-        released.append(now)
-        while released[0] < now - RELEASE_WINDOW_S:
-            released.popleft()
+        self.released_at[size].append(time.monotonic())
+        self._forget_old_releases(size)  # here too, so the record stays a second long under load
 
     def drain_rate(self, size: str) -> float:
         """Slots of `size` given back per second over the last RELEASE_WINDOW_S."""
+        self._forget_old_releases(size)
+        return len(self.released_at[size]) / RELEASE_WINDOW_S
+
+    def _forget_old_releases(self, size: str) -> None:
         released = self.released_at[size]
         horizon = time.monotonic() - RELEASE_WINDOW_S
         while released and released[0] < horizon:
             released.popleft()
-        return len(released) / RELEASE_WINDOW_S
 
     def hand_over(self, size: str) -> None:
         """Give free slots of `size` to the requests waiting longest."""
