@@ -32,7 +32,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # serve_load's raw HTTP client
 
-from tests.support.chaos import kill_replicas, run_load, wait_for_health  # noqa: E402
+from tests.support.chaos import kill_replicas, replica_actor_names, run_load, wait_for_health  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -157,17 +157,19 @@ async def burst_httpx(base_url: str, concurrency: int = 128) -> dict:
     return burst_figures("burst_httpx_", results, concurrency)
 
 
-def wait_for_running(app: str, deployment: str, replicas: int, timeout_s: float = 180.0) -> float:
-    """Block until `deployment` has `replicas` RUNNING replicas again; returns when (monotonic).
-    With a second replica serving throughout, /healthz never goes 503, so this is the recovery."""
-    from ray import serve
+def wait_for_running(app: str, deployment: str, replicas: int, killed: list[str], timeout_s: float = 180.0) -> float:
+    """Block until `deployment` is back to `replicas` RUNNING replicas, none of them one of the
+    `killed` actors; returns when (monotonic). With a second replica serving throughout, /healthz
+    never goes 503, so this is the recovery. RUNNING counts come from the ingress's own counter;
+    requiring a live replacement actor keeps a dead replica the controller has not noticed yet
+    from counting."""
+    from deployments.openai.capacity import serve_replica_counter
 
+    count = serve_replica_counter(app, {deployment: deployment})
     deadline = time.monotonic() + timeout_s
-    time.sleep(1.0)  # the controller notices the dead replica first
     while time.monotonic() < deadline:
-        status = serve.status().applications[app].deployments[deployment]
-        states = {str(getattr(k, "value", k)): v for k, v in status.replica_states.items()}
-        if states.get("RUNNING", 0) >= replicas and sum(states.values()) == states.get("RUNNING", 0):
+        live = [name for name, _ in replica_actor_names(app, deployment) if name not in killed]
+        if len(live) >= replicas and asyncio.run(count()).get(deployment, 0) >= replicas:
             return time.monotonic()
         time.sleep(0.2)
     return float("nan")
@@ -254,11 +256,12 @@ def run_single_node(args, scenarios: list[str]) -> dict:
             fault = lambda: kill_replicas(app, "model-0_8b")  # noqa: E731
             figures.update(asyncio.run(fault_under_load(base_url, fault, args.load_seconds, "replica")))
         if "ingress" in scenarios:
-            # One ingress replica killed; with two, HAProxy replays its unanswered requests on the other.
-            fault = lambda: kill_replicas(app, "openai-ingress", count=1)  # noqa: E731
+            # One ingress replica killed; with two, the other goes on serving while it is replaced.
+            killed: list[str] = []
+            fault = lambda: killed.extend(kill_replicas(app, "openai-ingress", count=1))  # noqa: E731
             recovered = None
             if args.ingress_replicas > 1:
-                recovered = lambda: wait_for_running(app, "openai-ingress", args.ingress_replicas)  # noqa: E731
+                recovered = lambda: wait_for_running(app, "openai-ingress", args.ingress_replicas, killed)  # noqa: E731
             figures["ingress_replicas"] = args.ingress_replicas
             figures.update(
                 asyncio.run(fault_under_load(base_url, fault, args.load_seconds, "ingress", recovered=recovered))
@@ -359,7 +362,7 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=6, help="bursts of 128 in the burst scenario")
     parser.add_argument("--limit", type=int, default=4, help="max_ongoing_requests of 0.8b")
     parser.add_argument(
-        "--ingress-replicas", type=int, default=1, help="ingress replicas (2: HAProxy replays a killed one's requests)"
+        "--ingress-replicas", type=int, default=1, help="ingress replicas (2: one keeps serving while the other is killed)"
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qwen-cluster")
     args = parser.parse_args()

@@ -61,13 +61,23 @@ class RawHTTPConnection:
         self.host, self.port = host, port
         self.reader = self.writer = None
         self.head_at = 0.0  # perf_counter() when the last response head was read
+        self.answered = 0  # responses read on the current socket
 
     async def request(self, raw: bytes, on_chunk=None) -> tuple[int, dict[str, str]]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        self.writer.write(raw)
-        await self.writer.drain()
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        kept_alive = self.answered > 0
+        try:
+            self.writer.write(raw)
+            await self.writer.drain()
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError) as error:
+            if not kept_alive or getattr(error, "partial", b""):
+                raise
+            # The server closed this kept-alive socket while it sat idle, before any response: the
+            # race every pooled HTTP client retries once, on a fresh connection.
+            self.close()
+            return await self.request(raw, on_chunk)
         self.head_at = time.perf_counter()
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
@@ -84,6 +94,7 @@ class RawHTTPConnection:
                     on_chunk(data)
         else:
             await self.reader.readexactly(int(headers.get("content-length", 0)))
+        self.answered += 1
         if headers.get("connection", "").lower() == "close":
             self.close()
         return status, headers
@@ -92,6 +103,7 @@ class RawHTTPConnection:
         if self.writer is not None:
             self.writer.close()
         self.reader = self.writer = None
+        self.answered = 0
 
 
 def encode_post(host: str, port: int, path: str, payload: dict) -> bytes:

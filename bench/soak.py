@@ -73,30 +73,20 @@ class RawSender:
         from serve_load import RawHTTPConnection
 
         connection = None
-        while self.idle:  # skip pooled connections the server already closed (as httpx's pool does)
+        while self.idle and connection is None:  # skip sockets the server already closed, as httpx does
             candidate = self.idle.pop()
             if candidate.reader is not None and not candidate.reader.at_eof():
                 connection = candidate
-                break
-            candidate.close()
-        reused = connection is not None
-        for attempt in (1, 2):
-            connection = connection or RawHTTPConnection(self.host, self.port)
-            head_before = connection.head_at
-            try:
-                status, _ = await asyncio.wait_for(connection.request(self.raw), 60)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as error:
-                connection.close()
-                # A kept-alive connection closed under a new request, before any response: the
-                # keep-alive race every pooled client retries once on a fresh connection.
-                stale = reused and attempt == 1 and connection.head_at == head_before
-                if stale and isinstance(error, (asyncio.IncompleteReadError, ConnectionError)):
-                    connection = None
-                    continue
-                return type(error).__name__
-            self.idle.append(connection)
-            return status
-        raise AssertionError("unreachable")
+            else:
+                candidate.close()
+        connection = connection or RawHTTPConnection(self.host, self.port)
+        try:
+            status, _ = await asyncio.wait_for(connection.request(self.raw), 60)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as error:
+            connection.close()
+            return type(error).__name__
+        self.idle.append(connection)
+        return status
 
     async def close(self) -> None:
         for connection in self.idle:

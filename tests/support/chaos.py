@@ -107,15 +107,15 @@ def replica_actor_names(app_name: str, deployment: str) -> list[tuple[str, str]]
     ]
 
 
-def kill_replicas(app_name: str, deployment: str, count: int | None = None) -> int:
+def kill_replicas(app_name: str, deployment: str, count: int | None = None) -> list[str]:
     """Kill `count` replicas of a deployment, or every one (as a crash would: no graceful shutdown);
-    returns how many."""
+    returns the killed replicas' actor names."""
     import ray
 
     names = replica_actor_names(app_name, deployment)[:count]
     for name, namespace in names:
         ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
-    return len(names)
+    return [name for name, _ in names]
 
 
 def wait_for_health(
