@@ -11,7 +11,14 @@ from __future__ import annotations
 import math
 import re
 
-from deployments.router.keywords import FAMILY_WORDS, FOREIGN_WORDS, GATED_PROOF_PHRASES, PHRASES
+from deployments.router.keywords import (
+    CONJUNCTIONS,
+    FAMILY_WORDS,
+    FOREIGN_WORDS,
+    GATED_PROOF_PHRASES,
+    HIGHER_ORDER_STEMS,
+    PHRASES,
+)
 from deployments.router.routing_input import RoutingInput
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -27,6 +34,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "competition",
     "non_english",
     "simple",
+    "demand",
+    "parts",
 )
 
 # A request of this many tokens or more counts as fully long (log scale below it).
@@ -36,6 +45,9 @@ LENGTH_SCALE_TOKENS = 32
 SIMPLE_MAX_TOKENS = 200
 # The language check reads this many characters of the query.
 LANGUAGE_SAMPLE_CHARS = 1200
+# What a request asks for (its verbs and its parts) is read from the head of its instruction: a
+# pasted page's verbs and commas are the page's, not the request's.
+INSTRUCTION_HEAD_CHARS = 400
 
 _WORD = re.compile(r"[^\W\d_]+")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
@@ -120,6 +132,15 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     if not mathematical:
         hits["competition"] = sum(1 for w in _WORD.findall(lowered) if w in _COMPETITION_NAMES)
         hits["proof"] -= sum(lowered.count(phrase) for phrase in GATED_PROOF_PHRASES)
+    instruction = (request.query if request.query.strip() else request.context)[:INSTRUCTION_HEAD_CHARS].lower()
+    # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
+    # again: one word, one cue.
+    higher_order = sum(
+        1
+        for word in _WORD.findall(instruction)
+        if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
+    )
+    parts = sum(instruction.count(joiner) for joiner in CONJUNCTIONS)
     length = min(
         1.0, math.log1p(tokens / LENGTH_SCALE_TOKENS) / math.log1p(LONG_PROMPT_TOKENS / LENGTH_SCALE_TOKENS)
     )
@@ -138,6 +159,10 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         "competition": _saturate(hits["competition"], 1.0),
         "non_english": non_english_share(request.query[:LANGUAGE_SAMPLE_CHARS]),
         "simple": simple,
+        # Cross-family signs of a hard request, however short: verbs that ask to analyse, evaluate or
+        # create, and how many parts the request joins together.
+        "demand": _saturate(higher_order, 2.0),
+        "parts": _saturate(parts, 2.0),
         "tokens": float(tokens),
         "user_turns": float(request.user_turns),
         "image_count": float(request.images),

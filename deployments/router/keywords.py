@@ -142,6 +142,23 @@ PHRASES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Stems of the verbs that ask for the top of Bloom's taxonomy (analyse, evaluate, create) in the
+# languages above: what makes "Reconstruct Hume's argument and defend a reply" or "Build a compiler"
+# hard is the work it asks for, not its length or topic. Matched at the start of a word, so
+# inflections count ("analiza", "analysiere", "justifie"); a word that FAMILY_WORDS lists counts
+# there only. Stems that ordinary requests use in other senses ("model", "identify", "trade",
+# "argue") are left out.
+HIGHER_ORDER_STEMS: tuple[str, ...] = tuple(
+    (
+        "analy anali critic crític critiq kritis evalu evalú évalu valut avali assess justif defen "
+        "reconstru design diseñ conçoi concev entwirf entwerf build construi construy implement "
+        "implém deriv dériv prove prouv optim quantif compar weigh contrast synthes recommend propos "
+        "formulat bewert begründ beweis démontr demostr demuestr dimostr"
+    ).split()
+)
+# Words that join the parts of a request ("cover X, Y and Z"), per language.
+CONJUNCTIONS: tuple[str, ...] = (", ", "; ", " and ", " y ", " et ", " und ")
+
 # Proof phrases that ordinary prose uses as well; they count only in mathematical text.
 GATED_PROOF_PHRASES: tuple[str, ...] = ("show that", "demonstrate that", "from first principles")
 

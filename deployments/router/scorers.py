@@ -45,6 +45,8 @@ FEATURE_WEIGHTS: Mapping[str, float] = {
     "competition": 0.50,
     "non_english": 0.05,
     "simple": -0.30,
+    "demand": 0.70,
+    "parts": 0.25,
 }
 FEATURE_BIAS = 0.16
 # Softness of the feature scorer's level estimate: the score's distance to each level's centre,

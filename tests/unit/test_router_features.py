@@ -190,8 +190,42 @@ def test_every_size_is_reachable_with_the_feature_scorer():
     prompts = [
         "How ya doing?",
         "Why do cats purr?",
-        "Implement a thread-safe LRU cache in Python, explain the complexity and the trade-offs of the locking design.",
+        "Implement a thread-safe LRU cache in Python and explain its complexity.",
         "Prove that there are infinitely many primes p such that p^2 + 2 is not prime; find all positive integers n with n^2 + 1 | n^3 + 5.",
     ]
     levels = [max(range(4), key=level_probabilities(scorer.score(RoutingInput(query=p)).difficulty).__getitem__) for p in prompts]
     assert [SIZES[k] for k in levels] == list(SIZES)
+
+
+def test_demand_counts_higher_order_verbs_in_any_language_once():
+    short_hard = [
+        "Reconstruct Kant's argument as numbered premises and defend a reply.",
+        "Analiza críticamente la postura de Hume y evalúa sus objeciones.",
+        "Build a compiler for a small language in C.",
+    ]
+    for text in short_hard:
+        assert features_of(text)["demand"] > 0.0, text
+    # "recommend" is a reasoning word: it counts there, not a second time as demand.
+    assert features_of("Can you recommend a good book?")["demand"] == 0.0
+    assert features_of("Who was Simone de Beauvoir?")["demand"] == 0.0
+
+
+def test_demand_and_parts_read_the_instruction_not_a_pasted_page():
+    page = "Critically evaluate, design, build and justify; weigh, contrast, and derive. " * 20
+    request = RoutingInput(query="Summarise this page.", context=page)
+    features = extract_features(request)
+    assert features["demand"] == 0.0 and features["parts"] == 0.0
+
+
+def test_a_request_of_several_parts_scores_above_one_part():
+    from deployments.router.scorers import FeatureScorer
+
+    scorer = FeatureScorer()
+    one = scorer.score(RoutingInput(query="Implement a thread-safe LRU cache in Python.")).difficulty
+    three = scorer.score(
+        RoutingInput(
+            query="Implement a thread-safe LRU cache in Python, explain the complexity and the trade-offs "
+            "of the locking design."
+        )
+    ).difficulty
+    assert three > one
