@@ -131,14 +131,16 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def run(scorers: tuple[str, ...], iterations: dict[str, int], warmup: int) -> list[dict[str, object]]:
+def run(
+    scorers: tuple[str, ...], iterations: dict[str, int], warmup: int, artifact: str | None = None
+) -> list[dict[str, object]]:
     """Time every scorer on every prompt shape; returns one row per (scorer, tokens, image)."""
     texts = {tokens: make_text(tokens) for tokens in TOKEN_TARGETS}
     image = tiny_png()
     rows = []
     for scorer in scorers:
         started = time.perf_counter()
-        router = build_router(RouterConfig(enabled=True, scorer=scorer), SIZES)
+        router = build_router(RouterConfig(enabled=True, scorer=scorer, artifact_path=artifact), SIZES)
         build_s = time.perf_counter() - started
         for tokens, text in texts.items():
             for with_image in (False, True):
@@ -158,7 +160,7 @@ def run(scorers: tuple[str, ...], iterations: dict[str, int], warmup: int) -> li
     return rows
 
 
-def time_choose(scorer: str, iterations: int, warmup: int) -> dict[str, float]:
+def time_choose(scorer: str, iterations: int, warmup: int, artifact: str | None = None) -> dict[str, float]:
     """p50 seconds of the ingress's choosing step (choose + headers), `auto` and a named size."""
     from types import SimpleNamespace
 
@@ -168,7 +170,8 @@ def time_choose(scorer: str, iterations: int, warmup: int) -> dict[str, float]:
     from deployments.openai.service import OpenAIService
 
     config = load_config(profile="demo")
-    config = config.model_copy(update={"router": config.router.model_copy(update={"scorer": scorer})})
+    update = {"scorer": scorer, "artifact_path": artifact}
+    config = config.model_copy(update={"router": config.router.model_copy(update=update)})
     sizes = [m.size for m in config.enabled_models()]
     dispatcher = Dispatcher(config, {}, build_router(config.router, sizes), CapacityTracker(config))
     service = SimpleNamespace(config=config)
@@ -217,6 +220,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=1, help="run everything this many times")
     parser.add_argument(
+        "--artifact",
+        action="append",
+        default=None,
+        help="learned artifact to time (repeatable: each is timed in turn, every repeat, so two "
+        "artifacts compare in the same run); default: the packaged one",
+    )
+    parser.add_argument(
         "--overhead", action="store_true", help="also time `auto` against a named size (choose + headers)"
     )
     args = parser.parse_args(argv)
@@ -229,14 +239,28 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(args.threads)
     iterations = {s: args.iterations or (2000 if s == "features" else 200) for s in scorers}
-    repeats, loads, overheads = [], [], {s: [] for s in scorers}
+    artifacts: list[str | None] = list(args.artifact or [None])
+
+    def label(scorer: str, artifact: str | None) -> str:
+        return scorer if artifact is None or scorer == "features" else f"{scorer}@{Path(artifact).name}"
+
+    cases = [(s, a) for a in artifacts for s in scorers if a is artifacts[0] or s != "features"]
+    repeats: list[list[dict[str, object]]] = []
+    loads: list[float] = []
+    overheads: dict[str, list[dict[str, float]]] = {label(s, a): [] for s, a in cases}
     for _ in range(max(1, args.repeats)):
-        repeats.append(run(scorers, iterations, args.warmup))
-        if args.overhead:
-            for scorer in scorers:
-                overheads[scorer].append(time_choose(scorer, iterations[scorer], args.warmup))
+        rows = []
+        for scorer, artifact in cases:
+            for row in run((scorer,), iterations, args.warmup, artifact):
+                rows.append({**row, "scorer": label(scorer, artifact)})
+            if args.overhead:
+                overheads[label(scorer, artifact)].append(
+                    time_choose(scorer, iterations[scorer], args.warmup, artifact)
+                )
+        repeats.append(rows)
         loads.append(os.getloadavg()[0])
     rows = repeats[-1]
+    labels = [label(s, a) for s, a in cases]
     threads = "n/a"
     if any(s != "features" for s in scorers):
         import torch
@@ -246,27 +270,28 @@ def main(argv: list[str] | None = None) -> None:
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads: {threads}, "
         f"load average after the run: {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'scorer':<9} {'tokens':>6} {'image':>5} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    width = max(9, *(len(name) for name in labels))
+    print(f"{'scorer':<{width}} {'tokens':>6} {'image':>5} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for row in rows:
         print(
-            f"{row['scorer']:<9} {row['tokens']:>6} {'yes' if row['image'] else 'no':>5} {row['n']:>5} "
+            f"{row['scorer']:<{width}} {row['tokens']:>6} {'yes' if row['image'] else 'no':>5} {row['n']:>5} "
             f"{row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} {row['mean_ms']:>8.3f}"
         )
-    for scorer in scorers:
-        build_s = next(r["build_s"] for r in rows if r["scorer"] == scorer)
-        print(f"router construction with scorer {scorer}: {build_s:.2f} s")
+    for name in labels:
+        build_s = next(r["build_s"] for r in rows if r["scorer"] == name)
+        print(f"router construction with scorer {name}: {build_s:.2f} s")
     print(f"{len(repeats)} run(s); load average (1 min) after each: {', '.join(f'{x:.1f}' for x in loads)}")
-    for scorer in scorers:
+    for name in labels:
         for tokens in TOKEN_TARGETS:
             p50s = [
-                {"p50": next(r["p50_ms"] for r in rows if r["scorer"] == scorer and r["tokens"] == tokens and not r["image"]) / 1000}
+                {"p50": next(r["p50_ms"] for r in rows if r["scorer"] == name and r["tokens"] == tokens and not r["image"]) / 1000}
                 for rows in repeats
             ]
-            print(f"{scorer} {tokens} tokens, no image, p50 over runs: {summarise(p50s)}")
-        if overheads[scorer]:
-            runs = overheads[scorer]
+            print(f"{name} {tokens} tokens, no image, p50 over runs: {summarise(p50s)}")
+        if overheads[name]:
+            runs = overheads[name]
             diff = [{"auto_minus_named": r["auto"] - r["named"]} for r in runs]
-            print(f"{scorer} choose+headers at 500 tokens: {summarise(runs)}; {summarise(diff)}")
+            print(f"{name} choose+headers at 500 tokens: {summarise(runs)}; {summarise(diff)}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-tokens", type=int, default=32, help="word pieces embedded per prompt (default 32)"
     )
     train.add_argument("--no-int8", action="store_true", help="embed in float32 instead of int8")
+    train.add_argument(
+        "--layers", type=int, default=2, help="MiniLM transformer layers used, 1-6 (default 2)"
+    )
     train.set_defaults(handler=train_command)
 
     calibrate = commands.add_parser(
@@ -151,7 +154,7 @@ def train_command(args: argparse.Namespace) -> int:
     from deployments.router.dataset import DatasetError
     from deployments.router.training import train
 
-    settings = EmbeddingSettings(max_tokens=args.max_tokens, int8=not args.no_int8)
+    settings = EmbeddingSettings(max_tokens=args.max_tokens, int8=not args.no_int8, layers=args.layers)
     try:
         _, report, written = train(
             args.labeled, args.out, correct=args.correct, base=args.base, settings=settings, c=args.c

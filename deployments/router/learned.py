@@ -57,7 +57,9 @@ class LearnedScorer:
             from deployments.router.embeddings import SentenceEmbedder
 
             embedder = SentenceEmbedder(
-                max_tokens=artifact.embedding.max_tokens, int8=artifact.embedding.int8
+                max_tokens=artifact.embedding.max_tokens,
+                int8=artifact.embedding.int8,
+                layers=artifact.embedding.layers,
             )
         self.embedder = embedder
         groups = sorted(set(artifact.family_groups.values()))

@@ -222,6 +222,36 @@ def test_one_text_runs_the_traced_graph_and_matches_the_transformers_model(int8)
         np.testing.assert_allclose(embedder.encode([text])[0], expected, atol=1e-5)
 
 
+def test_embedder_keeps_the_first_layers_it_is_asked_for():
+    import torch
+
+    from deployments.router.embeddings import SentenceEmbedder
+
+    full = SentenceEmbedder(max_tokens=32, int8=False)
+    two = SentenceEmbedder(max_tokens=32, int8=False, layers=2)
+    assert len(two.model.encoder.layer) == 2 and len(full.model.encoder.layer) == 6
+    assert two.traced
+    text = "Reconstruct the argument and defend a reply."
+    ids = torch.tensor([two.token_ids(text)])
+    with torch.inference_mode():
+        hidden = two.model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+    expected = torch.nn.functional.normalize(hidden.mean(dim=1), dim=-1)[0].numpy()
+    np.testing.assert_allclose(two.encode([text])[0], expected, atol=1e-5)
+    assert float(two.encode([text])[0] @ full.encode([text])[0]) < 0.99
+    for bad in (0, 7):
+        with pytest.raises(ValueError, match="layers must lie in 1..6"):
+            SentenceEmbedder(max_tokens=32, layers=bad)
+
+
+def test_an_artifact_without_a_layer_count_was_trained_on_every_layer(tmp_path):
+    path = tiny_artifact().save(tmp_path / "a.json")
+    document = json.loads(path.read_text())
+    assert document["embedding"]["layers"] == EmbeddingSettings().layers
+    del document["embedding"]["layers"]
+    path.write_text(json.dumps(document))
+    assert LearnedArtifact.load(path).embedding.layers == 6
+
+
 def test_embedder_runs_eagerly_when_tracing_fails(monkeypatch, caplog):
     import torch
 

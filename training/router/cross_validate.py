@@ -57,7 +57,9 @@ def family_folds(rows: Sequence[LabeledRow], folds: int, seed: int) -> list[set[
     return [{names[j] for j in order[i::folds]} for i in range(folds)]
 
 
-def cross_validate(rows: Sequence[LabeledRow], embedder, folds: int, seed: int) -> dict[str, list]:
+def cross_validate(
+    rows: Sequence[LabeledRow], embedder, folds: int, seed: int, settings: EmbeddingSettings | None = None
+) -> dict[str, list]:
     """Decisions of the learned and feature scorers for every training row, each from the fold
     that did not train on the row's family."""
     config = RouterConfig()
@@ -65,7 +67,7 @@ def cross_validate(rows: Sequence[LabeledRow], embedder, folds: int, seed: int) 
     for fold in family_folds(rows, folds, seed):
         fit_rows = [r for r in rows if r.family not in fold]
         test_rows = [r for r in rows if r.family in fold]
-        artifact = training.fit_artifact(fit_rows, embedder, EmbeddingSettings())
+        artifact = training.fit_artifact(fit_rows, embedder, settings or EmbeddingSettings())
         requests = [r.request for r in test_rows]
         learned = Router(config, SIZES, scorer=LearnedScorer(artifact, embedder))
         feature_only = Router(config, SIZES, scorer=scorers.FeatureScorer())
@@ -82,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--blend", type=float, default=None, help="share of the feature level")
+    parser.add_argument("--layers", type=int, default=None, help="MiniLM layers embedded (default: shipped)")
     args = parser.parse_args(argv)
     shipped = dict(scorers.FEATURE_WEIGHTS)
     weights = dict(shipped)
@@ -98,10 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from deployments.router.embeddings import SentenceEmbedder
 
     rows = [r for r in load_rows(args.data, require_label=True) if not r.heldout]
-    embedder = CachedEmbedder(SentenceEmbedder(max_tokens=32, int8=True))
-    result = cross_validate(rows, embedder, args.folds, args.seed)
+    settings = EmbeddingSettings() if args.layers is None else EmbeddingSettings(layers=args.layers)
+    embedder = CachedEmbedder(
+        SentenceEmbedder(max_tokens=settings.max_tokens, int8=settings.int8, layers=settings.layers)
+    )
+    result = cross_validate(rows, embedder, args.folds, args.seed, settings)
     changed = {k: v for k, v in weights.items() if v != shipped[k]}
-    print(f"{len(rows)} training rows, {args.folds} folds of families; weights {changed or 'as shipped'}")
+    print(
+        f"{len(rows)} training rows, {args.folds} folds of families, {settings.layers} MiniLM layers; "
+        f"weights {changed or 'as shipped'}"
+    )
     for scorer in ("learned", "features"):
         report = evaluate(result["rows"], result[scorer], SIZES)
         print(
