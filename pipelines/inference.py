@@ -64,8 +64,11 @@ class InferenceStage:
         self.catalog = TaskCatalog(task_settings, custom_prompt)
         self.temperature = temperature
         self.seed = seed
-        # Constructing is cheap; weights load in the first call, on the loop that runs every call.
         self.engine = create_engine(model, Path(cache_dir))
+        # Weights load here, while Ray Data's read and preprocessing tasks fill the first batches
+        # (as Ray Data LLM's engine stage does); the first call only starts the decode loop, on the
+        # event loop that runs every call.
+        self.engine.load()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, batch: pa.Table) -> pa.Table:

@@ -199,9 +199,15 @@ class EngineInfo:
 class Engine(abc.ABC):
     """An inference engine for one model.
 
-    Lifecycle: construct (cheap, no weights), `await start()` (loads weights), any number of
-    concurrent `chat` calls, `await shutdown()`. Engines batch concurrent requests themselves.
+    Lifecycle: construct (cheap, no weights), optionally `load()`, `await start()` (loads weights
+    unless `load` did), any number of concurrent `chat` calls, `await shutdown()`. Engines batch
+    concurrent requests themselves.
     """
+
+    def load(self) -> None:  # noqa: B027 - optional hook: engines that load in `start` need none
+        """Load the weights now, synchronously, for a caller outside any event loop (a batch actor's
+        constructor, so that loading overlaps the reads that fill its first batches). `start` then
+        only starts background work. Idempotent; the default does nothing and `start` loads."""
 
     @abc.abstractmethod
     async def start(self) -> None:

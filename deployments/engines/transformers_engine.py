@@ -102,11 +102,18 @@ class TransformersEngine(Engine):
         self._worker: asyncio.Future | None = None
         self._closing = False
         self._started = asyncio.Lock()
+        self._loading = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the tokenizer, image processor and weights now, on this thread (see `Engine.load`)."""
+        with self._loading:
+            if self._model is None:
+                self._load()
+
     async def start(self) -> None:
         async with self._started:
-            if self._model is not None:
+            if self._model is not None and self._loop_runner is not None:
                 return
             # Resolve transformers' lazy symbols and xgrammar here, on the event-loop thread: several
             # engines loading at once on their own threads race inside transformers' lazy module
@@ -119,7 +126,7 @@ class TransformersEngine(Engine):
             for name in ("AutoImageProcessor", "AutoTokenizer", "Qwen3_5ForConditionalGeneration"):
                 getattr(transformers, name)
             loop = asyncio.get_running_loop()
-            await asyncio.to_thread(self._load)
+            await asyncio.to_thread(self.load)
             model = self._model
             tokenizer = self._builder.tokenizer
             self._loop_runner = DecodeLoop(

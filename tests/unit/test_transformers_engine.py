@@ -138,3 +138,39 @@ def test_thinking_prompt_follows_the_flag(run_engine):
 
     off, on = run_engine(body)
     assert off > on  # thinking off closes an empty <think></think> block in the prompt
+
+
+def test_an_engine_loaded_outside_the_loop_starts_without_loading_again(demo_cache):
+    from cluster.catalog import CATALOG
+    from cluster.config import EngineConfig
+    from deployments.engines.transformers_engine import TransformersEngine
+
+    def engine():
+        return TransformersEngine(
+            str(demo_cache / "demo-models" / "qwen3.5-0.8b"),
+            EngineConfig(device="cpu", dtype="float32", torch_threads=1, max_model_len=512),
+            thinking_default=False,
+            sampling_defaults=CATALOG["0.8b"].sampling,
+            random_weights=True,
+        )
+
+    async def answer(started):
+        await started.start()
+        try:
+            text, _ = await collect(started, request("the same prompt", temperature=0.0, max_tokens=6))
+            return text
+        finally:
+            await started.shutdown()
+
+    preloaded = engine()
+    preloaded.load()  # as a batch actor's constructor does: no event loop on this thread
+    model = preloaded._model
+    preloaded.load()
+    assert preloaded._model is model
+
+    async def start_and_check():
+        await preloaded.start()
+        assert preloaded._model is model, "start() must reuse the weights load() read"
+        return await answer(preloaded)
+
+    assert asyncio.run(start_and_check()) == asyncio.run(answer(engine()))
