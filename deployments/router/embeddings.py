@@ -169,11 +169,12 @@ def _traced_single_row(torch: Any, model: Any, max_tokens: int) -> Any | None:
     L2-normalized, float32) traced and frozen into one TorchScript graph, or None.
 
     Every `model: auto` request embeds one text on the ingress's critical path, where eager
-    execution of all six layers costs about 8 ms at 32 tokens and the traced graph about 5.7 ms (one CPU thread,
-    int8, 2026-12-01): the per-call Python and dispatch overhead of 37 small matrix products is most of the
-    difference. The graph is checked against eager execution at another length before it is used,
-    because a trace could have fixed a shape; any failure (TorchScript is deprecated in torch and
-    may go) falls back to eager execution, which gives the same numbers more slowly.
+    execution of all six layers costs about 8 ms at 32 tokens and the traced graph about 5.7 ms (one
+    CPU thread, int8, 2026-12-01): the per-call Python and dispatch overhead of 37 small matrix
+    products is most of the difference. The graph is checked against eager execution at another
+    length before it is used, because a trace could have fixed a shape; any failure (TorchScript is
+    deprecated in torch and may go) falls back to eager execution, which gives the same numbers more
+    slowly.
     """
     module = _unpadded_module(torch, model)
     example = torch.full((1, max_tokens), 1000, dtype=torch.long)

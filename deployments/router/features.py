@@ -132,7 +132,8 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     if not mathematical:
         hits["competition"] = sum(1 for w in _WORD.findall(lowered) if w in _COMPETITION_NAMES)
         hits["proof"] -= sum(lowered.count(phrase) for phrase in GATED_PROOF_PHRASES)
-    instruction = (request.query if request.query.strip() else request.context)[:INSTRUCTION_HEAD_CHARS].lower()
+    instruction = request.query if request.query.strip() else request.context
+    instruction = instruction[:INSTRUCTION_HEAD_CHARS].lower()
     # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
     # again: one word, one cue.
     higher_order = sum(
