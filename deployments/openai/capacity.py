@@ -186,8 +186,7 @@ class CapacityTracker:
         replicas = (self.ready or {}).get(size, 1)
         if replicas > 0:
             return max(1.0, replicas * model.deployment.max_ongoing_requests / self.ingress_replicas)
-        queued = model.deployment.max_queued_requests
-        return float("inf") if queued < 0 else max(1.0, queued / self.ingress_replicas)
+        return max(1.0, self._queued_share(size))
 
     def queue_limit(self, size: str) -> float:
         """Requests that may wait here for one of `size`'s slots: this replica's share of
@@ -195,6 +194,10 @@ class CapacityTracker:
         none (they go on to Serve's handle queue, see `limit`) or when `max_queue_wait_s` is 0."""
         if (self.ready or {}).get(size, 1) < 1 or self.max_queue_wait_s == 0:
             return 0.0
+        return self._queued_share(size)
+
+    def _queued_share(self, size: str) -> float:
+        """This ingress replica's share of `size`'s `max_queued_requests` (-1: no limit)."""
         queued = self.models[size].deployment.max_queued_requests
         return float("inf") if queued < 0 else queued / self.ingress_replicas
 
