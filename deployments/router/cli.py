@@ -49,12 +49,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=None, help="artifact path (default: the packaged artifact)"
     )
     train.add_argument("--c", type=float, default=1.0, help="family head inverse regularization (default 1)")
+    # No literal defaults for the embedding: unset, they are EmbeddingSettings' (what the packaged
+    # artifact was trained on), so the CLI cannot drift from the settings cross-validation chose.
     train.add_argument(
-        "--max-tokens", type=int, default=32, help="word pieces embedded per prompt (default 32)"
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="word pieces embedded per prompt (default: the shipped setting)",
     )
     train.add_argument("--no-int8", action="store_true", help="embed in float32 instead of int8")
     train.add_argument(
-        "--layers", type=int, default=2, help="MiniLM transformer layers used, 1-6 (default 2)"
+        "--layers",
+        type=int,
+        default=None,
+        help="MiniLM transformer layers used, 1-6 (default: the shipped setting)",
     )
     train.set_defaults(handler=train_command)
 
@@ -154,7 +162,8 @@ def train_command(args: argparse.Namespace) -> int:
     from deployments.router.dataset import DatasetError
     from deployments.router.training import train
 
-    settings = EmbeddingSettings(max_tokens=args.max_tokens, int8=not args.no_int8, layers=args.layers)
+    given = {"max_tokens": args.max_tokens, "layers": args.layers}
+    settings = EmbeddingSettings(int8=not args.no_int8, **{k: v for k, v in given.items() if v is not None})
     try:
         _, report, written = train(
             args.labeled, args.out, correct=args.correct, base=args.base, settings=settings, c=args.c

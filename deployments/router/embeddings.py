@@ -14,9 +14,12 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from deployments.router.artifact import EmbeddingSettings
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,11 @@ class SentenceEmbedder:
             )
         self.model = _quantized(torch, model) if self.int8 else model
         self._single_row = _traced_single_row(torch, self.model, max_tokens)
+
+    @classmethod
+    def for_settings(cls, settings: EmbeddingSettings) -> SentenceEmbedder:
+        """The embedder an artifact's heads were (or will be) trained on: its recorded settings."""
+        return cls(max_tokens=settings.max_tokens, int8=settings.int8, layers=settings.layers)
 
     @property
     def traced(self) -> bool:

@@ -56,11 +56,7 @@ class LearnedScorer:
         if embedder is None:
             from deployments.router.embeddings import SentenceEmbedder
 
-            embedder = SentenceEmbedder(
-                max_tokens=artifact.embedding.max_tokens,
-                int8=artifact.embedding.int8,
-                layers=artifact.embedding.layers,
-            )
+            embedder = SentenceEmbedder.for_settings(artifact.embedding)
         self.embedder = embedder
         groups = sorted(set(artifact.family_groups.values()))
         # Family probabilities summed into group probabilities with one matrix product.

@@ -284,9 +284,7 @@ def train(
         if embedder is None:
             from deployments.router.embeddings import SentenceEmbedder
 
-            embedder = SentenceEmbedder(
-                max_tokens=settings.max_tokens, int8=settings.int8, layers=settings.layers
-            )
+            embedder = SentenceEmbedder.for_settings(settings)
         artifact = fit_artifact(train_rows, embedder, settings, c)
         scorer = LearnedScorer(artifact, embedder)
         report.train_rows = len(train_rows)

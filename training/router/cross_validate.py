@@ -102,9 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = [r for r in load_rows(args.data, require_label=True) if not r.heldout]
     settings = EmbeddingSettings() if args.layers is None else EmbeddingSettings(layers=args.layers)
-    embedder = CachedEmbedder(
-        SentenceEmbedder(max_tokens=settings.max_tokens, int8=settings.int8, layers=settings.layers)
-    )
+    embedder = CachedEmbedder(SentenceEmbedder.for_settings(settings))
     result = cross_validate(rows, embedder, args.folds, args.seed, settings)
     changed = {k: v for k, v in weights.items() if v != shipped[k]}
     print(
