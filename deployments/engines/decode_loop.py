@@ -5,8 +5,10 @@ arrived since the last step, (2) runs one prefill chunk of the oldest admitted g
 group into the running batch once its prompts are done, and (3) runs one decode step for every
 running row. Rows that finish or are cancelled leave the batch at once (their cache rows are
 dropped), so a short request never waits for a long neighbour and no compute is spent on rows that
-are done. Text rows admitted together are prefilled together (left-padded, chunked when long); an
-image row is prefilled on its own (its pixels and mrope positions belong to it) and then spliced.
+are done. Text rows admitted together are prefilled together (left-padded, chunked when long). Image
+rows admitted together are prefilled in groups of up to `PREFILL_CHUNK_TOKENS` padded tokens, each
+group in one forward (an image's tokens must be embedded whole) with every row's own mrope
+positions; a longer image prompt goes alone. Each group joins the running batch once.
 """
 
 from __future__ import annotations
@@ -32,6 +34,22 @@ log = logging.getLogger(__name__)
 PREFILL_CHUNK_TOKENS = 2048
 # How long an idle loop waits for requests still being tokenized, so a burst lands in one admission.
 BURST_WAIT_S = 0.05
+
+
+def vision_batches(rows: list[Row], budget: int = PREFILL_CHUNK_TOKENS) -> list[list[Row]]:
+    """Split image rows (in order) into prefill groups whose padded size, rows x longest prompt,
+    stays within `budget` tokens; a prompt longer than the budget forms a group of its own."""
+    groups: list[list[Row]] = []
+    width = 0
+    for row in rows:
+        n = row.prompt.num_tokens
+        if groups and (len(groups[-1]) + 1) * max(width, n) <= budget:
+            groups[-1].append(row)
+            width = max(width, n)
+        else:
+            groups.append([row])
+            width = n
+    return groups
 
 
 class EngineLoopError(EngineUnavailableError):
@@ -180,9 +198,10 @@ class DecodeLoop:
             text = [row for row in taken if row.prompt.pixel_values is None]
             if text:
                 self._prefills.append(self._text_group(text))
-            for row in taken:
-                if row.prompt.pixel_values is not None:
-                    self._prefills.append(self._vision_group(row))
+            self._prefills.extend(
+                self._vision_group(group)
+                for group in vision_batches([row for row in taken if row.prompt.pixel_values is not None])
+            )
         return True
 
     def _new_cache(self):
@@ -190,7 +209,8 @@ class DecodeLoop:
 
         return DynamicCache(config=self.model.config)
 
-    def _text_group(self, rows: list[Row]) -> _Prefill:
+    def _left_padded(self, rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows' prompt ids left-padded to the longest, and the mask of real tokens."""
         width = max(row.prompt.num_tokens for row in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -198,23 +218,31 @@ class DecodeLoop:
             n = row.prompt.num_tokens
             ids[i, width - n :] = torch.tensor(row.prompt.input_ids)
             mask[i, width - n :] = 1
+        return ids, mask
+
+    def _text_group(self, rows: list[Row]) -> _Prefill:
+        ids, mask = self._left_padded(rows)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         lengths = mask.sum(-1)
         return _Prefill(rows, ids, mask, positions[None].expand(3, -1, -1), lengths, self._new_cache())
 
-    def _vision_group(self, row: Row) -> _Prefill:
-        ids = torch.tensor([row.prompt.input_ids], dtype=torch.long)
-        grid = row.prompt.image_grid_thw
+    def _vision_group(self, rows: list[Row]) -> _Prefill:
+        ids, mask = self._left_padded(rows)
+        # The model scatters image embeddings over the image tokens in row-major order, so the
+        # rows' pixels and grids are concatenated in row order.
+        grid = torch.cat([row.prompt.image_grid_thw for row in rows])
         token_types = (ids == self.image_token_id).to(torch.int)
-        positions, deltas = self.model.model.get_rope_index(ids, token_types, image_grid_thw=grid)
+        positions, deltas = self.model.model.get_rope_index(
+            ids, token_types, image_grid_thw=grid, attention_mask=mask
+        )
         vision = {
-            "pixel_values": row.prompt.pixel_values.to(self.device, self.model.dtype),
+            "pixel_values": torch.cat([row.prompt.pixel_values for row in rows]).to(
+                self.device, self.model.dtype
+            ),
             "image_grid_thw": grid.to(self.device),
         }
-        next_position = torch.tensor([ids.shape[1]]) + deltas.view(-1).cpu()
-        return _Prefill(
-            [row], ids, torch.ones_like(ids), positions, next_position, self._new_cache(), 0, vision
-        )
+        next_position = mask.sum(-1) + deltas.view(-1).cpu()
+        return _Prefill(rows, ids, mask, positions, next_position, self._new_cache(), 0, vision)
 
     def _prefill_chunk(self) -> None:
         group = self._prefills[0]
@@ -223,7 +251,10 @@ class DecodeLoop:
             if not keep:
                 self._prefills.popleft()
                 return
-            self._filter_group(group, keep)
+            if group.vision is not None:  # prefilled in one forward, so not started yet: regroup
+                group = self._prefills[0] = self._vision_group([group.rows[i] for i in keep])
+            else:
+                self._filter_group(group, keep)
         width = group.ids.shape[1]
         if group.vision is not None:
             end = width  # image tokens must be embedded in one forward

@@ -248,3 +248,52 @@ def test_cancel_mid_prefill_stops_the_prefill(run_engine, monkeypatch):
     # Only the third chunk (already running when the cancel landed) and the next request's prefill.
     assert after - before <= 2
     assert not prefills
+
+
+def test_image_rows_prefilled_together_match_each_row_alone(run_engine):
+    """Image rows of different sizes admitted at once share one padded prefill forward; each row's
+    greedy tokens, logprobs and prompt length must equal the same row run alone."""
+    eos_free = {"temperature": 0.0, "max_tokens": 10}
+    rows = [
+        ("a small red picture", [png((64, 48))]),
+        ("a larger blue one, with a longer question about what is in it", [png((160, 120), (10, 10, 200))]),
+        ("two pictures", [png((48, 64), (10, 200, 10)), png((96, 96))]),
+        ("plain text between them", []),
+    ]
+
+    async def body(engine):
+        alone = [await collect(engine, request(text, images=images, **eos_free)) for text, images in rows]
+        before = len(engine._loop_runner.admissions)
+        together = await asyncio.gather(
+            *(collect(engine, request(text, images=images, **eos_free)) for text, images in rows)
+        )
+        return alone, together, engine._loop_runner.admissions[before:]
+
+    alone, together, admissions = run_engine(body)
+    assert admissions == [len(rows)]
+    for (text_alone, last_alone), (text_together, last_together) in zip(alone, together, strict=True):
+        assert text_together == text_alone
+        assert last_together.prompt_tokens == last_alone.prompt_tokens
+        assert last_together.tokens == last_alone.tokens
+        assert last_together.logprobs == pytest.approx(last_alone.logprobs, abs=1e-4)
+
+
+def test_vision_batches_respect_the_token_budget():
+    from types import SimpleNamespace
+
+    from deployments.engines.decode_loop import vision_batches
+
+    def row(tokens):
+        return SimpleNamespace(prompt=SimpleNamespace(num_tokens=tokens))
+
+    rows = [row(n) for n in (200, 220, 210, 900, 250, 3000, 100)]
+    groups = vision_batches(rows, budget=1000)
+    assert [[r.prompt.num_tokens for r in g] for g in groups] == [
+        [200, 220, 210],
+        [900],
+        [250],
+        [3000],
+        [100],
+    ]
+    assert all(len(g) * max(r.prompt.num_tokens for r in g) <= 1000 or len(g) == 1 for g in groups)
+    assert [r for g in groups for r in g] == rows  # order kept, nothing lost
