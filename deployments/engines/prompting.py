@@ -1,7 +1,8 @@
 """Turn a `GenerationRequest` into token ids and pixel inputs for a Qwen3.5 checkpoint.
 
 This is the work `Qwen3VLProcessor` does, without its video processor (which needs torchvision,
-absent on CPU machines): render the chat template, run the PIL image processor, and expand each
+absent on CPU machines): render the chat template, cut images into patches as the checkpoint's image
+processor does (`ImagePatcher`), and expand each
 `<|image_pad|>` into as many tokens as the image has merged patches.
 """
 
@@ -10,9 +11,11 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from deployments.engines.base import ChatMessage, GenerationRequest, ImageInput, InvalidImageError
+from deployments.engines.image_patches import ImagePatcher
 
 IMAGE_PAD = "<|image_pad|>"
 # Largest decoded image area an engine accepts before resizing (guards decompression bombs); the
@@ -148,11 +151,14 @@ class PromptBuilder:
         pixel_values = grid = None
         if images:
             decoded = [decode_image(image, i, self.max_decoded_pixels) for i, image in enumerate(images)]
-            processed = self.image_processor(images=decoded, return_tensors="pt")
-            pixel_values, grid = processed["pixel_values"], processed["image_grid_thw"]
+            pixel_values, grid = self._patcher(decoded)
             text = self._expand_image_tokens(text, grid)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return PreparedPrompt(list(ids), pixel_values, grid, thinking=thinking)
+
+    @cached_property
+    def _patcher(self) -> ImagePatcher:
+        return ImagePatcher(self.image_processor)
 
     def _expand_image_tokens(self, text: str, grid) -> str:
         pieces = text.split(IMAGE_PAD)
