@@ -22,6 +22,8 @@ from deployments.openai.protocol import OpenAIError, parse_body
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
 _OPEN = frozenset(b"[{")
 _CLOSE = frozenset(b"]}")
+# A JSON escape of a UTF-16 surrogate code unit (U+D800-U+DFFF), paired or not.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _too_large(limit: int) -> OpenAIError:
@@ -103,6 +105,25 @@ def _text_chars(content: Any) -> int:
     return 0
 
 
+def may_hold_surrogates(raw: bytes) -> bool:
+    """Whether `raw` could parse into a string holding a lone surrogate; False only when it cannot.
+
+    `json.loads` decodes bytes with `surrogatepass` (and guesses UTF-16/32 from NUL bytes), so a
+    surrogate can arrive as a `\\uD800` escape, as UTF-8-encoded surrogate bytes, or inside a
+    UTF-16/32 body. A body with no NUL byte and no surrogate escape that decodes as strict UTF-8
+    (which refuses encoded surrogates) holds none, and skips `check_unicode`'s walk.
+    """
+    if b"\x00" in raw or _SURROGATE_ESCAPE.search(raw):
+        return True
+    if raw.isascii():
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def check_unicode(body: Any) -> None:
     """Refuse strings holding lone UTF-16 surrogates (JSON allows `"\\ud800"`; tokenizers do not).
 
@@ -170,7 +191,8 @@ class RequestLimits:
                 400, f"request body is not valid JSON: {error}", param="body", code="invalid_json"
             ) from None
         self.check_request(body)
-        check_unicode(body)
+        if may_hold_surrogates(raw):
+            check_unicode(body)
         return body
 
     def check_request(self, body: Any) -> None:

@@ -126,3 +126,32 @@ def test_lone_surrogates_are_400_naming_the_field():
     with pytest.raises(OpenAIError) as error:
         LIMITS.parse_bytes(chat, ChatCompletionRequest)
     assert error.value.param == "messages.0.content.0.text"
+
+
+@pytest.mark.parametrize(
+    ("raw", "may"),
+    [
+        (b'{"prompt": "plain ascii"}', False),
+        ('{"prompt": "héllo 世界"}'.encode(), False),  # valid UTF-8 holds no surrogate
+        (b'{"prompt": "lone \\ud800"}', True),
+        (b'{"prompt": "upper \\uDFFF"}', True),
+        (b'{"prompt": "a pair \\ud83d\\ude00"}', True),  # conservative: the walk decides
+        (b'{"prompt": "encoded \xed\xa0\x80"}', True),  # UTF-8 bytes of U+D800 (json passes them)
+        ('{"prompt": "utf-16"}'.encode("utf-16-le"), True),  # NUL bytes: json guesses UTF-16
+        (b'{"prompt": "not a surrogate \\u0041 \\ue000"}', False),
+    ],
+)
+def test_may_hold_surrogates_is_false_only_when_none_can_parse(raw, may):
+    from deployments.openai.limits import may_hold_surrogates
+
+    assert may_hold_surrogates(raw) is may
+
+
+def test_surrogates_that_skip_the_escape_form_are_still_400():
+    # The shortcut must not let through what json.loads decodes with surrogatepass.
+    encoded = b'{"model": "m", "prompt": "encoded \xed\xa0\x80 surrogate"}'
+    utf16 = '{"model": "m", "prompt": "x\ud800y"}'.encode("utf-16-le", "surrogatepass")
+    for raw in (encoded, utf16):
+        with pytest.raises(OpenAIError) as error:
+            LIMITS.parse_bytes(raw, CompletionRequest)
+        assert (error.value.status_code, error.value.param) == (400, "prompt")
