@@ -238,18 +238,8 @@ class CapacityTracker:
         try:
             return self.admit(size)
         except EngineOverloadedError:
-            line = self.waiting[size]
-            if len(line) >= self.queue_limit(size):
-                raise EngineOverloadedError(
-                    f"{size} has {self.in_flight[size]} requests in flight and {len(line)} waiting"
-                ) from None
-            if self.max_queue_wait_s is not None and len(line) + 1 > self.drain_rate(size) * self.max_queue_wait_s:
-                # Slots are not coming back fast enough to reach this place in line within the
-                # bound: refuse now rather than after it (a burst onto a quiet size is refused at once).
-                raise EngineOverloadedError(
-                    f"{size} has {self.in_flight[size]} requests in flight and {len(line)} waiting, "
-                    f"more than frees up within {self.max_queue_wait_s} s"
-                ) from None
+            self._refuse_unless_line_has_room(size)
+        line = self.waiting[size]
         waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         line.append(waiter)
         try:
@@ -268,6 +258,33 @@ class CapacityTracker:
                     f"({self.in_flight[size]} in flight, {len(line)} waiting)"
                 ) from None
             raise
+
+    def refuse_if_full(self, size: str) -> None:
+        """Refuse now what `acquire` would refuse without waiting: called before any task is made for
+        the request, so a burst's 429s cost the event loop as little as possible.
+
+        Raises:
+            EngineOverloadedError: the size is full and its line cannot take one more (429).
+        """
+        if self.in_flight[size] >= self.limit(size) or self.waiting[size]:
+            self._refuse_unless_line_has_room(size)
+
+    def _refuse_unless_line_has_room(self, size: str) -> None:
+        line = self.waiting[size]
+        if len(line) >= self.queue_limit(size):
+            raise EngineOverloadedError(
+                f"{size} has {self.in_flight[size]} requests in flight and {len(line)} waiting"
+            )
+        if (
+            self.max_queue_wait_s is not None
+            and len(line) + 1 > self.drain_rate(size) * self.max_queue_wait_s
+        ):
+            # Slots are not coming back fast enough to reach this place in line within the
+            # bound: refuse now rather than after it (a burst onto a quiet size is refused at once).
+            raise EngineOverloadedError(
+                f"{size} has {self.in_flight[size]} requests in flight and {len(line)} waiting, "
+                f"more than frees up within {self.max_queue_wait_s} s"
+            )
 
     def note_release(self, size: str) -> None:
         """Record that a slot of `size` came back (for `drain_rate`)."""

@@ -276,6 +276,7 @@ class Dispatcher:
             with await self._admit(size):
                 return await self.clients[size].generate(request)
 
+        self.capacity.refuse_if_full(size)  # a 429 before any task is made
         # The request's deadline covers its wait for a slot too.
         return await self._within_deadline(size, admitted())
 
@@ -343,6 +344,7 @@ class Dispatcher:
             iterator = self.clients[size].stream(request).__aiter__()
             return await iterator.__anext__()
 
+        self.capacity.refuse_if_full(size)  # a 429 before any task is made
         try:
             # The deadline covers the wait for a slot and for the first token.
             first = await self._within_deadline(size, first_delta())

@@ -157,3 +157,32 @@ def test_replica_counter_falls_back_to_serve_status_when_the_details_change_shap
         assert asyncio.run(count()) == {"0.8b": 2}
         assert asyncio.run(count()) == {"0.8b": 2}
     assert sum("serve.status()" in r.getMessage() for r in caplog.records) == 1  # logged once
+
+
+def test_refuse_if_full_refuses_what_acquire_would_refuse_at_once_and_takes_nothing():
+    config = make_config(**{"0_8b": {"num_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1}})
+    capacity = CapacityTracker(config)
+    capacity.refuse_if_full("0.8b")  # a free slot: nothing to refuse
+    assert capacity.in_flight["0.8b"] == 0
+    held = capacity.admit("0.8b")
+
+    async def scenario():
+        # Full, and no slot came back lately: acquire refuses without waiting, and so does this.
+        with pytest.raises(EngineOverloadedError):
+            capacity.refuse_if_full("0.8b")
+        with pytest.raises(EngineOverloadedError):
+            await capacity.acquire("0.8b")
+        # Slots coming back fast enough: both let the request wait in line instead.
+        for _ in range(50):
+            capacity.note_release("0.8b")
+        capacity.refuse_if_full("0.8b")
+        waiting = asyncio.create_task(capacity.acquire("0.8b"))
+        await asyncio.sleep(0)
+        assert len(capacity.waiting["0.8b"]) == 1
+        with pytest.raises(EngineOverloadedError):  # the line (max_queued_requests 1) is full
+            capacity.refuse_if_full("0.8b")
+        held.release()
+        (await waiting).release()
+
+    asyncio.run(scenario())
+    assert capacity.in_flight["0.8b"] == 0
