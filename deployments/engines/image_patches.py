@@ -3,11 +3,11 @@ processor computes, without its per-step array conversions.
 
 transformers' PIL-backed processor turns each image into a channels-first array, back into a PIL
 image to resize, back into an array, then rescales in float64 and normalises in a second pass. On
-the batch job's pages that was about a third of an inference actor's busy time. Here the image is
-resized once by PIL (same filter, same target size from transformers' own `smart_resize`), rescale
-and normalise are one fused float32 multiply-add, and the patches are laid out with one reshape and
-transpose in the processor's order. The output matches the processor's to float32 rounding (a unit
-test holds it to that), and settings this module does not reproduce fall back to the processor.
+the batch job's pages that was a fifth to a third of an inference actor's busy time. Here the image
+is resized once by PIL (same filter, same target size from transformers' own `smart_resize`), the
+patches are laid out while the pixels are still bytes, and rescale and normalise are one float32
+multiply-add. The output matches the processor's to float32 rounding (a unit test holds it to
+that), and settings this module does not reproduce fall back to the processor.
 """
 
 from __future__ import annotations

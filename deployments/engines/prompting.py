@@ -2,8 +2,8 @@
 
 This is the work `Qwen3VLProcessor` does, without its video processor (which needs torchvision,
 absent on CPU machines): render the chat template, cut images into patches as the checkpoint's image
-processor does (`ImagePatcher`), and expand each
-`<|image_pad|>` into as many tokens as the image has merged patches.
+processor does (`ImagePatcher`), and expand each `<|image_pad|>` into as many tokens as the image
+has merged patches.
 """
 
 from __future__ import annotations

@@ -238,7 +238,8 @@ class CapacityTracker:
         try:
             return self.admit(size)
         except EngineOverloadedError:
-            self._refuse_unless_line_has_room(size)
+            pass
+        self._refuse_unless_line_has_room(size)
         line = self.waiting[size]
         waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         line.append(waiter)
