@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, w
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # batch_tree, whichever the working directory
 
 from batch_tree import demo_config, page_scores  # noqa: E402
+from git_tree import export_tree  # noqa: E402
 
 import pipelines.job as current_job  # noqa: E402
 from cluster.config import ClusterConfig, parse_config  # noqa: E402
@@ -269,11 +270,9 @@ class TreeJob:
     """
 
     def __init__(self, scratch: Path, ref: str, overrides: dict):
-        repo = Path(__file__).resolve().parent.parent
         self.tree = scratch / "tree"
         self.tree.mkdir(parents=True)
-        archive = subprocess.run(["git", "archive", ref], cwd=repo, check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(self.tree)], input=archive, check=True)
+        export_tree(ref, self.tree)
         self.overrides = {**overrides, "cache_dir": str(scratch / "models")}
         self.driver = Path(__file__).with_name("batch_tree.py")
         self.call("demo-models")

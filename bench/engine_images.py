@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from git_tree import export_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,13 +75,6 @@ def child(size: str, rows: int, max_tokens: int, cache_dir: str) -> dict:
         return figures
 
     return asyncio.run(run())
-
-
-def export_tree(ref: str, into: Path) -> Path:
-    """The repository at `ref`, as files (no git metadata)."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def run_child(tree: Path, args: argparse.Namespace) -> dict:

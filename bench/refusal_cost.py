@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from git_tree import export_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {
     "model": "qwen3.5-0.8b",
@@ -88,13 +90,6 @@ def child(requests: int, profile: bool) -> dict:
     if profiler is not None:
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(45)
     return figures
-
-
-def export_tree(ref: str, into: Path) -> Path:
-    """The repository at `ref`, as files (no git metadata)."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def run_child(tree: Path, requests: int) -> dict:
