@@ -27,6 +27,10 @@ class ImagePatcher:
     """
 
     def __init__(self, image_processor: Any):
+        # the PIL-backed module: the other imports torchvision, absent on CPU machines
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        self.smart_resize = smart_resize
         self.image_processor = image_processor
         self.patch = int(image_processor.patch_size)
         self.merge = int(image_processor.merge_size)
@@ -61,12 +65,9 @@ class ImagePatcher:
         return torch.from_numpy(pixel_values), torch.tensor(grids, dtype=torch.long)
 
     def _patches(self, image) -> tuple[np.ndarray, int, int]:
-        # the PIL-backed module: the other imports torchvision, absent on CPU machines
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-
         width, height = image.size
         factor = self.patch * self.merge
-        target_h, target_w = smart_resize(
+        target_h, target_w = self.smart_resize(
             height, width, factor=factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels
         )
         if (target_w, target_h) != (width, height):
