@@ -12,6 +12,9 @@ script, Ray and its workers.
 
 `--sizes 4` routes over the four demo sizes (feature scorer, thresholds set from this corpus's
 difficulty quantiles so every size gets rows); `--sizes 1` turns the router off (one size).
+`--layout` sets how the working tree's routed pipeline places its engines: as the demo profile says
+(`profile`: all sizes in each of two actors), `colocated`, or `per-size` (a branch and pool per size);
+the baseline runs as its own profile says.
 `--baseline head` also runs the pipeline as committed at git HEAD, or at `--baseline-ref` (its
 `pipelines/` copied into a temporary package; labelled HEAD in the table), on the same corpus and
 config, alternating with the working tree's `--repeat` times, so the two are measured in the same
@@ -459,12 +462,22 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=16, help="completion tokens per page")
     parser.add_argument("--num-cpus", type=int, default=8, help="logical CPUs of the local Ray")
     parser.add_argument("--inference-actors", type=int, default=1, help="actors in each size's pool")
+    parser.add_argument(
+        "--layout",
+        choices=("profile", "colocated", "per-size"),
+        default="profile",
+        help="the working tree's engine placement in routed jobs (batch.colocate_sizes)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     corpus_sizes = [int(size) for size in args.pages.split(",") if size]
     os.environ.update(CREDENTIALS)
     overrides = bench_overrides(args.max_tokens, args.num_cpus, args.inference_actors, args.sizes)
     config = demo_config(overrides)
+    if args.layout != "profile":
+        batch = config.batch.model_copy(update={"colocate_sizes": args.layout == "colocated"})
+        config = config.model_copy(update={"batch": batch})
+    print(f"working tree layout: {'colocated' if config.batch.colocate_sizes else 'per-size'}", flush=True)
     from deployments.engines.demo_models import ensure_demo_models
 
     ensure_demo_models(config.cache_dir, sizes=[m.size for m in config.enabled_models()])

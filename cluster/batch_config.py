@@ -89,7 +89,7 @@ class TaskSettings(StrictModel):
 
 
 class ActorPoolSettings(StrictModel):
-    """One inference actor pool (one per model size)."""
+    """One inference actor pool (one per model size, or one for every size: `colocate_sizes`)."""
 
     min_actors: int = Field(1, ge=1, description="Actors started at once and kept for the whole job.")
     max_actors: int = Field(1, ge=1, description="Most actors Ray Data may scale the pool up to.")
@@ -208,6 +208,21 @@ class BatchConfig(StrictModel):
             "Routed jobs: run every size's branch (its reader, pool and writer) at once, as one Ray Data "
             "union; false runs them one after another, so only one size's engines are loaded at a time."
         ),
+    )
+    colocate_sizes: bool = Field(
+        False,
+        description=(
+            "Routed jobs: one branch instead of one per size. Its reader reads every page once, and each "
+            "actor of its pool (`colocated_pool`) holds every routed size's engine, so rows of any size "
+            "go to whichever actor is free. For nodes where all sizes fit one actor (CPU, or one large "
+            "GPU): engines and readers start once per actor instead of once per size, and no size's pool "
+            "sits idle while another's still works. False keeps a pool per size (`pools`), which KubeRay "
+            "worker groups pin to their nodes."
+        ),
+    )
+    colocated_pool: ActorPoolSettings = Field(
+        default_factory=ActorPoolSettings,
+        description="Inference pool settings of the colocated branch (`colocate_sizes`).",
     )
     rows_per_file: int = Field(
         256,

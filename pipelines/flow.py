@@ -1,10 +1,11 @@
 """The Ray Data pipelines of a batch job: the light routing pass and one branch per model size.
 
 Light pass (routed jobs only): listed items -> read + expand without pixels -> score difficulty ->
-route rows, collected by the driver into a `RoutePlan`. Branch (one per size with pages): its items
--> read + expand only its pages (rendering them) -> preprocess images -> inference on the size's
-actor pool -> postprocess -> write result files -> stats to the driver. Rows of one size never pass
-through another size's pool, and pages are rendered once, in the branch that answers them.
+route rows, collected by the driver into a `RoutePlan`. Branch (one per size with pages, or one for
+all of them with `batch.colocate_sizes`): its items -> read + expand only its pages (rendering them)
+-> preprocess images -> inference on the branch's actor pool -> postprocess -> write result files ->
+stats to the driver. A row reaches one engine only, and pages are rendered once, in the branch that
+answers them.
 """
 
 from __future__ import annotations
@@ -100,21 +101,31 @@ def light_rows_local(plan: JobPlan, items: list[dict[str, Any]], done, rows_per_
         yield scorer(to_work_table(pending))
 
 
-def branch_dataset(plan: JobPlan, model: ModelConfig, items: list[dict[str, Any]], done_ref, routes_ref=None):
-    """One size's branch: iterating it runs the size's share of the job and yields stats tables.
+def branch_dataset(
+    plan: JobPlan,
+    models: ModelConfig | list[ModelConfig],
+    items: list[dict[str, Any]],
+    done_ref,
+    routes_ref=None,
+    colocated: bool = False,
+):
+    """A branch: iterating it runs its share of the job and yields stats tables.
 
     Args:
         plan: the job.
-        model: the size this branch answers with.
-        items: the listed items to read (those with pages of this size, and manifests).
+        models: the size this branch answers with, or every routed size (a colocated branch, whose
+            pool's actors each hold all of their engines).
+        items: the listed items to read (those with pages of this branch's sizes, and manifests).
         done_ref: ObjectRef of the resume `DoneIndex`.
-        routes_ref: ObjectRef of the size's `RouteTable`; None when routing is off (every page, to
-            `model`, with no difficulty score).
+        routes_ref: ObjectRef of the branch's `RouteTable`; None when routing is off (every page, to
+            the one model, with no difficulty score).
+        colocated: the branch of `batch.colocate_sizes`, run on `batch.colocated_pool`.
     """
     from ray.data import ActorPoolStrategy
 
     from pipelines.inference import InferenceStage
 
+    models = [models] if isinstance(models, ModelConfig) else list(models)
     config, batch = plan.spec.config, plan.spec.config.batch
     task_kwargs = _task_kwargs(plan)
     settings_pixels = max(m.engine.image_max_pixels for m in plan.models)
@@ -132,14 +143,14 @@ def branch_dataset(plan: JobPlan, model: ModelConfig, items: list[dict[str, Any]
     if routes_ref is None:
         ds = ds.map_batches(
             assign_default_size,
-            fn_kwargs={"size": model.size, "thinking": batch.enable_thinking},
+            fn_kwargs={"size": models[0].size, "thinking": batch.enable_thinking},
             **task_kwargs,
         )
-    pool = batch.pool_for(model.size)
+    pool = batch.colocated_pool if colocated else batch.pool_for(models[0].size)
     ds = ds.map_batches(
         InferenceStage,
         fn_constructor_kwargs={
-            "model": model,
+            "models": models,
             "cache_dir": str(config.cache_dir),
             "task_settings": batch.tasks,
             "custom_prompt": plan.spec.prompt,

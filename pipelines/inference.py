@@ -1,9 +1,10 @@
-"""The inference stage: one Ray Data actor pool per model size, each actor holding one engine.
+"""The inference stage: a Ray Data actor pool whose actors each hold the engine of one size (a branch
+per size) or of every routed size (`batch.colocate_sizes`: one branch, one pool).
 
 `__call__` is async, so Ray Data runs it on one event loop per actor and keeps several batches in
-flight; every row of every in-flight batch is submitted to the engine at once, and the engine's own
-dynamic batching groups them. Each size's branch feeds its pool only its own rows; a row of another
-size (none, in a job's pipeline) would pass through untouched. `classify` and `extract` rows decode
+flight; every row of every in-flight batch is submitted to its size's engine at once, and each
+engine's own dynamic batching groups them. A branch feeds its pool only rows of the sizes it holds; a
+row of another size (none, in a job's pipeline) would pass through untouched. `classify` and `extract` rows decode
 under their constraint (`TaskCatalog.structured`), so their answers validate unless cut by max_tokens.
 """
 
@@ -37,10 +38,11 @@ OVERLOAD_RETRY_S = 0.05
 
 
 class InferenceStage:
-    """Generates the answer of every row routed to this actor's size.
+    """Generates the answer of every row routed to one of this actor's sizes.
 
     Args:
-        model: the size's model config (engine settings and checkpoint).
+        models: the model config (engine settings and checkpoint) of each size this actor answers;
+            one config for a size's own pool.
         cache_dir: where demo checkpoints were generated (by the driver, before the actors start).
         task_settings: prompt templates and token budgets.
         custom_prompt: the job's `--prompt`.
@@ -50,7 +52,7 @@ class InferenceStage:
 
     def __init__(
         self,
-        model: ModelConfig,
+        models: ModelConfig | list[ModelConfig],
         cache_dir: str,
         task_settings: TaskSettings,
         custom_prompt: str | None,
@@ -59,29 +61,43 @@ class InferenceStage:
     ):
         from deployments.engines.factory import create_engine
 
-        self.size = model.size
-        self.model_name = model.public_name
+        models = [models] if isinstance(models, ModelConfig) else list(models)
+        if not models:
+            raise ValueError("an inference stage needs at least one model")
+        self.model_names = {model.size: model.public_name for model in models}
         self.catalog = TaskCatalog(task_settings, custom_prompt)
         self.temperature = temperature
         self.seed = seed
-        self.engine = create_engine(model, Path(cache_dir))
+        self.engines = {model.size: create_engine(model, Path(cache_dir)) for model in models}
         # Weights load here, while Ray Data's read and preprocessing tasks fill the first batches
-        # (as Ray Data LLM's engine stage does); the first call only starts the decode loop, on the
+        # (as Ray Data LLM's engine stage does); the first call only starts the decode loops, on the
         # event loop that runs every call.
-        self.engine.load()
+        for engine in self.engines.values():
+            engine.load()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         self._loop = asyncio.get_running_loop()
-        await self.engine.start()
         rows = rows_of(batch)
-        mine = [row for row in rows if row["size"] == self.size and row["error_kind"] is None]
+        mine = [row for row in rows if row["size"] in self.engines and row["error_kind"] is None]
+        for size in {row["size"] for row in mine}:
+            await self.engines[size].start()
         outcomes = await asyncio.gather(*(self._generate(row) for row in mine))
-        if ErrorKind.INFERENCE_FAILED in outcomes:
+        failed = {
+            row["size"]
+            for row, outcome in zip(mine, outcomes, strict=True)
+            if outcome == ErrorKind.INFERENCE_FAILED
+        }
+        for size in failed:
             # A dead engine would turn every later row into an error row; fail the job instead (a rerun
             # resumes), but let request-level failures on a healthy engine stand as error rows.
-            await self.engine.check_health()
+            await self.engines[size].check_health()
         return to_work_table(rows)
+
+    async def shutdown(self) -> None:
+        """Stop every engine's decode loop (on the loop that runs the calls)."""
+        for engine in self.engines.values():
+            await engine.shutdown()
 
     def __del__(self) -> None:
         # Ray Data drops the UDF when the pool shuts down gracefully; stop the engine's batch loop on
@@ -95,10 +111,10 @@ class InferenceStage:
         except RuntimeError:
             on_loop = False
         if on_loop:  # collected on the loop's own thread: waiting here would block the loop
-            loop.create_task(self.engine.shutdown())
+            loop.create_task(self.shutdown())
             return
         try:
-            asyncio.run_coroutine_threadsafe(self.engine.shutdown(), loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self.shutdown(), loop).result(timeout=10)
         except Exception:  # the process is going away anyway
             log.debug("engine shutdown at exit failed", exc_info=True)
 
@@ -115,14 +131,14 @@ class InferenceStage:
             enable_thinking=row["thinking"],
         )
 
-    async def _chat(self, request: GenerationRequest) -> tuple[list[str], Any]:
+    async def _chat(self, size: str, request: GenerationRequest) -> tuple[list[str], Any]:
         """The answer's pieces and its last delta; waits while the engine's queue is full (it refuses
         before producing anything, so asking again is safe)."""
         while True:
             pieces: list[str] = []
             last = None
             try:
-                async for delta in self.engine.chat(request):
+                async for delta in self.engines[size].chat(request):
                     pieces.append(delta.text)
                     last = delta
             except EngineOverloadedError:
@@ -135,9 +151,9 @@ class InferenceStage:
     async def _generate(self, row: dict[str, Any]) -> str | None:
         """Fill one row's output (or its error); return the error kind, if any."""
         started = time.perf_counter()
-        row["model"] = self.model_name
+        row["model"] = self.model_names[row["size"]]
         try:
-            pieces, last = await self._chat(self._request(row))
+            pieces, last = await self._chat(row["size"], self._request(row))
         except PromptTooLongError as error:
             fail_row(row, ErrorKind.PROMPT_TOO_LONG, error.message)
         except InvalidImageError as error:

@@ -181,7 +181,8 @@ def execute(
     decides each page's size first (nothing rendered; in this process for small listings, else on
     Ray Data), the rows it already failed are written here, then each size's branch reads, renders
     and answers only its own pages; the branches run together (`batch.concurrent_branches`) or one
-    after another.
+    after another. With `batch.colocate_sizes` one branch reads every routed page and its actors hold
+    every routed size's engine.
     """
     import ray
 
@@ -218,6 +219,20 @@ def execute(
         ", ".join(f"{size} {len(routes.tables[size])}" for size in SIZES if size in routes.tables) or "none",
         routes.failed,
     )
+    if batch.colocate_sizes:
+        routed_models = [models[size] for size in SIZES if size in routes.tables]
+        if routed_models:
+            merged = routes.merged()
+            branch = branch_dataset(
+                plan,
+                routed_models,
+                branch_items(items, merged, plan.spec.task, KIND_MANIFEST),
+                done_ref,
+                ray.put(merged),
+                colocated=True,
+            )
+            yield from _stats(branch)
+        return
     branches = [
         branch_dataset(
             plan,

@@ -45,28 +45,52 @@ class DocumentRoute:
         pages: page number -> (difficulty, thinking) for each page routed to this size.
         whole: whether every page the job still has to answer for this document is in `pages`, so a
             failure of the whole document can be written as one document-level error row.
+        sizes: page number -> its size, in a table of several sizes (`RouteTable(None)`).
     """
 
     page_count: int | None
     pages: dict[int, tuple[float | None, bool | None]] = field(default_factory=dict)
     whole: bool = True
+    sizes: dict[int, str] = field(default_factory=dict)
+
+
+def _page_size(route: DocumentRoute | None, page: int) -> str | None:
+    """A page's size in a table of several sizes; a document-level row takes its first page's."""
+    if route is None or not route.sizes:
+        return None
+    return route.sizes.get(page) or route.sizes[min(route.sizes)]
 
 
 class RouteTable:
-    """The pages routed to one size. Picklable, so it ships to the branch's reader actors.
+    """The pages routed to one size, or to several (each page keeps its own). Picklable, so it ships
+    to the branch's reader actors.
 
     Args:
-        size: the model size this table feeds.
+        size: the model size this table feeds; None for a table of several sizes (a colocated branch),
+            where every page is added with its size.
     """
 
-    def __init__(self, size: str):
+    def __init__(self, size: str | None):
         self.size = size
         self._documents: dict[tuple[str, str], DocumentRoute] = {}
 
-    def add(self, doc_id: str, task: str, page: int, page_count: int | None, difficulty, thinking) -> None:
-        """Route one page to this size."""
+    def add(
+        self,
+        doc_id: str,
+        task: str,
+        page: int,
+        page_count: int | None,
+        difficulty,
+        thinking,
+        size: str | None = None,
+    ) -> None:
+        """Route one page to this table's size (or to `size`, in a table of several sizes)."""
+        if (size is None) == (self.size is None):
+            raise ValueError("a page's own size is given exactly when the table has no size of its own")
         route = self._documents.setdefault((doc_id, task), DocumentRoute(page_count))
         route.pages[page] = (difficulty, thinking)
+        if size is not None:
+            route.sizes[page] = size
         if page_count:
             route.page_count = max(route.page_count or 0, page_count)
 
@@ -96,7 +120,7 @@ class RouteTable:
         """Copy the page's decision (size, difficulty, thinking) onto a work row read by the branch."""
         route = self._documents.get((row["doc_id"], row["task"]))
         decision = route.pages.get(row["page"]) if route else None
-        row["size"] = self.size
+        row["size"] = self.size if self.size is not None else _page_size(route, row["page"])
         if decision is not None:
             row["difficulty"], row["thinking"] = decision
         return row
@@ -147,6 +171,15 @@ class RoutePlan:
             for key in table.documents():
                 if owners[key] > 1:
                     table.mark_split(*key)
+
+    def merged(self) -> RouteTable:
+        """One table of every size's pages, each page keeping its size (for a colocated branch)."""
+        merged = RouteTable(None)
+        for size, table in self.tables.items():
+            for (doc_id, task), route in table._documents.items():
+                for page, (difficulty, thinking) in route.pages.items():
+                    merged.add(doc_id, task, page, route.page_count, difficulty, thinking, size=size)
+        return merged
 
     def rows(self) -> int:
         """Pages routed, over all sizes."""

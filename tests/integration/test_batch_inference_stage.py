@@ -1,6 +1,6 @@
 """The inference stage on the real transformers engine (demo checkpoint), without Ray: concurrent
 rows, engine refusals as error rows, rows of other sizes passed through, classify/extract decoded
-under their constraint, then postprocess."""
+under their constraint, then postprocess; one stage holding two sizes."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def run_stage(inference: InferenceStage, table):
         try:
             return await inference(table)
         finally:
-            await inference.engine.shutdown()
+            await inference.shutdown()
 
     return asyncio.run(main())
 
@@ -111,3 +111,29 @@ def test_rows_get_outputs_errors_and_pass_through(stage):
     else:
         assert result["error_kind"] == ErrorKind.OUTPUT_TRUNCATED and result["output_json"] is None
     assert checked["text"]["error"] is None and checked["text"]["output_json"] is None
+
+
+def test_one_actor_holding_several_sizes_answers_each_row_with_its_own(stage, demo_cache):
+    # The pool of a colocated branch (batch.colocate_sizes): each actor holds every routed size.
+    from cluster.config import load_config
+
+    _, settings = stage
+    config = load_config(profile="demo")
+    models = [config.model_by_name("0.8b"), config.model_by_name("2b")]
+    for model in models:
+        model.engine.max_model_len = 1024
+    both = InferenceStage(models, str(demo_cache), settings, None, temperature=0.0, seed=1)
+    text = "Order 17 ships on Monday."
+    rows = [
+        row("small", kind="text", text=text),
+        row("large", size="2b", kind="text", text=text),
+        row("other-size", size="9b", kind="text", text=text),
+    ]
+    out = {r["doc_id"]: r for r in rows_of(run_stage(both, to_work_table(rows)))}
+    assert (out["small"]["model"], out["large"]["model"]) == ("qwen3.5-0.8b", "qwen3.5-2b")
+    assert out["small"]["error"] is None and out["large"]["error"] is None
+    assert out["other-size"]["model"] is None and out["other-size"]["output"] is None
+    # The 0.8b row gets exactly what the 0.8b-only stage gives it (greedy): the engines do not mix.
+    alone = InferenceStage(models[0], str(demo_cache), settings, None, temperature=0.0, seed=1)
+    [small_alone] = rows_of(run_stage(alone, to_work_table([row("small", kind="text", text=text)])))
+    assert out["small"]["output"] == small_alone["output"]

@@ -217,11 +217,13 @@ def test_second_run_writes_nothing_new(s3_server, corpus, first_run):
     assert summary.partition.rows == len(corpus.expected) and summary.exit_code == EXIT_ROWS_FAILED
 
 
-def test_routed_run_uses_one_pool_per_size(s3_server, corpus, demo_cache, local_ray):
+@pytest.mark.parametrize("colocate", [False, True], ids=["pool-per-size", "colocated"])
+def test_routed_run_answers_each_page_with_its_size(s3_server, corpus, demo_cache, local_ray, colocate):
     from cluster.router_config import RouterConfig
     from deployments.router.policy import RoutingPolicy
 
-    data = job_config(demo_cache)
+    # A pool per size (one branch each), or one branch whose actors hold both sizes.
+    data = job_config(demo_cache, colocate_sizes=colocate, colocated_pool={"batch_size": 2, "num_cpus": 1})
     data["models"] = [m for m in data["models"] if m["size"] in ("0.8b", "2b")]
     # The feature scorer puts the corpus's images and one-line texts below 0.5, its notes and PDF
     # pages (long text layers) above, so a threshold at 0.5 sends rows to both sizes.
@@ -231,16 +233,18 @@ def test_routed_run_uses_one_pool_per_size(s3_server, corpus, demo_cache, local_
     data["batch"]["cpu_stages"]["local_routing_max_documents"] = 0
     spec = BatchJobSpec(
         "s3://batch-job/incoming/",
-        "s3://batch-job/routed/",
+        f"s3://batch-job/routed-{colocate}/",
         "describe",
         parse_config(data),
         run_date=RUN_DATE,
         s3_endpoint=s3_server.endpoint_url,
     )
     summary = run_batch_job(spec)
-    table = read_partition(s3_server, "routed/")
+    table = read_partition(s3_server, f"routed-{colocate}/")
     assert table.num_rows == len(corpus.expected) and summary.duplicate_rows == 0
-    policy = RoutingPolicy(RouterConfig(enabled=True, policy="thresholds", thresholds=thresholds), ["0.8b", "2b"])
+    policy = RoutingPolicy(
+        RouterConfig(enabled=True, policy="thresholds", thresholds=thresholds), ["0.8b", "2b"]
+    )
     rows = [r for r in table.to_pylist() if r["error"] is None]
     for row in rows:
         assert 0.0 <= row["difficulty"] <= 1.0

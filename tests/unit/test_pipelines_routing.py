@@ -146,6 +146,43 @@ def test_route_plan_splits_decisions_from_failed_rows():
     assert set(ROUTE_COLUMNS) <= set(light_rows([bad]).column_names) and "text" not in ROUTE_COLUMNS
 
 
+def test_merged_table_reads_every_routed_page_once_and_stamps_each_with_its_size(tmp_path):
+    # The table of a colocated branch (batch.colocate_sizes): one reader for every size's pages.
+    plan = RoutePlan()
+    plan.tables["0.8b"] = table_for("0.8b", {"a.pdf": [1, 3], "only-small.pdf": [1]})
+    plan.tables["9b"] = table_for("9b", {"a.pdf": [2]})
+    plan.finish()
+    merged = plan.merged()
+    assert len(merged) == plan.rows() == 4
+    assert merged.documents() == {("a.pdf", "describe"), ("only-small.pdf", "describe")}
+    assert merged.route("a.pdf", "describe").whole  # every size's pages are in this one table
+    pdf = tmp_path / "a.pdf"
+    pdf.write_bytes(make_pdf([["one"], ["two"], ["three"]]))
+    rows = [merged.apply(row) for row in expand(pdf, "a.pdf", routes=merged)]
+    assert [(r["page"], r["size"], r["difficulty"]) for r in rows] == [
+        (1, "0.8b", 0.25),
+        (2, "9b", 0.5),
+        (3, "0.8b", 0.75),
+    ]
+    assert all(r["image"] for r in rows)  # rendered once, by the one branch
+    # A document that fails as a whole is one row, stamped with its first page's size.
+    broken = tmp_path / "bad.pdf"
+    broken.write_bytes(b"%PDF-1.4 changed since the light pass")
+    [failed] = [merged.apply(row) for row in expand(broken, "a.pdf", routes=merged)]
+    assert (failed["page"], failed["error_kind"], failed["size"]) == (
+        DOCUMENT_PAGE,
+        ErrorKind.CORRUPT_PDF,
+        "0.8b",
+    )
+
+
+def test_route_table_takes_a_page_size_exactly_when_it_has_none():
+    with pytest.raises(ValueError, match="own size"):
+        RouteTable("2b").add("a.pdf", "describe", 1, 1, 0.5, False, size="9b")
+    with pytest.raises(ValueError, match="own size"):
+        RouteTable(None).add("a.pdf", "describe", 1, 1, 0.5, False)
+
+
 def test_classify_and_extract_decode_under_their_constraint():
     settings = TaskSettings(classify_labels=["invoice", "letter"])
     catalog = TaskCatalog(settings)
