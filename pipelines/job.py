@@ -121,6 +121,8 @@ def plan_job(spec: BatchJobSpec) -> JobPlan:
                 "turn the router on"
             )
         models = [model]
+    if config.router.enabled:
+        check_colocated_gpu_memory(config, models)
     endpoint = spec.s3_endpoint or config.object_store.resolved_endpoint()
     return JobPlan(
         spec=spec,
@@ -130,6 +132,36 @@ def plan_job(spec: BatchJobSpec) -> JobPlan:
         models=models,
         catalog=catalog,
     )
+
+
+def check_colocated_gpu_memory(config: ClusterConfig, models: list[ModelConfig]) -> None:
+    """Fail before any work when the vLLM engines one colocated actor holds would claim more GPU memory
+    than the actor reserves (each vLLM engine takes its `gpu_memory_utilization` of the device).
+
+    Raises:
+        BatchJobError: naming the sizes and what they claim.
+    """
+    from cluster.k8s.groups import VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+
+    batch = config.batch
+    share = min(batch.colocated_pool.num_gpus, 1.0)
+    if not batch.colocate_sizes or share == 0:
+        return
+    claims = {
+        m.size: float(
+            m.engine.engine_kwargs.get("gpu_memory_utilization", VLLM_DEFAULT_GPU_MEMORY_UTILIZATION)
+        )
+        for m in models
+        if m.engine.kind == "vllm"
+    }
+    if sum(claims.values()) > share + 1e-9:
+        listed = ", ".join(f"{size} {claim:g}" for size, claim in claims.items())
+        raise BatchJobError(
+            f"batch.colocate_sizes: one actor holds every size's engine, and their vLLM "
+            f"gpu_memory_utilization adds up to {sum(claims.values()):g} ({listed}) of a GPU, more than "
+            f"the {share:g} batch.colocated_pool.num_gpus reserves; lower engine_kwargs.gpu_memory_utilization "
+            "or keep a pool per size"
+        )
 
 
 def check_constraint(catalog: TaskCatalog, task: str) -> None:

@@ -52,6 +52,26 @@ def test_sizes_follow_the_router_switch(tmp_path):
     ]
 
 
+def test_colocated_vllm_engines_must_fit_the_gpu_their_actor_reserves(tmp_path):
+    data = load_config(profile="gpu").model_dump(mode="json")
+    data["router"]["enabled"] = True
+    data["batch"]["colocate_sizes"] = True
+    data["batch"]["colocated_pool"]["num_gpus"] = 1
+    claims = {
+        m["size"]: m["engine"]["engine_kwargs"].get("gpu_memory_utilization", 0.9) for m in data["models"]
+    }
+    assert sum(claims.values()) > 1  # the gpu profile sizes each engine for a GPU of its own group
+    with pytest.raises(BatchJobError, match=r"gpu_memory_utilization adds up to .* more than the 1 "):
+        plan_job(spec(tmp_path, config=parse_config(data)))
+    for model in data["models"]:
+        model["engine"]["engine_kwargs"]["gpu_memory_utilization"] = 0.2
+    assert len(plan_job(spec(tmp_path, config=parse_config(data))).models) == len(data["models"])
+    data["batch"]["colocate_sizes"] = False  # a pool per size: each engine has its own GPU
+    for model in data["models"]:
+        model["engine"]["engine_kwargs"]["gpu_memory_utilization"] = 0.9
+    assert plan_job(spec(tmp_path, config=parse_config(data)))
+
+
 def test_endpoint_precedence(tmp_path, monkeypatch):
     config = load_config(profile="demo")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://from-env:9000")
