@@ -30,7 +30,10 @@ PERSON = {
         "role": {"enum": ["admin", "user"]},
         "address": {
             "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 6}, "zip": {"type": "integer", "minimum": 0, "maximum": 99999}},
+            "properties": {
+                "city": {"type": "string", "maxLength": 6},
+                "zip": {"type": "integer", "minimum": 0, "maximum": 99999},
+            },
             "required": ["city", "zip"],
             "additionalProperties": False,
         },
@@ -363,7 +366,11 @@ def test_logprobs_n_and_logit_bias(config):
     check_completion(completion)
     for item in completion["choices"]:
         logprobs = item["logprobs"]
-        assert len(logprobs["tokens"]) == 4 and all(len(top) <= 2 for top in logprobs["top_logprobs"])
+        # A sampled end-of-text token ends a choice early (random weights); it is listed, with no text.
+        assert len(logprobs["tokens"]) == 4 or (
+            item["finish_reason"] == "stop" and logprobs["tokens"][-1] == ""
+        )
+        assert all(len(top) <= 2 for top in logprobs["top_logprobs"])
         assert logprobs["text_offset"][0] == 0 and same_text(logprobs["tokens"], item["text"])
     for chunk in sse_payloads(text_stream.text):
         if chunk["choices"]:
