@@ -1,4 +1,4 @@
-"""The Ray Data pipelines of a batch job: the light routing pass and one branch per model size.
+"""The Ray Data pipelines of a batch job: the light routing pass and the branches that answer.
 
 Light pass (routed jobs only): listed items -> read + expand without pixels -> score difficulty ->
 route rows, collected by the driver into a `RoutePlan`. Branch (one per size with pages, or one for

@@ -141,19 +141,13 @@ def check_colocated_gpu_memory(config: ClusterConfig, models: list[ModelConfig])
     Raises:
         BatchJobError: naming the sizes and what they claim.
     """
-    from cluster.k8s.groups import VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+    from cluster.k8s.groups import engine_gpu_memory_claim
 
     batch = config.batch
     share = min(batch.colocated_pool.num_gpus, 1.0)
     if not batch.colocate_sizes or share == 0:
         return
-    claims = {
-        m.size: float(
-            m.engine.engine_kwargs.get("gpu_memory_utilization", VLLM_DEFAULT_GPU_MEMORY_UTILIZATION)
-        )
-        for m in models
-        if m.engine.kind == "vllm"
-    }
+    claims = {m.size: engine_gpu_memory_claim(m) for m in models if m.engine.kind == "vllm"}
     if sum(claims.values()) > share + 1e-9:
         listed = ", ".join(f"{size} {claim:g}" for size, claim in claims.items())
         raise BatchJobError(

@@ -176,7 +176,8 @@ class RoutePlan:
         """One table of every size's pages, each page keeping its size (for a colocated branch)."""
         merged = RouteTable(None)
         for size, table in self.tables.items():
-            for (doc_id, task), route in table._documents.items():
+            for doc_id, task in table.documents():
+                route = table.route(doc_id, task)
                 for page, (difficulty, thinking) in route.pages.items():
                     merged.add(doc_id, task, page, route.page_count, difficulty, thinking, size=size)
         return merged

@@ -83,13 +83,19 @@ def replica_bounds(model: ModelConfig) -> tuple[int, int, int]:
     return count, count, count
 
 
-def gpu_memory_utilization(model: ModelConfig) -> float:
-    """Fraction of a GPU's memory the engine claims (vLLM's gpu_memory_utilization; 0 otherwise)."""
-    if model.engine.kind != "vllm" or model.deployment.num_gpus == 0:
+def engine_gpu_memory_claim(model: ModelConfig) -> float:
+    """Fraction of a GPU's memory the size's engine claims wherever it runs on one (vLLM's
+    gpu_memory_utilization; 0 for other engines)."""
+    if model.engine.kind != "vllm":
         return 0.0
     return float(
         model.engine.engine_kwargs.get("gpu_memory_utilization", VLLM_DEFAULT_GPU_MEMORY_UTILIZATION)
     )
+
+
+def gpu_memory_utilization(model: ModelConfig) -> float:
+    """Fraction of a GPU's memory a serving replica of the size claims (0 when it has no GPU)."""
+    return engine_gpu_memory_claim(model) if model.deployment.num_gpus > 0 else 0.0
 
 
 def worst_case_per_gpu(models: list[ModelConfig], weight) -> float:
