@@ -259,33 +259,9 @@ def summarize(level: LevelResult, unit: str, value) -> dict:
 
 
 # ---- servers --------------------------------------------------------------------------------------
-def project_server(cache: Path, scratch: Path) -> Server:
-    """`qwen-cluster up` on the demo profile with only the 0.8b size (the peers serve one model)."""
-    import yaml
-
-    from cluster.config import load_config
-
-    data = load_config(profile="demo").model_dump(mode="json")
-    data["models"] = [m for m in data["models"] if m["size"] == "0.8b"]
-    data["router"]["enabled"] = False
-    data["cache_dir"] = str(cache)
-    port = free_port()
-    data["serving"]["port"] = port
-    config_path = scratch / "project.yaml"
-    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    server = launch(
-        "project",
-        [str(VENV_BIN / "qwen-cluster"), "up", "--config", str(config_path), "--host", "127.0.0.1"],
-        # A busy shared machine can take longer than Ray's default 60 s to register the raylet.
-        {**os.environ, "QWEN_CLUSTER_CACHE": str(cache), "RAY_raylet_start_wait_time_s": "180"},
-        scratch,
-    )
-    server.base_url, server.model = f"http://127.0.0.1:{port}", "qwen3.5-0.8b"
-    return server
-
-
-# Run inside the exported tree: its own demo profile, cut down as `project_server` cuts this one's.
-REF_CONFIG_SCRIPT = """
+# Run in a tree of this project (this one, or an export at a ref), so the profile is that tree's own:
+# the demo profile cut down to the 0.8b size, as the peers serve one model.
+DEMO_CUT_SCRIPT = """
 import sys, yaml
 from cluster.config import load_config
 path, cache, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -298,26 +274,14 @@ open(path, "w").write(yaml.safe_dump(data, sort_keys=False))
 """
 
 
-def project_at_ref(ref: str, scratch: Path) -> Server:
-    """This project as committed at `ref`, on its own demo profile and checkpoint (same cut as
-    `project_server`), started from a git export of that commit with this venv's packages."""
-    from git_tree import export_tree
-
-    name = f"project@{ref}"
-    tree = scratch / f"tree-{ref}"
-    tree.mkdir()
-    export_tree(ref, tree)
-    cache = scratch / f"cache-{ref}"
+def project_up(name: str, tree: Path, cache: Path, scratch: Path, env: dict[str, str]) -> Server:
+    """`qwen-cluster up` of the project in `tree` on its own demo profile, cut by `DEMO_CUT_SCRIPT`."""
     port = free_port()
-    config_path = scratch / f"project-{ref}.yaml"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tree),
-        "QWEN_CLUSTER_CACHE": str(cache),
-        "RAY_raylet_start_wait_time_s": "180",
-    }
+    config_path = scratch / f"{name.replace('@', '-')}.yaml"
+    # A busy shared machine can take longer than Ray's default 60 s to register the raylet.
+    env = {**env, "QWEN_CLUSTER_CACHE": str(cache), "RAY_raylet_start_wait_time_s": "180"}
     made = subprocess.run(
-        [sys.executable, "-c", REF_CONFIG_SCRIPT, str(config_path), str(cache), str(port)],
+        [sys.executable, "-c", DEMO_CUT_SCRIPT, str(config_path), str(cache), str(port)],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -329,6 +293,23 @@ def project_at_ref(ref: str, scratch: Path) -> Server:
     server = launch(name, command, env, scratch, cwd=tree)
     server.base_url, server.model = f"http://127.0.0.1:{port}", "qwen3.5-0.8b"
     return server
+
+
+def project_server(cache: Path, scratch: Path) -> Server:
+    """This project's `qwen-cluster up` (the working tree)."""
+    return project_up("project", REPO, cache, scratch, dict(os.environ))
+
+
+def project_at_ref(ref: str, scratch: Path) -> Server:
+    """This project as committed at `ref`, on its own demo profile and checkpoint (same cut as
+    `project_server`), started from a git export of that commit with this venv's packages."""
+    from git_tree import export_tree
+
+    tree = scratch / f"tree-{ref}"
+    tree.mkdir()
+    export_tree(ref, tree)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return project_up(f"project@{ref}", tree, scratch / f"cache-{ref}", scratch, env)
 
 
 def text_only_copy(checkpoint: Path, target: Path) -> Path:
