@@ -1,8 +1,10 @@
 """Transparent difficulty features: what makes a prompt hard, each as a number in [0, 1].
 
-One pass over the words of the cue text (the query first, long text cut to its head and tail) feeds
-every keyword family (keywords.py); symbols (code fences, LaTeX, arithmetic) are counted with a few
-cheap scans. Nothing here is trained: the families and their saturation points are written down, and
+Cues are read from the request's instruction, not from material pasted for it to work on
+(instruction.py): one pass over the words of the cue text (the instruction first, then the other turns,
+long text cut to its head and tail) feeds every keyword family (keywords.py); symbols (LaTeX,
+arithmetic) are counted with a few cheap scans. Code symbols are counted in the material too: pasted
+code makes a coding request. How much material there is is a feature of its own. Nothing here is trained: the families and their saturation points are written down, and
 `FEATURE_NAMES` fixes the order a learned model sees them in.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 
+from deployments.router.instruction import split_instruction
 from deployments.router.keywords import (
     CONJUNCTIONS,
     FAMILY_WORDS,
@@ -19,7 +22,7 @@ from deployments.router.keywords import (
     HIGHER_ORDER_STEMS,
     PHRASES,
 )
-from deployments.router.routing_input import RoutingInput
+from deployments.router.routing_input import CUE_HEAD_CHARS, RoutingInput
 
 FEATURE_NAMES: tuple[str, ...] = (
     "length",
@@ -36,6 +39,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     "simple",
     "demand",
     "parts",
+    "material",
+    "systems",
+    "depth",
+    "symbolic",
+    "puzzle",
 )
 
 # A request of this many tokens or more counts as fully long (log scale below it).
@@ -57,6 +65,10 @@ _ARITHMETIC = re.compile(r"\d\s*[-+*/^×÷=<>]\s*[\d(a-z]|\d[a-z]\b")
 _LATEX = re.compile(
     r"\\(?:frac|sum|int|sqrt|binom|cdot|leq|geq|neq|pi|alpha|beta|theta|lim|infty|mathbb)|\$[^$\n]{1,80}\$"
 )
+# A one-letter variable next to an operator or an argument list ("n^2 + 11n", "f(x + y)", "a, b > 0"):
+# algebra, not arithmetic. "a" and "i" are left out (English words), as are the letters that
+# apostrophes split off ("it's", "don't", "I'm", "I'd").
+_VARIABLE = re.compile(r"(?<![\w.'’])[bcefghjknpqruvwxyz](?:\s*[\^=<>+*/≤≥≠·−]|\(|\s*,\s*[a-z]\b)")
 _MATH_SYMBOLS = ("^", "∑", "∫", "√", "≤", "≥", "≠", "π", "∞", "∈", "∀", "∃", "≡", "%")
 # Arrows (`->`, `=>`, `-->`) are not here: diagram markup (mermaid, graphviz) and prose use them as
 # much as code does.
@@ -88,6 +100,12 @@ def _saturate(count: float, half: float) -> float:
     return 0.0 if count <= 0 else count / (count + half)
 
 
+def _length_scale(tokens: int) -> float:
+    """Tokens on a log scale in [0, 1]: 0 for none, 1 at `LONG_PROMPT_TOKENS` and beyond."""
+    scale = math.log1p(tokens / LENGTH_SCALE_TOKENS) / math.log1p(LONG_PROMPT_TOKENS / LENGTH_SCALE_TOKENS)
+    return min(1.0, scale)
+
+
 def estimate_tokens(text: str) -> int:
     """Tokens a Qwen tokenizer would give, estimated without one (~4 ASCII chars or ~1.5 others a token)."""
     ascii_chars = len(text.encode("ascii", "ignore"))
@@ -101,7 +119,8 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         `FEATURE_NAMES` mapped to values in [0, 1], plus the raw counts behind them: `tokens`
         (estimated), `user_turns`, `image_count`.
     """
-    cue_text = request.cue_text()
+    split = split_instruction(request.query)
+    cue_text = request.cue_text(split.instruction)
     lowered = cue_text.lower()
     hits = dict.fromkeys((*FAMILY_WORDS, *PHRASES), 0)
     for word in _WORD.findall(lowered):
@@ -111,28 +130,31 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     for family, phrases in PHRASES.items():
         hits[family] += sum(lowered.count(phrase) for phrase in phrases)
 
-    tokens = estimate_tokens(request.query) + estimate_tokens(request.context)
+    tokens = estimate_tokens(split.instruction) + estimate_tokens(request.context)
+    material_tokens = estimate_tokens(split.material)
     numbers = len(_NUMBER.findall(cue_text))
     math_symbols = (
         len(_ARITHMETIC.findall(lowered))
         + len(_LATEX.findall(cue_text))
         + sum(cue_text.count(symbol) for symbol in _MATH_SYMBOLS)
     )
-    code_text = _DIAGRAM_BLOCK.sub(" ", cue_text) if "```" in cue_text else cue_text
+    code_text = f"{cue_text}\n{split.material[:CUE_HEAD_CHARS]}" if split.material else cue_text
+    code_text = _DIAGRAM_BLOCK.sub(" ", code_text) if "```" in code_text else code_text
     code_symbols = (
         sum(code_text.count(literal) for literal in _CODE_LITERALS)
         + len(_CODE_LINE_END.findall(code_text))
         + (len(_SNAKE_CASE.findall(code_text)) if "_" in code_text else 0)
     )
     numbered_items = len(_NUMBERED_ITEM.findall(cue_text))
+    variables = len(_VARIABLE.findall(lowered))
 
     # Competition and proof phrases ("find all", "show that") are ordinary prose too: they count only
     # where the text is about mathematics.
-    mathematical = hits["math"] + math_symbols > 0
+    mathematical = hits["math"] + math_symbols > 0 or variables >= 2
     if not mathematical:
         hits["competition"] = sum(1 for w in _WORD.findall(lowered) if w in _COMPETITION_NAMES)
         hits["proof"] -= sum(lowered.count(phrase) for phrase in GATED_PROOF_PHRASES)
-    instruction = request.query if request.query.strip() else request.context
+    instruction = split.instruction if split.instruction.strip() else request.context
     instruction = instruction[:INSTRUCTION_HEAD_CHARS].lower()
     # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
     # again: one word, one cue.
@@ -142,10 +164,8 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
     )
     parts = sum(instruction.count(joiner) for joiner in CONJUNCTIONS)
-    length = min(
-        1.0, math.log1p(tokens / LENGTH_SCALE_TOKENS) / math.log1p(LONG_PROMPT_TOKENS / LENGTH_SCALE_TOKENS)
-    )
-    simple = _saturate(hits["simple"], 1.0) if tokens <= SIMPLE_MAX_TOKENS else 0.0
+    length = _length_scale(tokens)
+    simple = _saturate(hits["simple"], 1.0) if tokens + material_tokens <= SIMPLE_MAX_TOKENS else 0.0
     features = {
         "length": length,
         "turns": min(1.0, (request.user_turns - 1) / 4),
@@ -164,7 +184,15 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         # create, and how many parts the request joins together.
         "demand": _saturate(higher_order, 2.0),
         "parts": _saturate(parts, 2.0),
-        "tokens": float(tokens),
+        # Pasted material makes a request at least "work over this text", and very long material a
+        # long-context one, whatever the instruction asks.
+        "material": _length_scale(material_tokens),
+        "systems": _saturate(hits["systems"], 1.0),
+        "depth": _saturate(hits["depth"], 1.0),
+        "puzzle": _saturate(hits["puzzle"], 1.0),
+        # One-letter variables in mathematical text: algebra and competition problems, not sums.
+        "symbolic": _saturate(variables, 2.0) if mathematical else 0.0,
+        "tokens": float(tokens + material_tokens),
         "user_turns": float(request.user_turns),
         "image_count": float(request.images),
     }

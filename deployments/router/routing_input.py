@@ -42,9 +42,11 @@ class RoutingInput:
     images: int = 0
     structure: tuple[str, ...] = ()
 
-    def cue_text(self) -> str:
-        """The text cue scanners read: the query first, then context, head and tail of it kept."""
-        text = self.query if not self.context else f"{self.query}\n{self.context}"
+    def cue_text(self, query: str | None = None) -> str:
+        """The text cue scanners read: the query (or `query`, the part of it that asks) first, then
+        context, head and tail of it kept."""
+        query = self.query if query is None else query
+        text = query if not self.context else f"{query}\n{self.context}"
         if len(text) <= CUE_HEAD_CHARS + CUE_TAIL_CHARS:
             return text
         return text[:CUE_HEAD_CHARS] + "\n" + text[-CUE_TAIL_CHARS:]

@@ -23,6 +23,10 @@ CUES = {
     "step_by_step": f"{NEUTRAL} Walk me through it step by step and show your work.",
     "competition": f"{NEUTRAL} Find all positive integers n such that n divides 2^n + 1 (olympiad).",
     "non_english": "Raconte-moi l'histoire du vieux phare sur la colline près de notre village, avec des détails.",
+    "systems": f"{NEUTRAL} Then build a distributed, fault-tolerant booking service for it from scratch.",
+    "depth": f"{NEUTRAL} Explain its history in depth, with a detailed account of each keeper.",
+    "symbolic": f"{NEUTRAL} If its height h satisfies h^2 + 3h = 40 and f(h) = 2h, find f(h).",
+    "puzzle": f"{NEUTRAL} Then set me a riddle about it: what am I?",
 }
 
 
@@ -229,3 +233,88 @@ def test_a_request_of_several_parts_scores_above_one_part():
         )
     ).difficulty
     assert three > one
+
+
+PAGE = "\n\n".join(
+    [
+        "Quarterly report of the facilities team",
+        "Costs rose from 80,000 to 95,000 euros, although the table lists 91,000; 12 rooms, 4 floors, 3 lifts.",
+        "We must analyse, evaluate and compare the distributed, scalable database index options in detail.",
+        "The committee approved 12,400 euros for repairs, then 3,100 more, and finally 950 for paint.",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "Summarise this in three bullet points:\n\n{page}",
+        "{page}\n\nTL;DR?",
+        "Fasse den Text zusammen:\n\n{page}",
+    ],
+)
+def test_a_pasted_page_is_material_not_cues(layout):
+    pasted = features_of(layout.format(page=PAGE))
+    for cue in ("math", "multi_step", "reasoning", "demand", "parts", "systems", "depth"):
+        assert pasted[cue] == 0.0, cue
+    assert pasted["material"] > 0.15
+    # The page still counts towards the request's size (tokens) and reads as long material.
+    assert pasted["tokens"] > features_of("Summarise this in three bullet points:")["tokens"] + 50
+
+
+def test_summarising_a_page_scores_below_analysing_it():
+    scorer = FeatureScorer()
+    summary = scorer.score(RoutingInput(query=f"Summarise this page in three bullet points:\n\n{PAGE}"))
+    analysis = scorer.score(
+        RoutingInput(
+            query="Using only the report below, reconstruct the timeline of decisions, identify which "
+            f"figures are inconsistent with each other and justify an estimate of the true cost.\n\n{PAGE}"
+        )
+    )
+    assert summary.difficulty < analysis.difficulty
+
+
+def test_pasted_code_still_makes_a_coding_request():
+    snippet = "```python\ndef total(items):\n    return sum(i.price for i in items)\n```"
+    assert features_of(f"Why does this fail on an empty list?\n\n{snippet}")["code"] >= 0.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "67 + 66 = ?",
+        "Send an e-mail to Bob, e.g. about the k-means run.",
+        "It's what I'd do, don't you think?",
+        "Meet me at 5 p.m. in room b, then go to the x-ray lab.",
+        # One letter by an operator is not algebra by itself: the text must be mathematical.
+        "Take route b = the coast road, it is nicer.",
+    ],
+)
+def test_symbolic_needs_variables_in_mathematical_text(text):
+    assert features_of(text)["symbolic"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Let f be a function from the reals to the reals with f(x + y) = f(x)f(y). Determine all such f.",
+        "求所有正整数 n，使得 n^2 + 1 能被 n + 1 整除。",
+    ],
+)
+def test_symbolic_fires_on_algebra_in_any_language(text):
+    assert features_of(text)["symbolic"] > 0.3
+
+
+@pytest.mark.parametrize(
+    ("feature", "text"),
+    [
+        ("systems", "Rustで小さな言語のコンパイラを実装してください。"),
+        ("systems", "Schreib einen verteilten Schlüssel-Wert-Speicher von Grund auf."),
+        ("puzzle", "Adivinanza: ¿qué tiene agujas pero no pincha?"),
+        ("puzzle", "Devinette : plus j'ai de gardiens, moins je suis gardé. Qui suis-je ?"),
+        ("depth", "Erkläre ausführlich, wie die Energiewende funktioniert."),
+        ("depth", "量子コンピュータについて詳しく説明してください。"),
+    ],
+)
+def test_scope_puzzle_and_depth_cues_in_other_languages(feature, text):
+    assert features_of(text)[feature] > 0.3

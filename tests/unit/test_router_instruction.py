@@ -1,0 +1,84 @@
+"""The instruction / pasted-material split reads the layouts requests use, and leaves other text whole."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.router.instruction import MATERIAL_MIN_CHARS, split_instruction
+
+pytestmark = pytest.mark.unit
+
+PARAGRAPHS = [
+    "The new opening time is 8:30 on weekdays and 10:00 on Saturdays, from the first of next month.",
+    "Damage caused by accidents, water or unauthorised repairs is not covered by the warranty at all.",
+    "Receipts are required for any expense over 25 euros; meals are reimbursed up to 45 euros a day.",
+    "Anyone who disagrees with the decision may appeal in writing within ten days of the notice.",
+]
+PAGE = "\n\n".join(PARAGRAPHS)
+
+
+def test_ask_then_page():
+    split = split_instruction(f"Summarise this in 4 bullet points:\n\n{PAGE}")
+    assert split.instruction == "Summarise this in 4 bullet points:"
+    assert split.material == PAGE
+
+
+def test_page_with_a_heading_then_a_question():
+    split = split_instruction(f"Notice: changes to the office hours\n\n{PAGE}\n\nTL;DR?")
+    assert split.instruction == "TL;DR?"
+    assert split.material.startswith("Notice: changes") and PARAGRAPHS[-1] in split.material
+
+
+def test_ask_page_and_closing_question():
+    split = split_instruction(f"Read the policy below.\n\n{PAGE}\n\nWhich rule applies to a late receipt?")
+    assert split.instruction == "Read the policy below.\n\nWhich rule applies to a late receipt?"
+    assert split.material == PAGE
+
+
+def test_a_short_closing_sentence_of_the_page_is_not_an_instruction():
+    split = split_instruction(f"Write a two-sentence summary of the following.\n\n{PAGE}")
+    assert split.instruction == "Write a two-sentence summary of the following."
+
+
+def test_a_colon_announces_a_short_paragraph_as_material():
+    split = split_instruction(f"Translate into French:\n\n{PARAGRAPHS[0]}")
+    assert split.instruction == "Translate into French:"
+    assert split.material == PARAGRAPHS[0]
+
+
+def test_a_first_line_ending_in_a_question_mark_heads_a_page():
+    body = " ".join(PARAGRAPHS)
+    split = split_instruction(f"From the text below, what is the new opening time?\n{body}")
+    assert split.instruction == "From the text below, what is the new opening time?"
+    assert split.material == body
+
+
+def test_a_short_requirements_list_stays_with_its_ask():
+    text = "Design a URL shortener.\n\nIt must handle 10k writes per second and keep links for five years."
+    assert len(text) < MATERIAL_MIN_CHARS
+    assert split_instruction(text).instruction == text
+    assert split_instruction(text).material == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # One long paragraph: a long word problem or question.
+        " ".join(PARAGRAPHS) + " How many days does an appeal allow, and what does a meal cost at most?",
+        # Paragraphs that are all long: a multi-paragraph question with no short ask to split off.
+        "\n\n".join([" ".join(PARAGRAPHS * 2)] * 3),
+        "",
+    ],
+)
+def test_text_without_an_instruction_layout_is_all_instruction(text):
+    split = split_instruction(text)
+    assert split.material == ""
+    assert split.instruction.split() == text.split()
+
+
+def test_fenced_code_is_material_and_a_bare_block_is_its_own_instruction():
+    block = "```python\ndef f(x):\n    return x[0]\n```"
+    split = split_instruction(f"Fix the bug here and explain it:\n{block}")
+    assert split.instruction == "Fix the bug here and explain it:"
+    assert split.material == block
+    assert split_instruction(block).instruction == block
