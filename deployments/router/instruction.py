@@ -6,7 +6,9 @@ keywords of the page. The split is by layout only, so it works in any language:
 - fenced blocks are material;
 - a short first paragraph that ends like a sentence is an ask, and what follows it is material (at
   least `MATERIAL_MIN_CHARS` of it, or `AFTER_COLON_MIN_CHARS` after an ask that ends in a colon:
-  "Translate this paragraph:"), up to a closing question;
+  "Translate this paragraph:"), up to a closing question; before a closing question only a first
+  paragraph ending in a colon or question mark counts as an ask, since a statement there is more
+  often the page's own first paragraph;
 - otherwise a short last paragraph is the ask and what comes before it is material ("<page>\n\nTL;DR?"),
   a heading included;
 - a first line ending in a colon or question mark counts as a first paragraph.
@@ -78,9 +80,14 @@ def _instruction_paragraphs(paragraphs: list[str]) -> tuple[list[str], list[str]
     if len(paragraphs) < 2:
         return paragraphs, []
     first, last = paragraphs[0], paragraphs[-1]
-    if len(first) <= HEAD_MAX_CHARS and first.endswith(_SENTENCE_ENDINGS):
-        closing = len(paragraphs) > 2 and len(last) <= TAIL_MAX_CHARS and last.endswith(_QUESTION_ENDINGS)
-        end = len(paragraphs) - 1 if closing else len(paragraphs)
+    closing = len(last) <= TAIL_MAX_CHARS and last.endswith(_QUESTION_ENDINGS)
+    # A statement before a closing question is more likely the page's first paragraph than an ask
+    # ("<page>\n\nWhen do the buses leave?"); an ask that announces a page ends in a colon or asks.
+    head = len(first) <= HEAD_MAX_CHARS and (
+        first.endswith(_ASK_LINE_ENDINGS) if closing else first.endswith(_SENTENCE_ENDINGS)
+    )
+    if head:
+        end = len(paragraphs) - 1 if closing and len(paragraphs) > 2 else len(paragraphs)
         return [first, *paragraphs[end:]], paragraphs[1:end]
     if len(last) <= TAIL_MAX_CHARS:
         return [last], paragraphs[:-1]

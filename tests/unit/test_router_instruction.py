@@ -30,9 +30,18 @@ def test_page_with_a_heading_then_a_question():
 
 
 def test_ask_page_and_closing_question():
-    split = split_instruction(f"Read the policy below.\n\n{PAGE}\n\nWhich rule applies to a late receipt?")
-    assert split.instruction == "Read the policy below.\n\nWhich rule applies to a late receipt?"
+    split = split_instruction(f"Read the policy below:\n\n{PAGE}\n\nWhich rule applies to a late receipt?")
+    assert split.instruction == "Read the policy below:\n\nWhich rule applies to a late receipt?"
     assert split.material == PAGE
+
+
+@pytest.mark.parametrize("paragraphs", [PARAGRAPHS, PARAGRAPHS[:1] * 4])
+def test_a_page_without_a_heading_then_a_question(paragraphs):
+    # The page's first paragraph is a short statement: before a closing question it is page, not ask.
+    page = "\n\n".join(paragraphs)
+    split = split_instruction(f"{page}\n\nWhen does the new opening time apply?")
+    assert split.instruction == "When does the new opening time apply?"
+    assert split.material == page
 
 
 def test_a_short_closing_sentence_of_the_page_is_not_an_instruction():
