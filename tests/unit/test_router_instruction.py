@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deployments.router.instruction import MATERIAL_MIN_CHARS, split_instruction
 
@@ -91,3 +93,21 @@ def test_fenced_code_is_material_and_a_bare_block_is_its_own_instruction():
     assert split.instruction == "Fix the bug here and explain it:"
     assert split.material == block
     assert split_instruction(block).instruction == block
+
+
+_PIECES = st.sampled_from(
+    ["\n\n", "\n", " ", ":", "?", ".", "```", "```python\n", "Summarise this", "TL;DR", "x = 1", "é", "？"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=120)), max_size=12).map("".join))
+def test_the_split_loses_and_invents_nothing(text):
+    split = split_instruction(text)
+
+    def characters(value: str) -> list[str]:
+        return sorted(c for c in value if not c.isspace())
+
+    assert characters(split.instruction + split.material) == characters(text)
+    if not split.material:
+        assert split.instruction.split() == text.split()
