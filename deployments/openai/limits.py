@@ -3,19 +3,21 @@
 The order matters: the body is read incrementally and refused (413) once it passes `max_body_bytes`
 (a declared Content-Length past it is refused before reading anything); the raw bytes are scanned
 for nesting depth and value count without recursion, so `[[[[...` 100,000 deep cannot reach
-`json.loads`' recursion; only then is the body parsed and validated, and the parsed request is
-checked for message, part and text counts. Every refusal is an OpenAI error naming `param`.
+`json.loads`' recursion; only then is the body parsed (and shown to the caller's screen, which may
+refuse it before validation: a 429 for a size that is full), validated, and checked for message,
+part and text counts. Every refusal is an OpenAI error naming `param`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from cluster.config import LimitsConfig
-from deployments.openai.protocol import OpenAIError, parse_body
+from deployments.openai.protocol import OpenAIError, load_json_object, validate_body
 
 # A JSON string (escapes included; the unrolled form keeps the regex engine linear) or one
 # structural character. Brackets inside strings are consumed with the string, so they do not count.
@@ -154,6 +156,19 @@ def check_unicode(body: Any) -> None:
             stack.extend((f"{path}.{i}", v) for i, v in enumerate(value))
 
 
+def _parsed(step: Callable[..., Any], *args: Any) -> Any:
+    """`step(*args)`, with any error the body's content provokes in it as a 400."""
+    try:
+        return step(*args)
+    except OpenAIError:
+        raise
+    except (ValueError, RecursionError) as error:
+        # e.g. an integer literal past Python's int-string digit limit: still the body's fault
+        raise OpenAIError(
+            400, f"request body is not valid JSON: {error}", param="body", code="invalid_json"
+        ) from None
+
+
 class RequestLimits:
     """Applies `serving.limits` to one request.
 
@@ -164,8 +179,16 @@ class RequestLimits:
     def __init__(self, limits: LimitsConfig):
         self.limits = limits
 
-    async def parse(self, request, model_cls: type[BaseModel]) -> Any:
+    async def parse(
+        self, request, model_cls: type[BaseModel], screen: Callable[[dict[str, Any]], None] | None = None
+    ) -> Any:
         """Read, check and validate a JSON request body (a Starlette request) as `model_cls`.
+
+        Args:
+            request: the request.
+            model_cls: the request model.
+            screen: called with the parsed JSON object before it is validated; it may raise to
+                refuse the request (the ingress refuses a request for a full size there).
 
         Raises:
             OpenAIError: 413 for a body over the byte limit; 400 for a body too deep or too large,
@@ -174,22 +197,19 @@ class RequestLimits:
         raw = await read_limited_body(
             request.stream(), request.headers.get("content-length"), self.limits.max_body_bytes
         )
-        return self.parse_bytes(raw, model_cls)
+        return self.parse_bytes(raw, model_cls, screen)
 
-    def parse_bytes(self, raw: bytes, model_cls: type[BaseModel]) -> Any:
+    def parse_bytes(
+        self, raw: bytes, model_cls: type[BaseModel], screen: Callable[[dict[str, Any]], None] | None = None
+    ) -> Any:
         """The checks of `parse` after the body is read (for bodies that did not come over HTTP)."""
         if len(raw) > self.limits.max_body_bytes:
             raise _too_large(self.limits.max_body_bytes)
         check_json_shape(raw, self.limits.max_json_depth, self.limits.max_json_elements)
-        try:
-            body = parse_body(raw, model_cls)
-        except OpenAIError:
-            raise
-        except (ValueError, RecursionError) as error:
-            # e.g. an integer literal past Python's int-string digit limit: still the body's fault
-            raise OpenAIError(
-                400, f"request body is not valid JSON: {error}", param="body", code="invalid_json"
-            ) from None
+        data = _parsed(load_json_object, raw)
+        if screen is not None:  # outside the parse errors: what it raises is its own answer
+            screen(data)
+        body = _parsed(validate_body, data, model_cls)
         self.check_request(body)
         if may_hold_surrogates(raw):
             check_unicode(body)

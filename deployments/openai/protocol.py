@@ -335,12 +335,30 @@ def parse_body(raw: bytes, model_cls: type[BaseModel]) -> Any:
     Raises:
         OpenAIError: 400 for bad JSON or an invalid field (the field is named in `param`).
     """
+    return validate_body(load_json_object(raw), model_cls)
+
+
+def load_json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object a request body holds, not yet validated.
+
+    Raises:
+        OpenAIError: 400 for bad JSON or a body that is not an object.
+    """
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise OpenAIError(400, f"request body is not valid JSON: {error}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise OpenAIError(400, "request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def validate_body(data: dict[str, Any], model_cls: type[BaseModel]) -> Any:
+    """A parsed request body validated as `model_cls`.
+
+    Raises:
+        OpenAIError: 400 for an invalid field (the field is named in `param`).
+    """
     try:
         return model_cls.model_validate(data, strict=True)  # no "yes" -> True coercions
     except ValidationError as error:

@@ -225,8 +225,24 @@ class OpenAIService:
             structured,
         )
 
+    def _refuse_if_named_size_full(self, request: Request, data: dict[str, Any]) -> None:
+        """A request that names a size which is full is refused (429) as soon as its body is parsed,
+        before validation, message conversion, image fetching and constraint compiling: in a burst,
+        refusals are most of the requests. The dispatcher makes the same check later, so this only
+        moves the refusal earlier; `auto` requests are routed first (a full size may send them on).
+        """
+        name = data.get("model") or self.config.serving.default_model
+        if not isinstance(name, str) or name == AUTO_MODEL:
+            return
+        model = self.config.model_by_name(name)
+        if model is not None and model.size in self.capacity.in_flight:
+            request.state.model_label = model.public_name  # the 429 is counted against its model
+            self.capacity.refuse_if_full(model.size)
+
     async def _chat(self, request: Request) -> Response:
-        body: ChatCompletionRequest = await self.limits.parse(request, ChatCompletionRequest)
+        body: ChatCompletionRequest = await self.limits.parse(
+            request, ChatCompletionRequest, screen=lambda data: self._refuse_if_named_size_full(request, data)
+        )
         plan = tool_plan(body)
         # Bad schemas, regexes, grammars and tool parameters are 400s here, before any model work.
         structured = structured_output(body, plan, self.spec_validator)
@@ -292,7 +308,9 @@ class OpenAIService:
         return JSONResponse(payload, headers=self._headers(route.routing))
 
     async def _completions(self, request: Request) -> Response:
-        body: CompletionRequest = await self.limits.parse(request, CompletionRequest)
+        body: CompletionRequest = await self.limits.parse(
+            request, CompletionRequest, screen=lambda data: self._refuse_if_named_size_full(request, data)
+        )
         no_tools = ToolPlan()
         structured = structured_output(body, no_tools, self.spec_validator)
         signals = routing_signals(body, no_tools)

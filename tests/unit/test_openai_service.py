@@ -181,3 +181,59 @@ def test_completions_and_models(demo_cache):
     assert [m["id"] for m in models.json()["data"]][-1] == "auto"
     assert completion.json()["object"] == "text_completion" and "x-qwen-routed-model" in completion.headers
     assert missing.status_code == 404 and json.loads(missing.text)["error"]["param"] == "model"
+
+
+class UnusedClient:
+    """A size's client that must not be called."""
+
+    def __init__(self):
+        self.calls = 0
+
+    async def generate(self, request):  # pragma: no cover - a call is the failure
+        self.calls += 1
+        raise AssertionError("the model was called")
+
+    def stream(self, request):  # pragma: no cover
+        self.calls += 1
+        raise AssertionError("the model was called")
+
+
+def test_a_full_named_size_refuses_before_validation(demo_cache):
+    """A burst's refusals skip validation, message conversion and image fetching; requests for other
+    sizes and `auto` ones are validated as before."""
+    config = make_config(demo_cache)
+    clients = {size: UnusedClient() for size in ("0.8b", "2b", "4b", "9b")}
+    capacity = CapacityTracker(config)
+    while True:  # fill 0.8b's slots
+        try:
+            capacity.admit("0.8b")
+        except Exception:
+            break
+    service = OpenAIService(config, clients, build_router(config.router, list(clients)), capacity=capacity)
+
+    async def app(scope, receive, send):
+        from starlette.requests import Request
+
+        response = await service.handle(Request(scope, receive))
+        await response(scope, receive, send)
+
+    # Invalid (a string temperature) and carrying an image URL that could not be fetched.
+    bad = chat([{"type": "image_url", "image_url": {"url": "https://192.0.2.1/x.png"}}], temperature="hot")
+
+    async def body():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            full = await http.post("/v1/chat/completions", json={**bad, "model": "qwen3.5-0.8b"})
+            completion = await http.post(
+                "/v1/completions", json={"model": "qwen3.5-0.8b", "prompt": "x", "max_tokens": "many"}
+            )
+            other = await http.post("/v1/chat/completions", json={**bad, "model": "qwen3.5-2b"})
+            auto = await http.post("/v1/chat/completions", json=bad)
+        await service.close()
+        return full, completion, other, auto
+
+    full, completion, other, auto = asyncio.run(body())
+    assert full.status_code == completion.status_code == 429
+    assert full.json()["error"]["code"] == "overloaded" and full.headers["retry-after"]
+    assert other.status_code == auto.status_code == 400
+    assert other.json()["error"]["param"] == "temperature"
+    assert all(client.calls == 0 for client in clients.values())
