@@ -1,11 +1,12 @@
 """Transparent difficulty features: what makes a prompt hard, each as a number in [0, 1].
 
 Cues are read from the request's instruction, not from material pasted for it to work on
-(instruction.py): one pass over the words of the cue text (the instruction first, then the other turns,
-long text cut to its head and tail) feeds every keyword family (keywords.py); symbols (LaTeX,
+(instruction.py): one pass over the words of the cue text (the instruction first, then the other
+turns, long text cut to its head and tail) feeds every keyword family (keywords.py); symbols (LaTeX,
 arithmetic) are counted with a few cheap scans. Code symbols are counted in the material too: pasted
-code makes a coding request. How much material there is is a feature of its own. Nothing here is trained: the families and their saturation points are written down, and
-`FEATURE_NAMES` fixes the order a learned model sees them in.
+code makes a coding request. How much material there is is a feature of its own. Nothing here is
+trained: the families and their saturation points are written down, and `FEATURE_NAMES` fixes the
+order a learned model sees them in.
 """
 
 from __future__ import annotations

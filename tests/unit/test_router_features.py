@@ -238,7 +238,8 @@ def test_a_request_of_several_parts_scores_above_one_part():
 PAGE = "\n\n".join(
     [
         "Quarterly report of the facilities team",
-        "Costs rose from 80,000 to 95,000 euros, although the table lists 91,000; 12 rooms, 4 floors, 3 lifts.",
+        "Costs rose from 80,000 to 95,000 euros, although the table lists 91,000; 12 rooms, 4 floors, "
+        "3 lifts.",
         "We must analyse, evaluate and compare the distributed, scalable database index options in detail.",
         "The committee approved 12,400 euros for repairs, then 3,100 more, and finally 950 for paint.",
     ]
