@@ -19,22 +19,36 @@ PARAGRAPHS = [
 PAGE = "\n\n".join(PARAGRAPHS)
 
 
-def test_ask_then_page():
-    split = split_instruction(f"Summarise this in 4 bullet points:\n\n{PAGE}")
-    assert split.instruction == "Summarise this in 4 bullet points:"
-    assert split.material == PAGE
+@pytest.mark.parametrize(
+    ("text", "instruction", "material"),
+    [
+        # An ask, then the page it is about.
+        (f"Summarise this in 4 bullet points:\n\n{PAGE}", "Summarise this in 4 bullet points:", PAGE),
+        # An ask, the page, and a closing question.
+        (
+            f"Read the policy below:\n\n{PAGE}\n\nWhich rule applies to a late receipt?",
+            "Read the policy below:\n\nWhich rule applies to a late receipt?",
+            PAGE,
+        ),
+        # The page's own short last sentence is not a second instruction.
+        (
+            f"Write a two-sentence summary of the following.\n\n{PAGE}",
+            "Write a two-sentence summary of the following.",
+            PAGE,
+        ),
+        # A colon announces even a short paragraph as material.
+        (f"Translate into French:\n\n{PARAGRAPHS[0]}", "Translate into French:", PARAGRAPHS[0]),
+    ],
+)
+def test_an_ask_before_its_material(text, instruction, material):
+    split = split_instruction(text)
+    assert (split.instruction, split.material) == (instruction, material)
 
 
 def test_page_with_a_heading_then_a_question():
     split = split_instruction(f"Notice: changes to the office hours\n\n{PAGE}\n\nTL;DR?")
     assert split.instruction == "TL;DR?"
     assert split.material.startswith("Notice: changes") and PARAGRAPHS[-1] in split.material
-
-
-def test_ask_page_and_closing_question():
-    split = split_instruction(f"Read the policy below:\n\n{PAGE}\n\nWhich rule applies to a late receipt?")
-    assert split.instruction == "Read the policy below:\n\nWhich rule applies to a late receipt?"
-    assert split.material == PAGE
 
 
 @pytest.mark.parametrize("paragraphs", [PARAGRAPHS, PARAGRAPHS[:1] * 4])
@@ -44,17 +58,6 @@ def test_a_page_without_a_heading_then_a_question(paragraphs):
     split = split_instruction(f"{page}\n\nWhen does the new opening time apply?")
     assert split.instruction == "When does the new opening time apply?"
     assert split.material == page
-
-
-def test_a_short_closing_sentence_of_the_page_is_not_an_instruction():
-    split = split_instruction(f"Write a two-sentence summary of the following.\n\n{PAGE}")
-    assert split.instruction == "Write a two-sentence summary of the following."
-
-
-def test_a_colon_announces_a_short_paragraph_as_material():
-    split = split_instruction(f"Translate into French:\n\n{PARAGRAPHS[0]}")
-    assert split.instruction == "Translate into French:"
-    assert split.material == PARAGRAPHS[0]
 
 
 def test_a_first_line_ending_in_a_question_mark_heads_a_page():
