@@ -27,7 +27,8 @@ def test_easy_and_hard_prompts_land_on_different_sizes(client):
     assert float(easy.headers["x-qwen-difficulty"]) < float(hard.headers["x-qwen-difficulty"])
     assert easy.parse().model == easy_size
     routing = hard.parse().model_extra["routing"]
-    assert routing["model"] == hard_size and routing["scorer"] == "features"
+    # The demo profile routes with the learned scorer (MiniLM embeddings + heads), as production does.
+    assert routing["model"] == hard_size and routing["scorer"] == "learned"
     # The short reason, then the family and the per-size estimates that decided.
     reason, family, estimates = hard.headers["x-qwen-route-reason"].split(";")
     assert reason == "quality" and family.startswith("family=")
