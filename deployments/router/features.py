@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import re
 
-from deployments.router.instruction import split_instruction
 from deployments.router.keywords import (
     CONJUNCTIONS,
     FAMILY_WORDS,
@@ -120,8 +119,8 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         `FEATURE_NAMES` mapped to values in [0, 1], plus the raw counts behind them: `tokens`
         (estimated), `user_turns`, `image_count`.
     """
-    split = split_instruction(request.query)
-    cue_text = request.cue_text(split.instruction)
+    split = request.split
+    cue_text = request.cue_text()
     lowered = cue_text.lower()
     hits = dict.fromkeys((*FAMILY_WORDS, *PHRASES), 0)
     for word in _WORD.findall(lowered):

@@ -11,7 +11,6 @@ import numpy as np
 
 from deployments.router.artifact import LearnedArtifact, difficulty_from_levels
 from deployments.router.features import FEATURE_NAMES, extract_features
-from deployments.router.instruction import split_instruction
 from deployments.router.routing_input import RoutingInput
 from deployments.router.score import ScoreResult
 
@@ -36,7 +35,7 @@ def feature_matrix(
 def embedding_text(request: RoutingInput) -> str:
     """The text the embedding model reads: the query's instruction (not material pasted for it), or
     the context when the query has no text."""
-    instruction = split_instruction(request.query).instruction
+    instruction = request.split.instruction
     return instruction if instruction.strip() else request.context
 
 

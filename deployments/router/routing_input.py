@@ -11,9 +11,11 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from deployments.engines.base import ChatMessage, ImageInput
+from deployments.router.instruction import InstructionSplit, split_instruction
 
 # Scorers look at the head and the tail of long text: instructions sit at one end or the other, and
 # scanning 5,000-token documents in full would cost more than routing may.
@@ -42,11 +44,17 @@ class RoutingInput:
     images: int = 0
     structure: tuple[str, ...] = ()
 
-    def cue_text(self, query: str | None = None) -> str:
-        """The text cue scanners read: the query (or `query`, the part of it that asks) first, then
-        context, head and tail of it kept."""
-        query = self.query if query is None else query
-        text = query if not self.context else f"{query}\n{self.context}"
+    @cached_property
+    def split(self) -> InstructionSplit:
+        """The query as its instruction and the material pasted for it, split once for every reader
+        (the cue scanners and the embedding model)."""
+        return split_instruction(self.query)
+
+    def cue_text(self) -> str:
+        """The text cue scanners read: the query's instruction first, then context, head and tail of
+        it kept."""
+        instruction = self.split.instruction
+        text = instruction if not self.context else f"{instruction}\n{self.context}"
         if len(text) <= CUE_HEAD_CHARS + CUE_TAIL_CHARS:
             return text
         return text[:CUE_HEAD_CHARS] + "\n" + text[-CUE_TAIL_CHARS:]
