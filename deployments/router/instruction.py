@@ -66,19 +66,19 @@ def split_instruction(text: str) -> InstructionSplit:
         first_line, newline, rest = paragraphs[0].partition("\n")
         if newline and len(first_line) <= HEAD_MAX_CHARS and first_line.rstrip().endswith(_ASK_LINE_ENDINGS):
             paragraphs = [first_line.strip(), rest.strip()]
-    instruction, body = _instruction_paragraphs(paragraphs)
+    instruction, body, material_min_chars = _instruction_paragraphs(paragraphs)
     material = "\n\n".join(body)
-    after_colon = bool(instruction) and instruction[0] is paragraphs[0] and paragraphs[0].endswith(_COLONS)
-    if len(material) < (AFTER_COLON_MIN_CHARS if after_colon else MATERIAL_MIN_CHARS):
+    if len(material) < material_min_chars:
         instruction, material = paragraphs, ""
     material = "\n\n".join([*fenced, material] if material else fenced)
     return InstructionSplit(instruction="\n\n".join(instruction), material=material)
 
 
-def _instruction_paragraphs(paragraphs: list[str]) -> tuple[list[str], list[str]]:
-    """(instruction paragraphs, body paragraphs) by the layouts the module docstring lists."""
+def _instruction_paragraphs(paragraphs: list[str]) -> tuple[list[str], list[str], int]:
+    """(instruction paragraphs, body paragraphs, the least body that counts as material) by the
+    layouts the module docstring lists."""
     if len(paragraphs) < 2:
-        return paragraphs, []
+        return paragraphs, [], MATERIAL_MIN_CHARS
     first, last = paragraphs[0], paragraphs[-1]
     closing = len(last) <= TAIL_MAX_CHARS and last.endswith(_QUESTION_ENDINGS)
     # A statement before a closing question is more likely the page's first paragraph than an ask
@@ -88,7 +88,8 @@ def _instruction_paragraphs(paragraphs: list[str]) -> tuple[list[str], list[str]
     )
     if head:
         end = len(paragraphs) - 1 if closing and len(paragraphs) > 2 else len(paragraphs)
-        return [first, *paragraphs[end:]], paragraphs[1:end]
+        least = AFTER_COLON_MIN_CHARS if first.endswith(_COLONS) else MATERIAL_MIN_CHARS
+        return [first, *paragraphs[end:]], paragraphs[1:end], least
     if len(last) <= TAIL_MAX_CHARS:
-        return [last], paragraphs[:-1]
-    return paragraphs, []
+        return [last], paragraphs[:-1], MATERIAL_MIN_CHARS
+    return paragraphs, [], MATERIAL_MIN_CHARS
