@@ -148,7 +148,7 @@ class Dispatcher:
         Raises:
             OpenAIError: 404 for a model that is not served.
         """
-        name = requested or self.config.serving.default_model
+        name = self._name(requested)
         if name == AUTO_MODEL:
             decision = self.router.route(
                 messages=messages,
@@ -169,6 +169,20 @@ class Dispatcher:
             )
         routing = {"model": model.public_name, "difficulty": None, "reason": "explicit", "scorer": None}
         return Route(model, thinking, routing, messages=messages, prompt=prompt)
+
+    def _name(self, requested: Any) -> Any:
+        """The model a request asks for: its `model` field, or the default model when that is empty."""
+        return requested or self.config.serving.default_model
+
+    def named_model(self, requested: Any) -> ModelConfig | None:
+        """The served model a request's `model` field (not yet validated) names; None for `auto` (the
+        router decides), a name that is not served, or a value that is not a name (validation
+        answers those)."""
+        name = self._name(requested)
+        if not isinstance(name, str) or name == AUTO_MODEL:
+            return None
+        model = self.config.model_by_name(name)
+        return model if model is not None and model.size in self.capacity.models else None
 
     def _routed(self, decision: RouteDecision, requested_thinking: bool | None, messages, prompt) -> Route:
         model = self.config.model_by_name(decision.size)

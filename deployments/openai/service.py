@@ -226,16 +226,13 @@ class OpenAIService:
         )
 
     def _refuse_if_named_size_full(self, request: Request, data: dict[str, Any]) -> None:
-        """A request that names a size which is full is refused (429) as soon as its body is parsed,
-        before validation, message conversion, image fetching and constraint compiling: in a burst,
-        refusals are most of the requests. The dispatcher makes the same check later, so this only
+        """The parsed body's screen: a request that names a size which is full is refused (429) before
+        validation, message conversion, image fetching and constraint compiling: in a burst, refusals
+        are most of the requests. The dispatcher makes the same check before any task, so this only
         moves the refusal earlier; `auto` requests are routed first (a full size may send them on).
         """
-        name = data.get("model") or self.config.serving.default_model
-        if not isinstance(name, str) or name == AUTO_MODEL:
-            return
-        model = self.config.model_by_name(name)
-        if model is not None and model.size in self.capacity.in_flight:
+        model = self.dispatcher.named_model(data.get("model"))
+        if model is not None:
             request.state.model_label = model.public_name  # the 429 is counted against its model
             self.capacity.refuse_if_full(model.size)
 
