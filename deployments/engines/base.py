@@ -41,6 +41,11 @@ class PromptTooLongError(EngineRequestError):
         super().__init__(message, param, code)
 
 
+# The Qwen2-VL family's image processor (`smart_resize`) raises a ValueError for an image whose
+# longer side is over 200 times its shorter; both the ingress and the engines refuse it by name first.
+MAX_IMAGE_ASPECT_RATIO = 200
+
+
 class InvalidImageError(EngineRequestError):
     """An image that cannot be decoded, is too large, or is one too many."""
 

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from deployments.engines.base import ChatMessage, GenerationRequest, ImageInput, InvalidImageError
+from deployments.engines.base import (
+    MAX_IMAGE_ASPECT_RATIO,
+    ChatMessage,
+    GenerationRequest,
+    ImageInput,
+    InvalidImageError,
+)
 from deployments.engines.image_patches import ImagePatcher
 
 IMAGE_PAD = "<|image_pad|>"
@@ -53,6 +59,11 @@ def decode_image(image: ImageInput, index: int, max_pixels: int):
             if width * height > max_pixels:
                 raise InvalidImageError(
                     f"{label} is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+                )
+            if max(width, height) > MAX_IMAGE_ASPECT_RATIO * max(1, min(width, height)):
+                raise InvalidImageError(
+                    f"{label} is {width}x{height} pixels; the longer side may be at most "
+                    f"{MAX_IMAGE_ASPECT_RATIO} times the shorter"
                 )
             probe.load()
             return probe.convert("RGB")

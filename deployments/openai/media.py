@@ -6,6 +6,10 @@ redirect hop. The connection goes to the address that was checked (the URL's hos
 SNI, certificate checking and the Host header), so a second DNS answer cannot swap in a private
 address (DNS rebinding). `s3://` URLs are read with the server's credentials, so only buckets and
 prefixes on `serving.media.s3.allow` may be named.
+
+Every fetched image's header is read before the request goes on (`check_image_header`), so bytes
+that are not an image, an image over `serving.media.max_image_pixels`, or a shape the Qwen image
+processor refuses are a 400 from the ingress, not work for a model replica.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import ipaddress
 import socket
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 from cluster.config import MediaConfig, ObjectStoreConfig
-from deployments.engines.base import InvalidImageError
+from deployments.engines.base import MAX_IMAGE_ASPECT_RATIO, InvalidImageError
 
 MAX_REDIRECTS = 3
 
@@ -109,6 +114,43 @@ def decode_data_url(url: str, max_bytes: int) -> bytes:
     return data
 
 
+def check_image_header(data: bytes, max_pixels: int) -> None:
+    """Refuse bytes whose header is not an image's, or describes one the models cannot take.
+
+    Reads the header only (PIL opens lazily), so it costs microseconds whatever the image's size;
+    the model replica still decodes the pixels, and refuses what the header did not show.
+
+    Raises:
+        ImageFetchError: not a recognised image format (`invalid_image`), over `max_pixels`
+            (`image_too_large`), or one side over MAX_IMAGE_ASPECT_RATIO times the other.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except UnidentifiedImageError:
+        raise ImageFetchError("not a recognised image format", code="invalid_image") from None
+    except Image.DecompressionBombError as error:
+        raise ImageFetchError(f"image is too large to decode: {error}", code="image_too_large") from None
+    except (OSError, ValueError, SyntaxError) as error:  # PIL's parsers raise these on bad headers
+        raise ImageFetchError(f"image header could not be read: {error}", code="invalid_image") from None
+    if width < 1 or height < 1:
+        raise ImageFetchError(f"image is {width}x{height} pixels", code="invalid_image")
+    if width * height > max_pixels:
+        raise ImageFetchError(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
+            "(serving.media.max_image_pixels)",
+            code="image_too_large",
+        )
+    if max(width, height) > MAX_IMAGE_ASPECT_RATIO * min(width, height):
+        raise ImageFetchError(
+            f"image is {width}x{height} pixels; the models take images whose longer side is at most "
+            f"{MAX_IMAGE_ASPECT_RATIO} times the shorter",
+            code="invalid_image",
+        )
+
+
 class ImageFetcher:
     """Resolves image URLs to bytes with the configured limits. One per ingress replica."""
 
@@ -119,21 +161,25 @@ class ImageFetcher:
         self._s3 = None
 
     async def fetch(self, url: str) -> bytes:
-        """The encoded image `url` names.
+        """The encoded image `url` names, its header checked (`check_image_header`).
 
         Raises:
-            ImageFetchError: for any URL that cannot be used (the message says why).
+            ImageFetchError: for any URL that cannot be used, or bytes that are not an image the
+                models accept (the message says why).
         """
         scheme = urlsplit(url).scheme.lower()
         if scheme == "data":
-            return decode_data_url(url, self.media.max_image_bytes)
-        if scheme == "https":
-            return await asyncio.wait_for(self._fetch_https(url), self.media.fetch_timeout_s)
-        if scheme == "s3":
-            return await asyncio.wait_for(asyncio.to_thread(self._fetch_s3, url), self.media.fetch_timeout_s)
-        raise ImageFetchError(
-            f"unsupported image URL scheme {scheme or '(none)'!r}; use data:, https: or s3:"
-        )
+            data = decode_data_url(url, self.media.max_image_bytes)
+        elif scheme == "https":
+            data = await asyncio.wait_for(self._fetch_https(url), self.media.fetch_timeout_s)
+        elif scheme == "s3":
+            data = await asyncio.wait_for(asyncio.to_thread(self._fetch_s3, url), self.media.fetch_timeout_s)
+        else:
+            raise ImageFetchError(
+                f"unsupported image URL scheme {scheme or '(none)'!r}; use data:, https: or s3:"
+            )
+        check_image_header(data, self.media.max_image_pixels)
+        return data
 
     async def _fetch_https(self, url: str) -> bytes:
         import httpx

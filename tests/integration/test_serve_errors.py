@@ -80,6 +80,13 @@ def test_undecodable_image(served):
     assert "not a recognised image format" in error["message"]
 
 
+def test_image_the_processor_refuses(served):
+    # 8000x10: the Qwen image processor raises ValueError past an aspect ratio of 200; the ingress
+    # reads the header and refuses it first.
+    error = assert_openai_error(post(served, user([image_part(png_url((8000, 10)))])), 400, "invalid_image")
+    assert "at most 200 times" in error["message"]
+
+
 def test_too_many_images(served):
     parts = [image_part(png_url((8, 8)))] * 5  # the demo models accept 4
     assert_openai_error(post(served, user(parts)), 400, "too_many_images")

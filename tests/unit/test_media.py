@@ -1,5 +1,6 @@
 import asyncio
 import base64
+import io
 
 import pytest
 
@@ -7,12 +8,24 @@ from cluster.config import MediaConfig, ObjectStoreConfig
 from deployments.openai.media import (
     ImageFetcher,
     ImageFetchError,
+    check_image_header,
     check_public_host,
     decode_data_url,
     is_public_address,
 )
 
 pytestmark = pytest.mark.unit
+
+
+def _png(width: int, height: int, mode: str = "RGB") -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+TINY_PNG = _png(4, 4)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +165,8 @@ class _TLSImageServer:
                     f"HTTP/1.1 302 Found\r\nLocation: {self.redirect_to}\r\nContent-Length: 0\r\n\r\n".encode()
                 )
             else:
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nPNG!")
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(TINY_PNG)}\r\nConnection: close\r\n\r\n"
+                writer.write(head.encode() + TINY_PNG)
             await writer.drain()
             writer.close()
 
@@ -201,7 +215,7 @@ def test_https_fetch_connects_to_the_checked_address():
             return data, server.seen, lookups, server.port
 
     data, seen, lookups, port = asyncio.run(run())
-    assert data == b"PNG!"
+    assert data == TINY_PNG
     assert lookups == ["images.test"]
     assert seen == [(f"images.test:{port}", "images.test")]  # (Host header, TLS SNI)
 
@@ -229,3 +243,35 @@ def test_https_redirect_is_checked_again(monkeypatch):
             return lookups
 
     assert asyncio.run(run()) == ["images.test", "internal.test"]
+
+
+@pytest.mark.parametrize(
+    "data, code, message",
+    [
+        (b"hello world", "invalid_image", "not a recognised image format"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "invalid_image", "not a recognised image format"),
+        (_png(8000, 10), "invalid_image", "8000x10 pixels.*at most 200 times"),
+        (_png(10, 2001), "invalid_image", "10x2001 pixels"),
+        (_png(3000, 3000, "1"), "image_too_large", "3000x3000 = 9000000 pixels; the limit is 1000000"),
+        (_png(40000, 40000, "1"), "image_too_large", "too large to decode"),  # past PIL's bomb guard
+    ],
+    ids=["text", "svg", "wide", "tall", "over-limit", "bomb"],
+)
+def test_image_header_refuses_what_the_models_cannot_take(data, code, message):
+    with pytest.raises(ImageFetchError, match=message) as caught:
+        check_image_header(data, max_pixels=1_000_000)
+    assert caught.value.code == code
+
+
+@pytest.mark.parametrize("size", [(4, 4), (1, 1), (2000, 10), (1000, 1000)])
+def test_image_header_accepts_images_within_the_limits(size):
+    check_image_header(_png(*size), max_pixels=1_000_000)
+
+
+def test_fetched_data_urls_are_header_checked():
+    fetcher = _fetcher()
+    wide = "data:image/png;base64," + base64.b64encode(_png(8000, 10)).decode()
+    with pytest.raises(ImageFetchError, match="at most 200 times"):
+        asyncio.run(fetcher.fetch(wide))
+    tiny = "data:image/png;base64," + base64.b64encode(TINY_PNG).decode()
+    assert asyncio.run(fetcher.fetch(tiny)) == TINY_PNG

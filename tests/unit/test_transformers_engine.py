@@ -109,6 +109,9 @@ def test_bad_requests_raise_before_output(run_engine):
             await collect(engine, request("word " * 600))
         with pytest.raises(InvalidImageError, match="not a recognised image format"):
             await collect(engine, request("x", images=[b"not an image"]))
+        # The image processor's own ValueError (aspect ratio over 200) becomes a request error.
+        with pytest.raises(InvalidImageError, match="1000x4 pixels.*at most 200 times"):
+            await collect(engine, request("x", images=[png((1000, 4))]))
         with pytest.raises(InvalidImageError, match="at most 1"):
             await collect(engine, request("x", images=[png(), png()]))
         # The engine still serves after bad requests.
