@@ -293,6 +293,18 @@ class LimitsConfig(StrictModel):
         4 * 1024 * 1024, ge=1, description="Most characters of text one request may carry in all."
     )
     max_n: int = Field(8, ge=1, le=128, description="Largest `n` (parallel samples) one request may ask.")
+    # Structured-output specs are compiled into grammars, and xgrammar's compile time grows steeply
+    # past ~15,000 alternatives (a 50,000-value enum: 40 s of CPU). The defaults are OpenAI's published
+    # structured-output limits, so a schema OpenAI accepts is accepted here.
+    max_schema_properties: int = Field(
+        5000, ge=1, description="Most object properties one JSON schema (response format, tool) may declare."
+    )
+    max_schema_enum_values: int = Field(
+        1000, ge=1, description="Most enum/const values one JSON schema may hold, and most `choice` options."
+    )
+    max_structured_chars: int = Field(
+        120_000, ge=1000, description="Longest structured-output spec (schema text, regex, grammar, choices)."
+    )
 
 
 class IngressConfig(StrictModel):

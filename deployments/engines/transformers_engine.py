@@ -10,6 +10,7 @@ results cross back to the event loop once per step.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import random
@@ -103,6 +104,11 @@ class TransformersEngine(Engine):
         self._closing = False
         self._started = asyncio.Lock()
         self._loading = threading.Lock()
+        # Grammars compile on their own thread, as vLLM compiles them apart from its scheduler: a
+        # schema that takes seconds to compile delays only the structured requests queued behind it,
+        # not the tokenizing of every other request in the shared worker pool. One thread also keeps
+        # the GrammarCache's LRU single-threaded.
+        self._compile_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qwen-grammar")
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -198,6 +204,7 @@ class TransformersEngine(Engine):
 
     async def shutdown(self) -> None:
         self._closing = True
+        self._compile_pool.shutdown(wait=False, cancel_futures=True)
         if self._loop_runner is not None:
             self._loop_runner.stop()
         if self._worker is not None:
@@ -232,6 +239,11 @@ class TransformersEngine(Engine):
         runner.preparing(+1)
         try:
             row = await asyncio.to_thread(self._prepare, request)
+            structured = request.sampling.structured
+            if structured is not None:
+                row.constraint = await asyncio.get_running_loop().run_in_executor(
+                    self._compile_pool, self._grammars.constraint, structured
+                )
             runner.submit(row)
         finally:
             runner.preparing(-1)
@@ -248,7 +260,7 @@ class TransformersEngine(Engine):
             row.cancelled = True
 
     def _prepare(self, request: GenerationRequest) -> Row:
-        """Tokenize, check the budget, resolve sampling and compile any grammar (worker pool)."""
+        """Tokenize, check the budget and resolve sampling (worker pool); `chat` adds the grammar."""
         from deployments.engines.sampling import RowSampling
 
         params = request.sampling
@@ -262,7 +274,6 @@ class TransformersEngine(Engine):
                 f"this model's maximum context length is {self.config.max_model_len} tokens; the prompt has "
                 f"{prompt.num_tokens} tokens and max_tokens asks for {params.max_tokens} more"
             )
-        constraint = self._grammars.constraint(params.structured) if params.structured is not None else None
         defaults = self.sampling_defaults(prompt.thinking)
         pick = lambda value, default: default if value is None else value  # noqa: E731
         sampling = RowSampling(
@@ -284,7 +295,6 @@ class TransformersEngine(Engine):
             seed=seed,
             detokenizer=IncrementalDetokenizer(self._decode, params.stop),
             max_tokens=params.max_tokens,
-            constraint=constraint,
         )
 
     def _decode(self, ids) -> str:

@@ -69,7 +69,7 @@ class OpenAIService:
         self.retry_after_s = config.serving.ingress.retry_after_s
         self.auth = ApiKeyAuth(config.serving.auth)
         self.limits = RequestLimits(config.serving.limits)
-        self.spec_validator = SpecValidator()
+        self.spec_validator = SpecValidator(config.serving.limits)
         self.fetcher = ImageFetcher(config.serving.media, config.object_store)
         self.max_images = max((m.engine.max_images_per_prompt for m in config.enabled_models()), default=0)
         self._vocab_sizes: dict[str, int] = {}

@@ -9,8 +9,9 @@
   Qwen's XML call format because JSON strings and numbers close on their own, so even a weak model
   finishes a valid call; an XML string parameter only ends when the model spells `</parameter>`.
 
-Every schema is checked before any model work (meta-schema with `jsonschema`, then xgrammar's own
-compile, which rejects unsupported features and `$ref` cycles): a 400 whose `param` names the field.
+Every schema is checked before any model work (size against `serving.limits`, meta-schema with
+`jsonschema`, then xgrammar's own compile, which rejects unsupported features and `$ref` cycles): a
+400 whose `param` names the field.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cluster.config import LimitsConfig
 from deployments.engines.base import EngineRequestError, StructuredOutput
 from deployments.openai.protocol import (
     ChatCompletionRequest,
@@ -98,10 +100,12 @@ class SpecValidator:
     checked once: the next request with the same text costs a dict lookup, not a compile.
 
     Args:
+        limits: the size limits a spec must keep (`max_schema_*`, `max_structured_chars`).
         capacity: how many valid specs to remember.
     """
 
-    def __init__(self, capacity: int = 512):
+    def __init__(self, limits: LimitsConfig | None = None, capacity: int = 512):
+        self.limits = limits or LimitsConfig()
         self.capacity = capacity
         self._valid: OrderedDict[StructuredOutput, None] = OrderedDict()
 
@@ -116,6 +120,7 @@ class SpecValidator:
             return spec
         from deployments.engines.structured import validate_structured
 
+        self._check_size(spec, param)
         if spec.kind == "json_schema":
             _check_meta_schema(json.loads(spec.spec or "{}"), param)
         try:
@@ -127,6 +132,74 @@ class SpecValidator:
         if len(self._valid) > self.capacity:
             self._valid.popitem(last=False)
         return spec
+
+    def _check_size(self, spec: StructuredOutput, param: str) -> None:
+        """Refuse a spec past the configured sizes before anything compiles it."""
+        limits = self.limits
+        code = "invalid_schema" if spec.kind == "json_schema" else "invalid_parameter"
+        text = spec.spec or ""
+        if len(text) > limits.max_structured_chars:
+            raise OpenAIError(
+                400,
+                f"the {spec.kind.replace('_', ' ')} is {len(text)} characters long; at most "
+                f"{limits.max_structured_chars} are accepted (serving.limits.max_structured_chars)",
+                param=param,
+                code=code,
+            )
+        if spec.kind == "json_schema":
+            properties, values = _schema_size(json.loads(text or "{}"))
+        elif spec.kind == "choice":
+            properties, values = 0, len(json.loads(text or "[]"))
+        else:
+            return
+        if properties > limits.max_schema_properties:
+            raise OpenAIError(
+                400,
+                f"the schema declares {properties} object properties; at most "
+                f"{limits.max_schema_properties} are accepted (serving.limits.max_schema_properties)",
+                param=param,
+                code=code,
+            )
+        if values > limits.max_schema_enum_values:
+            what = "choices" if spec.kind == "choice" else "enum and const values"
+            raise OpenAIError(
+                400,
+                f"the {spec.kind.replace('_', ' ')} holds {values} {what}; at most "
+                f"{limits.max_schema_enum_values} are accepted (serving.limits.max_schema_enum_values)",
+                param=param,
+                code=code,
+            )
+
+
+def _schema_size(schema: Any) -> tuple[int, int]:
+    """Object properties declared and enum/const values held anywhere in `schema` (iterative: the
+    body's depth limit already bounds nesting, but a walk need not rely on it)."""
+    properties = values = 0
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        declared = node.get("properties")
+        if isinstance(declared, dict):
+            properties += len(declared)
+        enum = node.get("enum")
+        if isinstance(enum, list):
+            values += len(enum)
+        if "const" in node:
+            values += 1
+        for key, value in node.items():
+            if key in _SCHEMA_MAPS and isinstance(value, dict):
+                pending.extend(value.values())  # names -> subschemas: a name is not a keyword
+            elif key not in ("enum", "const"):  # enum and const values are data, not schemas
+                pending.append(value)
+    return properties, values
+
+
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
 def _check_meta_schema(schema: Any, param: str) -> None:

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import os
+import threading
 
 import jsonschema
 import pytest
@@ -224,3 +226,40 @@ def test_json_strings_admit_only_json_and_utf8_characters(demo_cache, spec):
     for text in ("é", "中", "😀", "\ud7ff", "\ue000"):
         for token in tokenizer.encode(text, add_special_tokens=False):
             assert constraint.accept(token), text
+
+
+def test_slow_grammar_compiles_hold_only_structured_requests(run_engine):
+    # Compiles that take seconds (xgrammar on a very large enum) run on the engine's grammar thread.
+    # As many of them as asyncio's default worker pool has threads would, on that pool, leave no
+    # thread to tokenize anything else; here a plain request submitted meanwhile is answered, and
+    # the structured ones are answered once their grammars are ready.
+    workers = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor size
+    release = threading.Event()
+    compiling = threading.Event()
+
+    async def body(engine):
+        compile_constraint = engine._grammars.constraint
+
+        def slow_constraint(spec):
+            compiling.set()
+            release.wait(60)
+            return compile_constraint(spec)
+
+        engine._grammars.constraint = slow_constraint
+        choice = StructuredOutput("choice", json.dumps(["red", "blue"]))
+        structured = [
+            asyncio.create_task(collect(engine, request(f"pick {i}", choice))) for i in range(workers)
+        ]
+        await asyncio.to_thread(compiling.wait, 30)
+        try:
+            _, plain = await asyncio.wait_for(collect(engine, request("plain", max_tokens=4)), 30)
+            pending_meanwhile = sum(not task.done() for task in structured)
+        finally:
+            release.set()
+        answers = [text for text, _ in await asyncio.wait_for(asyncio.gather(*structured), 60)]
+        return plain, pending_meanwhile, answers
+
+    plain, pending_meanwhile, answers = run_engine(body)
+    assert plain.finish_reason is not None
+    assert pending_meanwhile == workers
+    assert set(answers) <= {"red", "blue"} and len(answers) == workers

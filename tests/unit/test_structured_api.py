@@ -243,6 +243,25 @@ def test_tool_history_renders_and_auto_tool_choice_answers(config):
         ),
         ({"response_format": schema_format({"$ref": "#/nowhere"})}, "response_format.json_schema.schema"),
         ({"structured_outputs": {"regex": "(unclosed"}}, "structured_outputs.regex"),
+        # Past serving.limits (OpenAI's structured-output limits): refused before any compile.
+        (
+            {"response_format": schema_format({"enum": list(range(1001))})},
+            "response_format.json_schema.schema",
+        ),
+        (
+            {"response_format": schema_format({"anyOf": [{"const": i} for i in range(1001)]})},
+            "response_format.json_schema.schema",
+        ),
+        (
+            {
+                "response_format": schema_format(
+                    {"type": "object", "properties": {f"k{i}": {} for i in range(5001)}}
+                )
+            },
+            "response_format.json_schema.schema",
+        ),
+        ({"structured_outputs": {"choice": [str(i) for i in range(1001)]}}, "structured_outputs.choice"),
+        ({"structured_outputs": {"regex": "a" * 120_001}}, "structured_outputs.regex"),
         ({"structured_outputs": {"grammar": "root ::= missing_rule"}}, "structured_outputs.grammar"),
         (
             {
