@@ -10,6 +10,7 @@ import io
 import math
 from dataclasses import dataclass
 
+from deployments.engines.base import IMAGE_FORMATS
 from pipelines.schema import ErrorKind, RowError
 
 # Formats the engine decodes as they are; anything else (TIFF, BMP, GIF, ...) is re-encoded.
@@ -42,7 +43,7 @@ def read_header(data: bytes) -> ImageHeader:
     if not data:
         raise RowError(ErrorKind.EMPTY, "the file is empty")
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
             return ImageHeader(str(probe.format or "UNKNOWN"), int(probe.width), int(probe.height))
     except Image.DecompressionBombError as error:
         raise RowError(ErrorKind.IMAGE_TOO_LARGE, str(error)) from None
@@ -95,7 +96,7 @@ def fit_image(data: bytes, *, target_pixels: int, max_pixels: int, image_format:
     width, height = scale_to_fit(header.width, header.height, target_pixels)
     try:
         # PIL's own bomb guard would refuse images we already accepted above.
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             if header.format == "JPEG":
                 image.draft("RGB", (width, height))  # decode at a reduced scale: much faster
             image.load()

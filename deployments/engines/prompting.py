@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from deployments.engines.base import (
+    IMAGE_FORMATS,
     MAX_IMAGE_ASPECT_RATIO,
     ChatMessage,
     GenerationRequest,
@@ -54,7 +55,7 @@ def decode_image(image: ImageInput, index: int, max_pixels: int):
 
     label = f"image {index}" + (f" ({image.source[:80]})" if image.source else "")
     try:
-        with Image.open(io.BytesIO(image.data)) as probe:
+        with Image.open(io.BytesIO(image.data), formats=IMAGE_FORMATS) as probe:
             width, height = probe.size
             if width * height > max_pixels:
                 raise InvalidImageError(
@@ -70,7 +71,9 @@ def decode_image(image: ImageInput, index: int, max_pixels: int):
     except InvalidImageError:
         raise
     except UnidentifiedImageError:
-        raise InvalidImageError(f"{label} could not be decoded: not a recognised image format") from None
+        raise InvalidImageError(
+            f"{label} could not be decoded: not a recognised image format ({', '.join(IMAGE_FORMATS)})"
+        ) from None
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InvalidImageError(f"{label} could not be decoded as an image: {error}") from None
 

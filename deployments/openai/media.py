@@ -23,7 +23,7 @@ import socket
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 from cluster.config import MediaConfig, ObjectStoreConfig
-from deployments.engines.base import MAX_IMAGE_ASPECT_RATIO, InvalidImageError
+from deployments.engines.base import IMAGE_FORMATS, MAX_IMAGE_ASPECT_RATIO, InvalidImageError
 
 MAX_REDIRECTS = 3
 
@@ -121,16 +121,18 @@ def check_image_header(data: bytes, max_pixels: int) -> None:
     the model replica still decodes the pixels, and refuses what the header did not show.
 
     Raises:
-        ImageFetchError: not a recognised image format (`invalid_image`), over `max_pixels`
+        ImageFetchError: not one of IMAGE_FORMATS (`invalid_image`), over `max_pixels`
             (`image_too_large`), or one side over MAX_IMAGE_ASPECT_RATIO times the other.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
             width, height = probe.size
     except UnidentifiedImageError:
-        raise ImageFetchError("not a recognised image format", code="invalid_image") from None
+        raise ImageFetchError(
+            f"not a recognised image format ({', '.join(IMAGE_FORMATS)})", code="invalid_image"
+        ) from None
     except Image.DecompressionBombError as error:
         raise ImageFetchError(f"image is too large to decode: {error}", code="image_too_large") from None
     except (OSError, ValueError, SyntaxError) as error:  # PIL's parsers raise these on bad headers

@@ -25,6 +25,14 @@ def _png(width: int, height: int, mode: str = "RGB") -> bytes:
     return buffer.getvalue()
 
 
+def _encoded(image_format: str) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, image_format)
+    return buffer.getvalue()
+
+
 TINY_PNG = _png(4, 4)
 
 
@@ -250,12 +258,14 @@ def test_https_redirect_is_checked_again(monkeypatch):
     [
         (b"hello world", "invalid_image", "not a recognised image format"),
         (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "invalid_image", "not a recognised image format"),
+        (_encoded("EPS"), "invalid_image", "not a recognised image format"),  # Ghostscript: never
+        (_encoded("ICO"), "invalid_image", "not a recognised image format"),
         (_png(8000, 10), "invalid_image", "8000x10 pixels.*at most 200 times"),
         (_png(10, 2001), "invalid_image", "10x2001 pixels"),
         (_png(3000, 3000, "1"), "image_too_large", "3000x3000 = 9000000 pixels; the limit is 1000000"),
         (_png(40000, 40000, "1"), "image_too_large", "too large to decode"),  # past PIL's bomb guard
     ],
-    ids=["text", "svg", "wide", "tall", "over-limit", "bomb"],
+    ids=["text", "svg", "eps", "ico", "wide", "tall", "over-limit", "bomb"],
 )
 def test_image_header_refuses_what_the_models_cannot_take(data, code, message):
     with pytest.raises(ImageFetchError, match=message) as caught:

@@ -65,3 +65,13 @@ def test_scale_to_fit():
     assert scale_to_fit(100, 50, 10_000) == (100, 50)
     width, height = scale_to_fit(4000, 3000, 1_200_000)
     assert width * height <= 1_200_000 and abs(width / height - 4 / 3) < 0.01
+
+
+@pytest.mark.parametrize("image_format", ["EPS", "ICO", "PCX"])
+def test_formats_outside_the_allow_list_are_invalid(image_format):
+    # PIL decodes EPS through Ghostscript; an object named page.png holding one must not reach it.
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, image_format)
+    with pytest.raises(RowError) as error:
+        read_header(buffer.getvalue())
+    assert error.value.kind == ErrorKind.INVALID_IMAGE
