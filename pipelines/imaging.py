@@ -47,7 +47,11 @@ def read_header(data: bytes) -> ImageHeader:
             return ImageHeader(str(probe.format or "UNKNOWN"), int(probe.width), int(probe.height))
     except Image.DecompressionBombError as error:
         raise RowError(ErrorKind.IMAGE_TOO_LARGE, str(error)) from None
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
+        raise RowError(
+            ErrorKind.INVALID_IMAGE, f"not a recognised image format ({', '.join(IMAGE_FORMATS)})"
+        ) from None
+    except (OSError, ValueError) as error:
         raise RowError(ErrorKind.INVALID_IMAGE, f"not a decodable image: {error}") from None
 
 

@@ -75,3 +75,4 @@ def test_formats_outside_the_allow_list_are_invalid(image_format):
     with pytest.raises(RowError) as error:
         read_header(buffer.getvalue())
     assert error.value.kind == ErrorKind.INVALID_IMAGE
+    assert "not a recognised image format (PNG, JPEG" in error.value.message
