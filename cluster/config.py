@@ -68,6 +68,14 @@ class EngineConfig(StrictModel):
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads per replica; None keeps torch's default."
     )
+    grammar_compile_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Longest one structured-output grammar may take to compile (transformers engine) before "
+            "its request is refused with a 400; the compile itself runs on to the end on its thread."
+        ),
+    )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra keyword arguments passed through to the engine (vLLM AsyncEngineArgs).",
@@ -294,16 +302,23 @@ class LimitsConfig(StrictModel):
     )
     max_n: int = Field(8, ge=1, le=128, description="Largest `n` (parallel samples) one request may ask.")
     # Structured-output specs are compiled into grammars, and xgrammar's compile time grows steeply
-    # past ~15,000 alternatives (a 50,000-value enum: 40 s of CPU). The defaults are OpenAI's published
-    # structured-output limits, so a schema OpenAI accepts is accepted here.
+    # with a spec's size (bench/input_guards.py, 2026-12-02, demo tokenizer: 800 optional properties
+    # 0.6 s, 5,000 of them 378 s; a 50,000-value enum 40 s). The limits are OpenAI's published
+    # structured-output limits where those compile quickly (1,000 enum values), tightened where they
+    # do not: OpenAI allows 5,000 properties but makes every one required, and optional ones cost most.
     max_schema_properties: int = Field(
-        5000, ge=1, description="Most object properties one JSON schema (response format, tool) may declare."
+        1000, ge=1, description="Most object properties one JSON schema (response format, tool) may declare."
     )
     max_schema_enum_values: int = Field(
         1000, ge=1, description="Most enum/const values one JSON schema may hold, and most `choice` options."
     )
     max_structured_chars: int = Field(
-        120_000, ge=1000, description="Longest structured-output spec (schema text, regex, grammar, choices)."
+        32_000,
+        ge=1000,
+        description=(
+            "Most characters of property names, definition names and enum/const values in one JSON "
+            "schema (OpenAI's measure), of `choice` options, or of a regex or grammar."
+        ),
     )
 
 

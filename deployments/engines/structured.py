@@ -36,7 +36,8 @@ _JSON_STRING_CHAR = '[^\\0-\\x1f\\"\\\\\\r\\n]'
 _SAFE_STRING_CHAR = '[^\\0-\\x1f\\"\\\\\\r\\n\\uD800-\\uDFFF]'
 
 
-def _param(spec: StructuredOutput) -> str:
+def structured_param(spec: StructuredOutput) -> str:
+    """The request field a spec came from, for the `param` of its errors."""
     return "response_format" if spec.kind in ("json_schema", "json_object") else "structured_outputs"
 
 
@@ -83,7 +84,7 @@ def _grammar(spec: StructuredOutput):
         # An object, as OpenAI's json_object promises (xgrammar's builtin JSON grammar admits any value).
         return _json_grammar('{"type": "object"}', strict=False)
     if spec.spec is None:
-        raise EngineRequestError(f"{spec.kind} needs a specification", param=_param(spec))
+        raise EngineRequestError(f"{spec.kind} needs a specification", param=structured_param(spec))
     if spec.kind == "json_schema":
         return _json_grammar(spec.spec, strict=True)
     if spec.kind == "regex":
@@ -92,7 +93,7 @@ def _grammar(spec: StructuredOutput):
         return xgr.Grammar.from_ebnf(choice_grammar(spec.spec))
     if spec.kind == "grammar":
         return xgr.Grammar.from_ebnf(spec.spec)
-    raise EngineRequestError(f"unknown structured output kind {spec.kind!r}", param=_param(spec))
+    raise EngineRequestError(f"unknown structured output kind {spec.kind!r}", param=structured_param(spec))
 
 
 def validate_structured(spec: StructuredOutput) -> None:
@@ -108,7 +109,7 @@ def validate_structured(spec: StructuredOutput) -> None:
         raise
     except Exception as error:  # xgrammar raises RuntimeError / ValueError with a C++ message
         raise EngineRequestError(
-            f"invalid {spec.kind.replace('_', ' ')}: {_clean(error)}", param=_param(spec)
+            f"invalid {spec.kind.replace('_', ' ')}: {_clean(error)}", param=structured_param(spec)
         ) from None
 
 
@@ -171,7 +172,7 @@ class GrammarCache:
             raise
         except Exception as error:
             raise EngineRequestError(
-                f"invalid {spec.kind.replace('_', ' ')}: {_clean(error)}", param=_param(spec)
+                f"invalid {spec.kind.replace('_', ' ')}: {_clean(error)}", param=structured_param(spec)
             ) from None
         self._compiled[spec] = compiled
         if len(self._compiled) > self._capacity:

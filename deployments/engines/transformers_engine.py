@@ -23,13 +23,16 @@ from deployments.engines.base import (
     Engine,
     EngineInfo,
     EngineOverloadedError,
+    EngineRequestError,
     GenerationDelta,
     GenerationRequest,
     PromptTooLongError,
+    StructuredOutput,
 )
 from deployments.engines.decode_rows import END, Row, RowOutput
 from deployments.engines.detokenizer import IncrementalDetokenizer
 from deployments.engines.prompting import MAX_DECODED_IMAGE_PIXELS, PromptBuilder
+from deployments.engines.structured import structured_param
 
 log = logging.getLogger(__name__)
 
@@ -239,11 +242,8 @@ class TransformersEngine(Engine):
         runner.preparing(+1)
         try:
             row = await asyncio.to_thread(self._prepare, request)
-            structured = request.sampling.structured
-            if structured is not None:
-                row.constraint = await asyncio.get_running_loop().run_in_executor(
-                    self._compile_pool, self._grammars.constraint, structured
-                )
+            if request.sampling.structured is not None:
+                row.constraint = await self._constraint(request.sampling.structured)
             runner.submit(row)
         finally:
             runner.preparing(-1)
@@ -258,6 +258,39 @@ class TransformersEngine(Engine):
         finally:
             # Client gone or consumer closed us early: the loop frees the row at its next step.
             row.cancelled = True
+
+    async def _constraint(self, spec: StructuredOutput):
+        """`spec`'s grammar matcher, compiled on the grammar thread within
+        `grammar_compile_timeout_s` of the compile starting (time queued behind other compiles does
+        not count against it).
+
+        Raises:
+            EngineRequestError: the compile ran past the limit (it finishes on its thread, and the
+                compiled grammar is cached for the next request with the same spec).
+        """
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+
+        def compile_constraint():
+            loop.call_soon_threadsafe(started.set)
+            return self._grammars.constraint(spec)
+
+        compiled = loop.run_in_executor(self._compile_pool, compile_constraint)
+        try:
+            await started.wait()
+        except asyncio.CancelledError:
+            compiled.cancel()  # still queued: it never runs
+            raise
+        limit = self.config.grammar_compile_timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.shield(compiled), limit)
+        except TimeoutError:
+            raise EngineRequestError(
+                f"the {spec.kind.replace('_', ' ')} did not compile into a grammar within {limit:g} s "
+                "(engine.grammar_compile_timeout_s); fewer optional properties, shorter enums or a "
+                "simpler pattern compile faster",
+                param=structured_param(spec),
+            ) from None
 
     def _prepare(self, request: GenerationRequest) -> Row:
         """Tokenize, check the budget and resolve sampling (worker pool); `chat` adds the grammar."""

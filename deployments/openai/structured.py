@@ -136,45 +136,54 @@ class SpecValidator:
     def _check_size(self, spec: StructuredOutput, param: str) -> None:
         """Refuse a spec past the configured sizes before anything compiles it."""
         limits = self.limits
-        code = "invalid_schema" if spec.kind == "json_schema" else "invalid_parameter"
         text = spec.spec or ""
-        if len(text) > limits.max_structured_chars:
-            raise OpenAIError(
-                400,
-                f"the {spec.kind.replace('_', ' ')} is {len(text)} characters long; at most "
-                f"{limits.max_structured_chars} are accepted (serving.limits.max_structured_chars)",
-                param=param,
-                code=code,
-            )
         if spec.kind == "json_schema":
-            properties, values = _schema_size(json.loads(text or "{}"))
+            size = schema_size(json.loads(text or "{}"))
         elif spec.kind == "choice":
-            properties, values = 0, len(json.loads(text or "[]"))
-        else:
-            return
-        if properties > limits.max_schema_properties:
-            raise OpenAIError(
-                400,
-                f"the schema declares {properties} object properties; at most "
-                f"{limits.max_schema_properties} are accepted (serving.limits.max_schema_properties)",
-                param=param,
-                code=code,
-            )
-        if values > limits.max_schema_enum_values:
-            what = "choices" if spec.kind == "choice" else "enum and const values"
-            raise OpenAIError(
-                400,
-                f"the {spec.kind.replace('_', ' ')} holds {values} {what}; at most "
-                f"{limits.max_schema_enum_values} are accepted (serving.limits.max_schema_enum_values)",
-                param=param,
-                code=code,
-            )
+            choices = json.loads(text or "[]")
+            size = SchemaSize(values=len(choices), chars=sum(len(str(choice)) for choice in choices))
+        else:  # regex, grammar: their text is what compiles
+            size = SchemaSize(chars=len(text))
+        kind = spec.kind.replace("_", " ")
+        what = {"json_schema": "property names, definition names and enum/const values", "choice": "choices"}
+        checks = (
+            (size.properties, limits.max_schema_properties, "max_schema_properties", "object properties"),
+            (
+                size.values,
+                limits.max_schema_enum_values,
+                "max_schema_enum_values",
+                "choices" if spec.kind == "choice" else "enum and const values",
+            ),
+            (
+                size.chars,
+                limits.max_structured_chars,
+                "max_structured_chars",
+                f"characters of {what.get(spec.kind, 'text')}",
+            ),
+        )
+        for count, limit, setting, unit in checks:
+            if count > limit:
+                raise OpenAIError(
+                    400,
+                    f"the {kind} holds {count} {unit}; at most {limit} are accepted (serving.limits.{setting})",
+                    param=param,
+                    code="invalid_schema" if spec.kind == "json_schema" else "invalid_parameter",
+                )
 
 
-def _schema_size(schema: Any) -> tuple[int, int]:
-    """Object properties declared and enum/const values held anywhere in `schema` (iterative: the
-    body's depth limit already bounds nesting, but a walk need not rely on it)."""
-    properties = values = 0
+@dataclass(frozen=True)
+class SchemaSize:
+    """How big a structured-output spec is, counted as OpenAI counts its structured-output limits."""
+
+    properties: int = 0  # object properties declared, at every level
+    values: int = 0  # enum values and consts (or `choice` options)
+    chars: int = 0  # characters of property names, definition names and enum/const values
+
+
+def schema_size(schema: Any) -> SchemaSize:
+    """The `SchemaSize` of a JSON schema, counted anywhere in it (an iterative walk: the body's
+    depth limit bounds nesting already, but the walk need not rely on it)."""
+    properties = values = chars = 0
     pending = [schema]
     while pending:
         node = pending.pop()
@@ -183,20 +192,23 @@ def _schema_size(schema: Any) -> tuple[int, int]:
             continue
         if not isinstance(node, dict):
             continue
-        declared = node.get("properties")
-        if isinstance(declared, dict):
-            properties += len(declared)
         enum = node.get("enum")
         if isinstance(enum, list):
             values += len(enum)
+            chars += sum(len(value) if isinstance(value, str) else len(json.dumps(value)) for value in enum)
         if "const" in node:
             values += 1
+            const = node["const"]
+            chars += len(const) if isinstance(const, str) else len(json.dumps(const))
         for key, value in node.items():
             if key in _SCHEMA_MAPS and isinstance(value, dict):
+                if key == "properties":
+                    properties += len(value)
+                chars += sum(len(name) for name in value)
                 pending.extend(value.values())  # names -> subschemas: a name is not a keyword
             elif key not in ("enum", "const"):  # enum and const values are data, not schemas
                 pending.append(value)
-    return properties, values
+    return SchemaSize(properties, values, chars)
 
 
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")

@@ -263,3 +263,28 @@ def test_slow_grammar_compiles_hold_only_structured_requests(run_engine):
     assert plain.finish_reason is not None
     assert pending_meanwhile == workers
     assert set(answers) <= {"red", "blue"} and len(answers) == workers
+
+
+def test_a_compile_past_its_deadline_is_a_request_error_and_the_grammar_still_lands(run_engine):
+    release = threading.Event()
+    slow_spec = StructuredOutput("choice", json.dumps(["slow", "grammar"]))
+
+    async def body(engine):
+        compile_constraint = engine._grammars.constraint
+
+        def slow_constraint(spec):
+            if spec == slow_spec:
+                release.wait(30)
+            return compile_constraint(spec)
+
+        engine._grammars.constraint = slow_constraint
+        with pytest.raises(EngineRequestError) as caught:
+            await collect(engine, request("pick", slow_spec))
+        release.set()  # the compile finishes on its thread and is cached
+        text, _ = await asyncio.wait_for(collect(engine, request("pick again", slow_spec)), 30)
+        return caught.value, text
+
+    error, text = run_engine(body, grammar_compile_timeout_s=0.3)
+    assert error.param == "structured_outputs"
+    assert "did not compile into a grammar within 0.3 s" in error.message
+    assert text in ("slow", "grammar")
