@@ -2,7 +2,8 @@
 
 Bodies come from the request models' JSON schemas at run time (tests/support/fuzz_bodies.py), so
 fields added to the protocol are fuzzed without changes here; each valid body is also mutated
-(fields dropped, retyped, added; containers deepened; bytes cut or corrupted). They go to the
+(fields dropped, retyped, added; containers deepened; bytes cut or corrupted), and every image
+shape the fuzzer knows is sent in an otherwise valid chat to every model name. They go to the
 `served` demo app over real HTTP, a few at a time, each answered within a deadline (a hang fails).
 """
 
@@ -15,7 +16,7 @@ import random
 import pytest
 
 from deployments.openai.protocol import ChatCompletionRequest, CompletionRequest
-from tests.support.fuzz_bodies import draw, model_body_strategy, mutate, tame
+from tests.support.fuzz_bodies import IMAGE_URLS, draw, model_body_strategy, mutate, tame
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,16 @@ def fuzz_cases(served_names: list[str]) -> list[tuple[str, bytes]]:
             body = tame(body, served_names, rng)
             cases.append((path, json.dumps(body).encode()))
             cases.extend((path, mutate(body, rng)) for _ in range(MUTATIONS_PER_BODY))
+    # Every image shape and encoding in an otherwise valid chat, for every name: generated bodies
+    # are seldom valid enough elsewhere for their image to reach a model's decode and processor.
+    for url in IMAGE_URLS:
+        for name in served_names:
+            image = {"type": "image_url", "image_url": {"url": url}}
+            body = {
+                "model": name,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "what"}, image]}],
+            }
+            cases.append(("/chat/completions", json.dumps({**body, "max_tokens": 1}).encode()))
     return cases
 
 

@@ -23,8 +23,34 @@ TINY_PNG = base64.b64encode(
         "f8cfc0f01f0005000201a5f6b4560000000049454e44ae426082"
     )
 ).decode()
+
+
+def _image_url(
+    size: tuple[int, int], mode: str = "RGB", image_format: str = "PNG", cut: int = 0, **save
+) -> str:
+    """A data URL of a real encoded image (its last `cut` bytes dropped): the shapes and encodings
+    that reach the header check, the engine's decode and the image processor."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, image_format, **save)
+    data = buffer.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data[: len(data) - cut]).decode()
+
+
 IMAGE_URLS = [
     "data:image/png;base64," + TINY_PNG,
+    _image_url((300, 1)),  # past the processor's 200:1 aspect ratio
+    _image_url((1, 300)),
+    _image_url((200, 1)),  # at it
+    _image_url((1, 1), "I;16"),
+    _image_url((8, 8), "CMYK", "JPEG"),
+    _image_url((8, 8), "P", "GIF"),
+    _image_url((16, 16), "RGB", "EPS"),  # not an allowed format (Ghostscript)
+    _image_url((64, 64), "RGB", "JPEG", cut=40),  # header intact, data cut short
+    _image_url((20_000, 20_000), "1"),  # 400 MP in a few KB: over max_image_pixels
     "data:image/png;base64,@@notbase64@@",
     "data:text/html;base64,AAAA",
     "s3://not-allowed-bucket/secret.png",
@@ -97,10 +123,10 @@ def tame(body: dict[str, Any], served: list[str], rng: random.Random) -> dict[st
 
 def mutate(body: dict[str, Any], rng: random.Random) -> bytes:
     """One mutation of a valid body, serialised: a field dropped, retyped or added; a container
-    wrapped or deepened; the bytes cut or corrupted."""
+    wrapped or deepened; an image part added; the bytes cut or corrupted."""
     value = json.loads(json.dumps(body))
     keys = list(value)
-    kind = rng.randrange(10)
+    kind = rng.randrange(11)
     if kind == 0 and keys:
         value.pop(rng.choice(keys))
     elif kind == 1 and keys:
@@ -120,6 +146,12 @@ def mutate(body: dict[str, Any], rng: random.Random) -> bytes:
     elif kind == 5:
         depth = rng.choice([10, 63, 65, 500])
         value["metadata"] = json.loads("[" * depth + "]" * depth)
+    elif kind == 10 and value.get("messages"):
+        message = rng.choice(value["messages"])
+        if isinstance(message, dict):
+            text = message.get("content") if isinstance(message.get("content"), str) else "look"
+            image = {"type": "image_url", "image_url": {"url": rng.choice(IMAGE_URLS)}}
+            message["content"] = [{"type": "text", "text": text}, image]
     raw = json.dumps(value).encode()
     if kind == 6:
         raw = raw[: rng.randrange(max(1, len(raw)))]
