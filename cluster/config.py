@@ -68,12 +68,13 @@ class EngineConfig(StrictModel):
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads per replica; None keeps torch's default."
     )
-    grammar_compile_timeout_s: float = Field(
+    grammar_compile_timeout_s: float | None = Field(
         10.0,
         gt=0,
         description=(
             "Longest one structured-output grammar may take to compile (transformers engine) before "
-            "its request is refused with a 400; the compile itself runs on to the end on its thread."
+            "its request is refused with a 400; the compile itself runs on to the end on its thread. "
+            "None waits however long it takes (batch jobs, whose one schema every row shares)."
         ),
     )
     engine_kwargs: dict[str, Any] = Field(

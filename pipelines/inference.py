@@ -68,6 +68,14 @@ class InferenceStage:
         self.catalog = TaskCatalog(task_settings, custom_prompt)
         self.temperature = temperature
         self.seed = seed
+        # A job's schema is the operator's, checked before the job starts, and every row shares it:
+        # a slow compile is waited for once rather than failing the rows that arrive first.
+        models = [
+            model.model_copy(
+                update={"engine": model.engine.model_copy(update={"grammar_compile_timeout_s": None})}
+            )
+            for model in models
+        ]
         self.engines = {model.size: create_engine(model, Path(cache_dir)) for model in models}
         # Weights load here, while Ray Data's read and preprocessing tasks fill the first batches
         # (as Ray Data LLM's engine stage does); the first call only starts the decode loops, on the

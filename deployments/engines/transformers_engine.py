@@ -262,7 +262,7 @@ class TransformersEngine(Engine):
     async def _constraint(self, spec: StructuredOutput):
         """`spec`'s grammar matcher, compiled on the grammar thread within
         `grammar_compile_timeout_s` of the compile starting (time queued behind other compiles does
-        not count against it).
+        not count against it; None waits for it).
 
         Raises:
             EngineRequestError: the compile ran past the limit (it finishes on its thread, and the
@@ -282,6 +282,8 @@ class TransformersEngine(Engine):
             compiled.cancel()  # still queued: it never runs
             raise
         limit = self.config.grammar_compile_timeout_s
+        if limit is None:
+            return await compiled
         try:
             return await asyncio.wait_for(asyncio.shield(compiled), limit)
         except TimeoutError:

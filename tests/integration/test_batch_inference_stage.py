@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -137,3 +138,25 @@ def test_one_actor_holding_several_sizes_answers_each_row_with_its_own(stage, de
     alone = InferenceStage(models[0], str(demo_cache), settings, None, temperature=0.0, seed=1)
     [small_alone] = rows_of(run_stage(alone, to_work_table([row("small", kind="text", text=text)])))
     assert out["small"]["output"] == small_alone["output"]
+
+
+def test_a_slow_grammar_compile_is_waited_for_not_failed(stage, demo_cache):
+    # The API refuses a request whose grammar compiles past engine.grammar_compile_timeout_s; a
+    # batch job's schema is the operator's and every row shares it, so the stage waits instead.
+    from cluster.config import load_config
+
+    _, settings = stage
+    model = load_config(profile="demo").model_by_name("0.8b")
+    model.engine.grammar_compile_timeout_s = 0.1
+    inference = InferenceStage(model, str(demo_cache), settings, None, temperature=0.0, seed=1)
+    engine = inference.engines["0.8b"]
+    assert engine.config.grammar_compile_timeout_s is None
+    compile_constraint = engine._grammars.constraint
+
+    def slow_constraint(spec):
+        time.sleep(0.5)
+        return compile_constraint(spec)
+
+    engine._grammars.constraint = slow_constraint
+    out = rows_of(run_stage(inference, to_work_table([row("slow", task="classify")])))
+    assert out[0]["error_kind"] is None and out[0]["output"] in ("invoice", "letter")
