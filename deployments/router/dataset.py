@@ -82,11 +82,19 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")  # decoded line by line, so a bad byte is reported with its line
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot be read: {error.strerror or error}") from None
     with handle:
-        for number, text in enumerate(handle, start=1):
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DatasetError(
+                    f"{path}:{number}: not UTF-8 text ({error.reason} at byte {error.start})"
+                ) from None
             if not text.strip():
                 continue
             try:

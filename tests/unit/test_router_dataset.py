@@ -122,6 +122,15 @@ def test_load_rows_filters_by_split_and_names_bad_lines(tmp_path):
         load_rows(unlabeled, require_label=True)
     with pytest.raises(DatasetError, match="file not found"):
         load_rows(tmp_path / "missing.jsonl")
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"prompt": "a", "size": "2b"}\n{"prompt": "caf\xe9", "size": "2b"}\n')
+    with pytest.raises(DatasetError, match="latin1.jsonl:2: not UTF-8 text"):
+        load_rows(latin1)
+    with pytest.raises(DatasetError, match="cannot be read"):
+        load_rows(tmp_path)  # a folder
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"prompt": "a", "size": "2b"}\n')  # as some editors save
+    assert [r.size for r in load_rows(bom)] == ["2b"]
     with pytest.raises(DatasetError, match="no rows"):
         load_rows(path, split="nothing")
 
