@@ -10,7 +10,8 @@ import io
 import math
 from dataclasses import dataclass
 
-from deployments.engines.base import IMAGE_FORMATS
+from deployments.engines.base import InvalidImageError
+from deployments.engines.image_checks import IMAGE_FORMATS, open_image
 from pipelines.schema import ErrorKind, RowError
 
 # Formats the engine decodes as they are; anything else (TIFF, BMP, GIF, ...) is re-encoded.
@@ -38,21 +39,14 @@ def read_header(data: bytes) -> ImageHeader:
         RowError: `empty_file` for no bytes, `invalid_image` for bytes that are not an image,
             `image_too_large` for an area past PIL's own decompression-bomb limit.
     """
-    from PIL import Image, UnidentifiedImageError
-
     if not data:
         raise RowError(ErrorKind.EMPTY, "the file is empty")
     try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
+        with open_image(data) as probe:
             return ImageHeader(str(probe.format or "UNKNOWN"), int(probe.width), int(probe.height))
-    except Image.DecompressionBombError as error:
-        raise RowError(ErrorKind.IMAGE_TOO_LARGE, str(error)) from None
-    except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
-        raise RowError(
-            ErrorKind.INVALID_IMAGE, f"not a recognised image format ({', '.join(IMAGE_FORMATS)})"
-        ) from None
-    except (OSError, ValueError) as error:
-        raise RowError(ErrorKind.INVALID_IMAGE, f"not a decodable image: {error}") from None
+    except InvalidImageError as error:
+        kind = ErrorKind.IMAGE_TOO_LARGE if error.code == "image_too_large" else ErrorKind.INVALID_IMAGE
+        raise RowError(kind, error.message) from None
 
 
 def scale_to_fit(width: int, height: int, max_pixels: int) -> tuple[int, int]:

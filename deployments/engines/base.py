@@ -41,15 +41,6 @@ class PromptTooLongError(EngineRequestError):
         super().__init__(message, param, code)
 
 
-# The Qwen2-VL family's image processor (`smart_resize`) raises a ValueError for an image whose
-# longer side is over 200 times its shorter; both the ingress and the engines refuse it by name first.
-MAX_IMAGE_ASPECT_RATIO = 200
-# The encodings images may arrive in (PIL format names). PIL would otherwise also open EPS (through
-# Ghostscript, a long line of CVEs), PSD, ICNS and dozens of other rarely-audited decoders on bytes
-# any caller chooses.
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
-
-
 class InvalidImageError(EngineRequestError):
     """An image that cannot be decoded, is too large, or is one too many."""
 

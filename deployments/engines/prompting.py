@@ -8,20 +8,13 @@ has merged patches.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from deployments.engines.base import (
-    IMAGE_FORMATS,
-    MAX_IMAGE_ASPECT_RATIO,
-    ChatMessage,
-    GenerationRequest,
-    ImageInput,
-    InvalidImageError,
-)
+from deployments.engines.base import ChatMessage, GenerationRequest, ImageInput, InvalidImageError
+from deployments.engines.image_checks import check_image_size, open_image
 from deployments.engines.image_patches import ImagePatcher
 
 IMAGE_PAD = "<|image_pad|>"
@@ -51,29 +44,16 @@ def decode_image(image: ImageInput, index: int, max_pixels: int):
     Raises:
         InvalidImageError: naming which image (0-based, in conversation order) and why.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     label = f"image {index}" + (f" ({image.source[:80]})" if image.source else "")
     try:
-        with Image.open(io.BytesIO(image.data), formats=IMAGE_FORMATS) as probe:
-            width, height = probe.size
-            if width * height > max_pixels:
-                raise InvalidImageError(
-                    f"{label} is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
-                )
-            if max(width, height) > MAX_IMAGE_ASPECT_RATIO * max(1, min(width, height)):
-                raise InvalidImageError(
-                    f"{label} is {width}x{height} pixels; the longer side may be at most "
-                    f"{MAX_IMAGE_ASPECT_RATIO} times the shorter"
-                )
+        with open_image(image.data, label) as probe:
+            check_image_size(*probe.size, max_pixels, label)
             probe.load()
             return probe.convert("RGB")
     except InvalidImageError:
         raise
-    except UnidentifiedImageError:
-        raise InvalidImageError(
-            f"{label} could not be decoded: not a recognised image format ({', '.join(IMAGE_FORMATS)})"
-        ) from None
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InvalidImageError(f"{label} could not be decoded as an image: {error}") from None
 

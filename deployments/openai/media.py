@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import ipaddress
 import socket
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 from cluster.config import MediaConfig, ObjectStoreConfig
-from deployments.engines.base import IMAGE_FORMATS, MAX_IMAGE_ASPECT_RATIO, InvalidImageError
+from deployments.engines.base import InvalidImageError
+from deployments.engines.image_checks import check_image_size, open_image
 
 MAX_REDIRECTS = 3
 
@@ -115,42 +115,20 @@ def decode_data_url(url: str, max_bytes: int) -> bytes:
 
 
 def check_image_header(data: bytes, max_pixels: int) -> None:
-    """Refuse bytes whose header is not an image's, or describes one the models cannot take.
+    """Refuse bytes whose header is not an image's, or describes one the models cannot take
+    (`image_checks`: format, area, aspect ratio).
 
     Reads the header only (PIL opens lazily), so it costs microseconds whatever the image's size;
     the model replica still decodes the pixels, and refuses what the header did not show.
 
     Raises:
-        ImageFetchError: not one of IMAGE_FORMATS (`invalid_image`), over `max_pixels`
-            (`image_too_large`), or one side over MAX_IMAGE_ASPECT_RATIO times the other.
+        ImageFetchError: with the check's message and code (`invalid_image`, `image_too_large`).
     """
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
-            width, height = probe.size
-    except UnidentifiedImageError:
-        raise ImageFetchError(
-            f"not a recognised image format ({', '.join(IMAGE_FORMATS)})", code="invalid_image"
-        ) from None
-    except Image.DecompressionBombError as error:
-        raise ImageFetchError(f"image is too large to decode: {error}", code="image_too_large") from None
-    except (OSError, ValueError, SyntaxError) as error:  # PIL's parsers raise these on bad headers
-        raise ImageFetchError(f"image header could not be read: {error}", code="invalid_image") from None
-    if width < 1 or height < 1:
-        raise ImageFetchError(f"image is {width}x{height} pixels", code="invalid_image")
-    if width * height > max_pixels:
-        raise ImageFetchError(
-            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
-            "(serving.media.max_image_pixels)",
-            code="image_too_large",
-        )
-    if max(width, height) > MAX_IMAGE_ASPECT_RATIO * min(width, height):
-        raise ImageFetchError(
-            f"image is {width}x{height} pixels; the models take images whose longer side is at most "
-            f"{MAX_IMAGE_ASPECT_RATIO} times the shorter",
-            code="invalid_image",
-        )
+        with open_image(data) as probe:
+            check_image_size(*probe.size, max_pixels, setting="serving.media.max_image_pixels")
+    except InvalidImageError as error:
+        raise ImageFetchError(error.message, code=error.code) from None
 
 
 class ImageFetcher:
