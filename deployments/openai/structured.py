@@ -120,9 +120,10 @@ class SpecValidator:
             return spec
         from deployments.engines.structured import validate_structured
 
-        self._check_size(spec, param)
-        if spec.kind == "json_schema":
-            _check_meta_schema(json.loads(spec.spec or "{}"), param)
+        schema = json.loads(spec.spec or "{}") if spec.kind == "json_schema" else None
+        self._check_size(spec, param, schema)
+        if schema is not None:
+            _check_meta_schema(schema, param)
         try:
             validate_structured(spec)
         except EngineRequestError as error:
@@ -133,12 +134,13 @@ class SpecValidator:
             self._valid.popitem(last=False)
         return spec
 
-    def _check_size(self, spec: StructuredOutput, param: str) -> None:
-        """Refuse a spec past the configured sizes before anything compiles it."""
+    def _check_size(self, spec: StructuredOutput, param: str, schema: Any) -> None:
+        """Refuse a spec past the configured sizes before anything compiles it (`schema`: a JSON
+        schema spec, parsed)."""
         limits = self.limits
         text = spec.spec or ""
         if spec.kind == "json_schema":
-            size = schema_size(json.loads(text or "{}"))
+            size = schema_size(schema)
         elif spec.kind == "choice":
             choices = json.loads(text or "[]")
             size = SchemaSize(values=len(choices), chars=sum(len(str(choice)) for choice in choices))
