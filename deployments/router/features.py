@@ -72,16 +72,15 @@ _VARIABLE = re.compile(r"(?<![\w.'’])[bcefghjknpqruvwxyz](?:\s*[\^=<>+*/≤≥
 _MATH_SYMBOLS = ("^", "∑", "∫", "√", "≤", "≥", "≠", "π", "∞", "∈", "∀", "∃", "≡", "%")
 # Arrows (`->`, `=>`, `-->`) are not here: diagram markup (mermaid, graphviz) and prose use them as
 # much as code does.
-_CODE_LITERALS = (
-    "```",
-    "def ",
-    "return",
-    "#include",
-    "import ",
-    "SELECT ",
-    "function",
-    "()",
+_CODE_LITERALS = ("```", "#include", "SELECT ", "()")
+# Keywords that are English words too ("return the shoes", "the function of the liver", "import
+# duties") count only where code puts them: opening a line, after a brace, parenthesis, semicolon or
+# colon, or before an argument list. Each pattern starts at a line start or a literal, so the scan
+# stays cheap.
+_CODE_STATEMENT = re.compile(
+    r"^[ \t]*(?:return\b|import [\w.]+|from [\w.]+ import\b|def \w+\s*\(|class \w+\s*[:(])", re.MULTILINE
 )
+_CODE_INLINE = re.compile(r"[{;:)][ \t]*return\b|function\s*\w*\s*\(")
 # Diagram blocks are markup, not code: they are cut out before the code scan.
 _DIAGRAM_BLOCK = re.compile(r"```(?:mermaid|dot|graphviz|plantuml)\b.*?(?:```|$)", re.DOTALL)
 _CODE_LINE_END = re.compile(r"[{};]$", re.MULTILINE)
@@ -142,6 +141,8 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     code_text = _DIAGRAM_BLOCK.sub(" ", code_text) if "```" in code_text else code_text
     code_symbols = (
         sum(code_text.count(literal) for literal in _CODE_LITERALS)
+        + len(_CODE_STATEMENT.findall(code_text))
+        + len(_CODE_INLINE.findall(code_text))
         + len(_CODE_LINE_END.findall(code_text))
         + (len(_SNAKE_CASE.findall(code_text)) if "_" in code_text else 0)
     )

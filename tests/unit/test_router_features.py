@@ -275,6 +275,33 @@ def test_summarising_a_page_scores_below_analysing_it():
     assert summary.difficulty < analysis.difficulty
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I want to return the shoes I bought last week. What should I write to the store?",
+        "What is the function of the mitochondria in a cell?",
+        "We import coffee from Brazil; import duties rose this year. Define the terms.",
+        "Notice: a fee of 25 euros applies to late returns after the second reminder.",
+    ],
+)
+def test_code_keywords_in_prose_are_not_code(text):
+    # "function" is a word cue of its own (one hit); as prose it is not code syntax as well.
+    assert features_of(text)["code"] <= 0.25
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "def area(r):\n    return 3.14 * r * r",
+        "function add(a, b) { return a + b; }",
+        "import numpy as np\nfrom os import path",
+        "if (x) return y;",
+    ],
+)
+def test_code_keywords_in_code_are_code(snippet):
+    assert features_of(f"Why does this not work?\n\n{snippet}")["code"] >= 0.5
+
+
 def test_pasted_code_still_makes_a_coding_request():
     snippet = "```python\ndef total(items):\n    return sum(i.price for i in items)\n```"
     assert features_of(f"Why does this fail on an empty list?\n\n{snippet}")["code"] >= 0.5
