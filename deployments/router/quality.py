@@ -93,6 +93,42 @@ class QualityTable:
         return cls(cells=cells, source=str(document.get("source", "artifact")))
 
 
+def _choice(ability: Mapping[ModelSize, float], item: float, tolerance: float) -> int:
+    """Index of the size the policy picks for a request of item difficulty `item` in one group."""
+    estimates = {s: _sigmoid(ability[s] - item) for s in SIZES}
+    return SIZES.index(choose_size(estimates, SIZES, tolerance))
+
+
+def level_items(
+    ability: Mapping[ModelSize, float], offsets: Sequence[float], tolerance: float | None
+) -> list[float]:
+    """Each level's item difficulty in one group (logit scale).
+
+    Level k starts at the shared offset, logit(acc_9b) + offsets[k]. With `tolerance`, a level whose
+    shared offset does not make size k the smallest within `tolerance` of the best (the rubric's
+    definition of a level) moves to the middle of the first range of difficulties, going from easy
+    to hard, where size k is that choice; a level the group's figures never send to size k (its 9B
+    is nowhere `tolerance` above its 4B) keeps the shared offset.
+    """
+    top = ability[SIZES[-1]]
+    items = [top + offset for offset in offsets]
+    if tolerance is None:
+        return items
+    grid = [top - 12.0 + step * 0.01 for step in range(2001)]
+    choices = [_choice(ability, item, tolerance) for item in grid]
+    for level, item in enumerate(items):
+        if _choice(ability, item, tolerance) == level:
+            continue
+        start = next((i for i, choice in enumerate(choices) if choice == level), None)
+        if start is None:
+            continue
+        end = start
+        while end + 1 < len(grid) and choices[end + 1] == level:
+            end += 1
+        items[level] = (grid[start] + grid[end]) / 2
+    return items
+
+
 def prior_table(path: str | Path | None = None) -> QualityTable:
     """The model-card prior table (artifacts/size_priors.json unless `path` names another file).
 
@@ -106,14 +142,13 @@ def prior_table(path: str | Path | None = None) -> QualityTable:
     offsets = [float(o) for o in document["level_offsets"]]
     if len(offsets) != LEVELS:
         raise ValueError(f"{path}: level_offsets needs {LEVELS} values")
+    tolerance = document.get("levels_match_sizes_at_tolerance")
+    tolerance = None if tolerance is None else float(tolerance)
     cells = {}
     for group, accuracy in document["groups"].items():
         ability = {s: _logit(float(accuracy[s])) for s in SIZES}
-        rows = []
-        for offset in offsets:
-            item = ability[SIZES[-1]] + offset
-            rows.append({s: _sigmoid(ability[s] - item) for s in SIZES})
-        cells[group] = rows
+        items = level_items(ability, offsets, tolerance)
+        cells[group] = [{s: _sigmoid(ability[s] - item) for s in SIZES} for item in items]
     return QualityTable(cells=cells)
 
 

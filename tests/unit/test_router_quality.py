@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cluster.catalog import SIZES
@@ -10,7 +12,7 @@ from deployments.router.calibration import bias_for_shares, bias_snippet
 from deployments.router.dataset import LabeledRow
 from deployments.router.evaluation import routing_score, spearman
 from deployments.router.policy import RoutingPolicy
-from deployments.router.quality import QualityTable, choose_size, prior_table
+from deployments.router.quality import DEFAULT_PRIORS, QualityTable, choose_size, prior_table
 from deployments.router.routing_input import RoutingInput
 from deployments.router.sweep import plot, sweep
 
@@ -23,7 +25,15 @@ def one_hot(level: int) -> list[float]:
 
 def test_priors_give_larger_sizes_more_quality_and_harder_levels_less():
     table = prior_table()
-    assert set(table.groups) >= {"knowledge", "maths", "coding", "instruction", "vision", "long_context", "multilingual"}
+    assert set(table.groups) >= {
+        "knowledge",
+        "maths",
+        "coding",
+        "instruction",
+        "vision",
+        "long_context",
+        "multilingual",
+    }
     for group in table.groups:
         for level in range(4):
             row = table.cells[group][level]
@@ -31,11 +41,31 @@ def test_priors_give_larger_sizes_more_quality_and_harder_levels_less():
         assert table.cells[group][0]["0.8b"] > table.cells[group][3]["0.8b"]
 
 
-@pytest.mark.parametrize("group", ["knowledge", "coding", "instruction", "multilingual"])
-def test_each_level_goes_to_its_rubric_size_at_the_calibration_tolerance(group):
+# Groups whose cards put 9B less than 0.10 above 4B at every difficulty: no level can need 9B.
+SMALL_TOP_GAP = {"vision", "long_context", "tool_use"}
+
+
+def test_each_level_goes_to_its_rubric_size_at_the_priors_tolerance():
     table = prior_table()
-    chosen = [choose_size(table.estimate({group: 1.0}, one_hot(k)), SIZES, 0.08) for k in range(4)]
-    assert chosen == list(SIZES)
+    for group in table.groups:
+        chosen = [choose_size(table.estimate({group: 1.0}, one_hot(k)), SIZES, 0.10) for k in range(4)]
+        expected = ["0.8b", "2b", "4b", "4b" if group in SMALL_TOP_GAP else "9b"]
+        assert chosen == expected, group
+
+
+def test_shared_offsets_alone_contradict_the_rubric_where_the_cards_gaps_differ(tmp_path):
+    document = json.loads(DEFAULT_PRIORS.read_text())
+    del document["levels_match_sizes_at_tolerance"]
+    path = tmp_path / "priors.json"
+    path.write_text(json.dumps(document))
+    table = prior_table(path)
+    # Level 1 (easy): AIME-sized maths gaps send it to 4b, the small vision gap to 0.8b.
+    assert choose_size(table.estimate({"maths": 1.0}, one_hot(1)), SIZES, 0.10) == "4b"
+    assert choose_size(table.estimate({"vision": 1.0}, one_hot(1)), SIZES, 0.10) == "0.8b"
+    # Levels the shared offsets already place right are the same cells in both tables.
+    aligned = prior_table()
+    assert aligned.cells["knowledge"] == table.cells["knowledge"]
+    assert aligned.cells["maths"][2] == table.cells["maths"][2]
 
 
 def test_tolerance_trades_quality_for_cost():
@@ -80,7 +110,13 @@ def test_sweep_and_curve(tmp_path):
     policy = RoutingPolicy(RouterConfig(enabled=True), SIZES, quality=prior_table())
     rows, decisions = [], []
     for k in range(4):
-        rows.append(LabeledRow(request=RoutingInput("x"), size=SIZES[k], correct={s: float(i >= k) for i, s in enumerate(SIZES)}))
+        rows.append(
+            LabeledRow(
+                request=RoutingInput("x"),
+                size=SIZES[k],
+                correct={s: float(i >= k) for i, s in enumerate(SIZES)},
+            )
+        )
         decisions.append(policy.decide(0.5, scorer="x", levels=one_hot(k), groups={"knowledge": 1.0}))
     points, measured = sweep(rows, decisions, SIZES)
     assert measured and points[0].cost == 1.0 and points[0].quality == 1.0
@@ -99,13 +135,15 @@ def test_spearman():
 def test_structure_signals_move_requests_up_never_down(signal):
     policy = RoutingPolicy(RouterConfig(enabled=True), SIZES, quality=prior_table())
     moved = 0
+    # Each level, and each pair of neighbouring levels half and half (an uncertain estimate).
+    mixes = [one_hot(k) for k in range(4)] + [
+        [(a + b) / 2 for a, b in zip(one_hot(k), one_hot(k + 1), strict=True)] for k in range(3)
+    ]
     for group in policy.quality.groups:
-        for level in range(4):
-            plain = policy.decide(0.5, scorer="x", levels=one_hot(level), groups={group: 1.0})
-            shaped = policy.decide(
-                0.5, scorer="x", levels=one_hot(level), groups={group: 1.0}, structure=(signal,)
-            )
-            assert SIZES.index(shaped.size) >= SIZES.index(plain.size), (group, level)
+        for levels in mixes:
+            plain = policy.decide(0.5, scorer="x", levels=levels, groups={group: 1.0})
+            shaped = policy.decide(0.5, scorer="x", levels=levels, groups={group: 1.0}, structure=(signal,))
+            assert SIZES.index(shaped.size) >= SIZES.index(plain.size), (group, levels)
             assert shaped.reason == f"quality+{signal}" and plain.reason == "quality"
             moved += shaped.size != plain.size
     assert moved >= 2  # a signal, not noise: it decides some requests
@@ -115,11 +153,12 @@ def test_structure_weight_zero_ignores_the_signal_and_tools_raise_an_easy_image_
     quality = prior_table()
     off = RouterConfig(enabled=True, structure_weights={"tools": 0.0, "structured": 0.0})
     ignored = RoutingPolicy(off, SIZES, quality=quality)
-    plain = ignored.decide(0.5, scorer="x", levels=one_hot(1), groups={"vision": 1.0})
-    shaped = ignored.decide(0.5, scorer="x", levels=one_hot(1), groups={"vision": 1.0}, structure=("tools",))
+    easy = [0.5, 0.5, 0.0, 0.0]  # between trivial and easy
+    plain = ignored.decide(0.5, scorer="x", levels=easy, groups={"vision": 1.0})
+    shaped = ignored.decide(0.5, scorer="x", levels=easy, groups={"vision": 1.0}, structure=("tools",))
     assert shaped.estimates == plain.estimates
     weighed = RoutingPolicy(RouterConfig(enabled=True), SIZES, quality=quality)
-    tools = weighed.decide(0.5, scorer="x", levels=one_hot(1), groups={"vision": 1.0}, structure=("tools",))
+    tools = weighed.decide(0.5, scorer="x", levels=easy, groups={"vision": 1.0}, structure=("tools",))
     assert (plain.size, tools.size) == ("0.8b", "2b")
     assert all(tools.estimates[s] < plain.estimates[s] for s in SIZES)  # both parts must be right
 
