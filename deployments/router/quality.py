@@ -114,11 +114,16 @@ def level_items(
     items = [top + offset for offset in offsets]
     if tolerance is None:
         return items
-    grid = [top - 12.0 + step * 0.01 for step in range(2001)]
-    choices = [_choice(ability, item, tolerance) for item in grid]
+    # 20 logits around the top size's ability, in steps of 0.01: from items every size answers to
+    # items none does. Scanned only when a level needs moving.
+    grid: list[float] = []
+    choices: list[int] = []
     for level, item in enumerate(items):
         if _choice(ability, item, tolerance) == level:
             continue
+        if not grid:
+            grid = [top - 12.0 + step * 0.01 for step in range(2001)]
+            choices = [_choice(ability, point, tolerance) for point in grid]
         start = next((i for i, choice in enumerate(choices) if choice == level), None)
         if start is None:
             continue
