@@ -53,6 +53,16 @@ def test_each_level_goes_to_its_rubric_size_at_the_priors_tolerance():
         assert chosen == expected, group
 
 
+@pytest.mark.parametrize("value", ["0.1", -0.1, 1.5, True])
+def test_a_bad_level_tolerance_in_the_priors_file_is_named(tmp_path, value):
+    document = json.loads(DEFAULT_PRIORS.read_text())
+    document["levels_match_sizes_at_tolerance"] = value
+    path = tmp_path / "priors.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="levels_match_sizes_at_tolerance must be a number"):
+        prior_table(path)
+
+
 def test_shared_offsets_alone_contradict_the_rubric_where_the_cards_gaps_differ(tmp_path):
     document = json.loads(DEFAULT_PRIORS.read_text())
     del document["levels_match_sizes_at_tolerance"]
