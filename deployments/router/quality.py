@@ -149,7 +149,9 @@ def prior_table(path: str | Path | None = None) -> QualityTable:
         raise ValueError(f"{path}: level_offsets needs {LEVELS} values")
     tolerance = document.get("levels_match_sizes_at_tolerance")
     if tolerance is not None and not (isinstance(tolerance, int | float) and 0 < tolerance < 1):
-        raise ValueError(f"{path}: levels_match_sizes_at_tolerance must be a number in (0, 1); got {tolerance!r}")
+        raise ValueError(
+            f"{path}: levels_match_sizes_at_tolerance must be a number in (0, 1); got {tolerance!r}"
+        )
     cells = {}
     for group, accuracy in document["groups"].items():
         ability = {s: _logit(float(accuracy[s])) for s in SIZES}
