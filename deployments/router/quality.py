@@ -93,10 +93,14 @@ class QualityTable:
         return cls(cells=cells, source=str(document.get("source", "artifact")))
 
 
+def _cell(ability: Mapping[ModelSize, float], item: float) -> dict[ModelSize, float]:
+    """P(correct) of each size for a request of item difficulty `item` (the one-parameter IRT model)."""
+    return {s: _sigmoid(ability[s] - item) for s in SIZES}
+
+
 def _choice(ability: Mapping[ModelSize, float], item: float, tolerance: float) -> int:
     """Index of the size the policy picks for a request of item difficulty `item` in one group."""
-    estimates = {s: _sigmoid(ability[s] - item) for s in SIZES}
-    return SIZES.index(choose_size(estimates, SIZES, tolerance))
+    return SIZES.index(choose_size(_cell(ability, item), SIZES, tolerance))
 
 
 def level_items(
@@ -156,7 +160,7 @@ def prior_table(path: str | Path | None = None) -> QualityTable:
     for group, accuracy in document["groups"].items():
         ability = {s: _logit(float(accuracy[s])) for s in SIZES}
         items = level_items(ability, offsets, tolerance)
-        cells[group] = [{s: _sigmoid(ability[s] - item) for s in SIZES} for item in items]
+        cells[group] = [_cell(ability, item) for item in items]
     return QualityTable(cells=cells)
 
 

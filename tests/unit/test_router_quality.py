@@ -53,22 +53,25 @@ def test_each_level_goes_to_its_rubric_size_at_the_priors_tolerance():
         assert chosen == expected, group
 
 
-@pytest.mark.parametrize("value", ["0.1", -0.1, 1.5, True])
-def test_a_bad_level_tolerance_in_the_priors_file_is_named(tmp_path, value):
+def priors_with_tolerance(tmp_path, value):
+    """A copy of the shipped priors file with `levels_match_sizes_at_tolerance` set (None: removed)."""
     document = json.loads(DEFAULT_PRIORS.read_text())
-    document["levels_match_sizes_at_tolerance"] = value
+    document.pop("levels_match_sizes_at_tolerance")
+    if value is not None:
+        document["levels_match_sizes_at_tolerance"] = value
     path = tmp_path / "priors.json"
     path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize("value", ["0.1", -0.1, 1.5, True])
+def test_a_bad_level_tolerance_in_the_priors_file_is_named(tmp_path, value):
     with pytest.raises(ValueError, match="levels_match_sizes_at_tolerance must be a number"):
-        prior_table(path)
+        prior_table(priors_with_tolerance(tmp_path, value))
 
 
 def test_shared_offsets_alone_contradict_the_rubric_where_the_cards_gaps_differ(tmp_path):
-    document = json.loads(DEFAULT_PRIORS.read_text())
-    del document["levels_match_sizes_at_tolerance"]
-    path = tmp_path / "priors.json"
-    path.write_text(json.dumps(document))
-    table = prior_table(path)
+    table = prior_table(priors_with_tolerance(tmp_path, None))
     # Level 1 (easy): AIME-sized maths gaps send it to 4b, the small vision gap to 0.8b.
     assert choose_size(table.estimate({"maths": 1.0}, one_hot(1)), SIZES, 0.10) == "4b"
     assert choose_size(table.estimate({"vision": 1.0}, one_hot(1)), SIZES, 0.10) == "0.8b"
