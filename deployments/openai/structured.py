@@ -197,11 +197,10 @@ def schema_size(schema: Any) -> SchemaSize:
         enum = node.get("enum")
         if isinstance(enum, list):
             values += len(enum)
-            chars += sum(len(value) if isinstance(value, str) else len(json.dumps(value)) for value in enum)
+            chars += sum(_value_chars(value) for value in enum)
         if "const" in node:
             values += 1
-            const = node["const"]
-            chars += len(const) if isinstance(const, str) else len(json.dumps(const))
+            chars += _value_chars(node["const"])
         for key, value in node.items():
             if key in _SCHEMA_MAPS and isinstance(value, dict):
                 if key == "properties":
@@ -214,6 +213,11 @@ def schema_size(schema: Any) -> SchemaSize:
 
 
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def _value_chars(value: Any) -> int:
+    """Characters an enum or const value counts for: a string's own, any other value's JSON text."""
+    return len(value) if isinstance(value, str) else len(json.dumps(value))
 
 
 def _check_meta_schema(schema: Any, param: str) -> None:
