@@ -79,13 +79,31 @@ def test_profiles_load_with_a_router_block(profile):
     assert isinstance(load_config(profile=profile).router, RouterConfig)
 
 
-def _generator():
+def _training_script(name: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("router_training_generate", TRAINING / "generate.py")
+    spec = importlib.util.spec_from_file_location(f"router_training_{name}", TRAINING / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _generator():
+    return _training_script("generate")
+
+
+def test_near_duplicate_pairs_are_counted_once_and_split_by_template():
+    import numpy as np
+
+    near = _training_script("near_duplicates")
+    # Rows 0 and 1 are one template's near-copies, row 2 another template's near-copy of row 0,
+    # row 3 is unrelated; blocks of two rows make the count cross a block boundary.
+    a = np.array([1.0, 0.0])
+    b = np.array([0.96, 0.28])
+    embeddings = np.stack([a, a, b / np.linalg.norm(b), np.array([0.0, 1.0])])
+    counts = near.pair_counts(embeddings, ["t/1", "t/1", "t/2", "t/3"], thresholds=(0.9, 0.99), block=2)
+    assert counts[0.9] == {"pairs": 3, "same_template": 1}
+    assert counts[0.99] == {"pairs": 1, "same_template": 1}
 
 
 def test_training_set_is_reproducible_varied_and_split_honestly():

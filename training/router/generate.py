@@ -61,8 +61,8 @@ def _stable_share(key: str) -> float:
 
 
 def generate(seed: int = 0, rows_per_template: int = ROWS_PER_TEMPLATE) -> list[dict]:
-    """All rows, deterministic for `seed`."""
-    rng = random.Random(seed)
+    """All rows, deterministic for `seed`. Each template draws from its own generator (seeded by the
+    seed and the template id), so adding or editing a template leaves every other row as it was."""
     components = yaml.safe_load((HERE / "components.yaml").read_text())
     rows: list[dict] = []
     seen: set[tuple[str, str]] = set()
@@ -77,6 +77,7 @@ def generate(seed: int = 0, rows_per_template: int = ROWS_PER_TEMPLATE) -> list[
                 phrasing = f"{family}/{template['id']}"
                 # Whole held-out families are marked after generation (heldout_families).
                 split = "heldout_phrasing" if _stable_share(phrasing) < HELDOUT_PHRASING_SHARE else "train"
+                rng = random.Random(f"{seed}/{phrasing}")
                 made = 0
                 for _ in itertools.repeat(None, wanted * 6):
                     if made >= wanted:
