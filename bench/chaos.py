@@ -6,7 +6,9 @@ Starts local Ray + Serve with the demo profile (0.8b admitting `--limit` request
 - burst: 128 streamed requests released at once on 0.8b: admitted in flight (peak, from /healthz)
   against the limit, 429 count and their latency p50/p99, from the lean raw-HTTP client (timed from
   each request's write): the first burst after start-up, then `--bursts - 1` more pooled (`warm`),
-  then one from httpx (timed from task start, as the figures before 2026-12-01 were);
+  then one from httpx (timed from task start, as the figures before 2026-12-01 were); with
+  `--warm-burst N`, a burst of N is sent (and not counted) before the first, to measure how much of
+  the first burst's excess is the serving stack's first concurrent use;
 - replica: kill the 0.8b replica under steady load: requests lost (503 / 5xx / hang), seconds until
   /healthz is 200 again, p99 of the survivors before and after;
 - ingress: kill one ingress replica under steady load: the same figures (with `--ingress-replicas 2`
@@ -121,9 +123,12 @@ async def burst(base_url: str, concurrency: int = 128) -> tuple[list[tuple[int |
     return results, max(sent_at) - min(sent_at)
 
 
-def burst_scenario(base_url: str, bursts: int) -> dict:
-    """The first burst after start-up, then `bursts - 1` more (pooled: `burst_warm_`), then one from
-    httpx as earlier figures were measured."""
+def burst_scenario(base_url: str, bursts: int, warm_burst: int = 0) -> dict:
+    """The first burst after start-up (after an uncounted burst of `warm_burst`, if any), then
+    `bursts - 1` more (pooled: `burst_warm_`), then one from httpx as earlier figures were measured."""
+    if warm_burst:
+        asyncio.run(burst(base_url, warm_burst))
+        time.sleep(1.5)
     results, spread = asyncio.run(burst(base_url))
     figures = burst_figures("burst_", results, len(results))
     figures["burst_send_spread_ms"] = round(1000 * spread, 1)
@@ -249,7 +254,7 @@ def run_single_node(args, scenarios: list[str]) -> dict:
         wait_for_health(base_url.removesuffix("/v1"), 180)
         app = config.serving.app_name
         if "burst" in scenarios:
-            figures.update(burst_scenario(base_url, args.bursts))
+            figures.update(burst_scenario(base_url, args.bursts, args.warm_burst))
             health = httpx.get(base_url.removesuffix("/v1") + "/healthz", timeout=30).json()
             figures["burst_peak_in_flight"] = health["capacity"]["qwen3.5-0.8b"]["peak_in_flight_here"]
         if "replica" in scenarios:
@@ -360,6 +365,9 @@ def main() -> None:
     parser.add_argument("--scenarios", default="burst,replica,ingress,node")
     parser.add_argument("--load-seconds", type=float, default=5.0)
     parser.add_argument("--bursts", type=int, default=6, help="bursts of 128 in the burst scenario")
+    parser.add_argument(
+        "--warm-burst", type=int, default=0, help="an uncounted burst of this many before the first"
+    )
     parser.add_argument("--limit", type=int, default=4, help="max_ongoing_requests of 0.8b")
     parser.add_argument(
         "--ingress-replicas", type=int, default=1, help="ingress replicas (2: one keeps serving while the other is killed)"
