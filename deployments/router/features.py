@@ -18,6 +18,7 @@ from deployments.router.keywords import (
     CONJUNCTIONS,
     FAMILY_WORDS,
     FOREIGN_WORDS,
+    GATED_CODE_WORDS,
     GATED_PROOF_PHRASES,
     HIGHER_ORDER_STEMS,
     PHRASES,
@@ -84,6 +85,13 @@ _CODE_INLINE = re.compile(r"[{;:)][ \t]*return\b|function\s*\w*\s*\(")
 # Diagram blocks are markup, not code: they are cut out before the code scan.
 _DIAGRAM_BLOCK = re.compile(r"```(?:mermaid|dot|graphviz|plantuml)\b.*?(?:```|$)", re.DOTALL)
 _CODE_LINE_END = re.compile(r"[{};]$", re.MULTILINE)
+# An ask to write code ("write a function", "implement an LRU cache class", "fix this script"): what
+# makes the English-and-code words count when nothing else in the text is code. Read from the head
+# of the instruction only, so the scan stays short.
+_CODE_ASK = re.compile(
+    r"\b(?:write|implement|create|define|code|fix|debug|refactor|optimi[sz]e|rewrite)\b[^.?!\n]{0,40}?"
+    r"\b(?:function|functions|class|classes|method|program|script|query|code|library)\b"
+)
 _SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
 _NUMBERED_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 _NON_LATIN = re.compile(
@@ -122,9 +130,12 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     cue_text = request.cue_text()
     lowered = cue_text.lower()
     hits = dict.fromkeys((*FAMILY_WORDS, *PHRASES), 0)
+    gated_code = 0
     for word in _WORD.findall(lowered):
         family = _WORD_FAMILY.get(word)
-        if family is not None:
+        if family == "code" and word in GATED_CODE_WORDS:
+            gated_code += 1
+        elif family is not None:
             hits[family] += 1
     for family, phrases in PHRASES.items():
         hits[family] += sum(lowered.count(phrase) for phrase in phrases)
@@ -165,6 +176,10 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
     )
     parts = sum(instruction.count(joiner) for joiner in CONJUNCTIONS)
+    # Words such as "function", "class" or "table" count only where the text is about code: another
+    # code word, code symbols, or an ask to write code.
+    if gated_code and (hits["code"] or code_symbols or _CODE_ASK.search(instruction)):
+        hits["code"] += gated_code
     length = _length_scale(tokens)
     simple = _saturate(hits["simple"], 1.0) if tokens + material_tokens <= SIMPLE_MAX_TOKENS else 0.0
     features = {

@@ -22,8 +22,9 @@ FAMILY_WORDS: dict[str, tuple[str, ...]] = {
     ),
     "code": tuple(
         (
-            "python javascript typescript java rust golang sql bash shell kotlin swift cpp function "
-            "functions class classes method implement implementation debug bug bugs compile compiler "
+            "python javascript typescript java rust golang sql postgres postgresql mysql sqlite "
+            "mongodb redis bash shell kotlin swift cpp function functions class classes method "
+            "implement implementation debug bug bugs compile compiler "
             "exception stacktrace traceback api endpoint regex algorithm algorithms complexity "
             "recursion recursive refactor unittest pytest database schema script library async await "
             "thread threads concurrency concurrent kubernetes docker html css code snippet program "
@@ -286,6 +287,15 @@ CONJUNCTIONS: tuple[str, ...] = (", ", "; ", " and ", " y ", " et ", " und ")
 
 # Proof phrases that ordinary prose uses as well; they count only in mathematical text.
 GATED_PROOF_PHRASES: tuple[str, ...] = ("show that", "demonstrate that", "from first principles")
+
+# Code words that are ordinary English too ("the function of the liver", "my class", "a table for
+# two", "lock the door"); they count only in text that is about code (features.py).
+GATED_CODE_WORDS = frozenset(
+    (
+        "function functions class classes method table tables index lock cache query queries join "
+        "joins program library script thread threads schema code bug bugs implement implementation"
+    ).split()
+)
 
 # Common function words and greetings of languages the keyword families do not cover (es, fr, de, it,
 # pt, nl); English homographs (pour, son, met, con, per, die, los, las, von, com, ...) are left out.
