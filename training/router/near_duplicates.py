@@ -53,7 +53,7 @@ def main() -> None:
     rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
     texts = [row["prompt"] + (" " + row["image"] if row.get("image") else "") for row in rows]
     embedder = SentenceEmbedder(max_tokens=32, int8=True, layers=6)
-    embeddings = embedder.encode(texts).astype(np.float32)
+    embeddings = embedder.encode(texts)
     total = len(rows) * (len(rows) - 1) // 2
     print(f"{len(rows)} rows, {total:,} pairs (MiniLM, six layers, int8, 32 word pieces)")
     for threshold, found in pair_counts(embeddings, [row["phrasing"] for row in rows]).items():
