@@ -93,6 +93,25 @@ _CODE_ASK = re.compile(
     r"\b(?:function|functions|class|classes|method|program|script|query|code|library)\b"
 )
 _SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
+# The shapes of the classic short logic questions, which no keyword names: an ordering puzzle chains
+# comparisons ("A is taller than B, B is taller than C"), a syllogism chains quantified premises
+# ("all X are Y ... some Y are Z"), a blood-relation puzzle asks how people named by kinship are
+# related, a direction puzzle turns or casts a shadow and asks the direction, a trick question counts
+# "all but N". One comparison, one premise or one relative is ordinary prose; two of them are the
+# puzzle's shape.
+_COMPARISON = re.compile(
+    r"\b(?:older|younger|taller|shorter|heavier|lighter|faster|slower|richer|poorer|bigger|smaller|"
+    r"larger|stronger|weaker|cheaper|earlier|later) than\b"
+)
+_PREMISE = re.compile(r"\b(?:all|some|no|every|none of the)\s+\w+\s+(?:are|is)\b")
+_KINSHIP = re.compile(
+    r"\b(?:brothers?|sisters?|sons?|daughters?|father|mother|uncle|aunt|cousin|nephew|niece|"
+    r"grand(?:son|daughter|father|mother)|husband|wife)\b"
+)
+_KINSHIP_ASK = re.compile(r"\bhow many\b|\brelated\b|\brelation\b|\bwho is\b")
+_DIRECTION_ASK = re.compile(r"\bwhich direction\b|\bfacing\b")
+_DIRECTION_MOVE = re.compile(r"\bturn(?:s|ed)? (?:left|right)\b|\bshadow\b")
+_ALL_BUT = re.compile(r"\ball but (?:\d+|one|two|three|four|five|six|seven|eight|nine|ten)\b")
 _NUMBERED_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 _NON_LATIN = re.compile(
     r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
@@ -111,6 +130,22 @@ def _length_scale(tokens: int) -> float:
     """Tokens on a log scale in [0, 1]: 0 for none, 1 at `LONG_PROMPT_TOKENS` and beyond."""
     scale = math.log1p(tokens / LENGTH_SCALE_TOKENS) / math.log1p(LONG_PROMPT_TOKENS / LENGTH_SCALE_TOKENS)
     return min(1.0, scale)
+
+
+def puzzle_shapes(text: str) -> int:
+    """How many logic-puzzle shapes the lowercased `text` has (see `_COMPARISON` and below)."""
+    shapes = 0
+    if len(_COMPARISON.findall(text)) >= 2:
+        shapes += 1
+    if len(_PREMISE.findall(text)) >= 2:
+        shapes += 1
+    if len(_KINSHIP.findall(text)) >= 2 and _KINSHIP_ASK.search(text):
+        shapes += 1
+    if _DIRECTION_ASK.search(text) and _DIRECTION_MOVE.search(text):
+        shapes += 1
+    if "all but" in text and _ALL_BUT.search(text):
+        shapes += 1
+    return shapes
 
 
 def estimate_tokens(text: str) -> int:
@@ -176,6 +211,7 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
     )
     parts = sum(instruction.count(joiner) for joiner in CONJUNCTIONS)
+    hits["puzzle"] += puzzle_shapes(instruction)
     # Words such as "function", "class" or "table" count only where the text is about code: another
     # code word, code symbols, or an ask to write code.
     if gated_code and (hits["code"] or code_symbols or _CODE_ASK.search(instruction)):

@@ -364,3 +364,36 @@ def test_symbolic_fires_on_algebra_in_any_language(text):
 )
 def test_scope_puzzle_and_depth_cues_in_other_languages(feature, text):
     assert features_of(text)[feature] > 0.3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Knights always tell the truth and knaves always lie. Ann says: 'We are both knaves.' What is Ann?",
+        "Priya is taller than Omar, and Omar is taller than Kim. Who is the shortest?",
+        "All glorps are fribbles and no fribbles are wumps. Are any glorps wumps?",
+        "Pointing to a man, Rita says, 'His mother is my mother's only daughter.' How is Rita related to him?",
+        "A man walks north, turns right, then turns right again. Which direction is he facing now?",
+        "A shepherd had 20 sheep and all but 8 ran away. How many are left?",
+        "What comes next in the sequence 2, 6, 12, 20, 30?",
+        "Some artists are teachers. Does it follow that some teachers are artists?",
+    ],
+)
+def test_puzzle_fires_on_the_shapes_of_short_logic_questions(text):
+    assert features_of(text)["puzzle"] >= 0.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "All my plants are wilting even though I water them daily. What am I doing wrong?",
+        "My brother is older than me and likes hiking. Can you suggest a birthday gift?",
+        "My sister and her two sons are visiting next week. Suggest three day trips near Boston.",
+        "Which direction should a solar panel face in the northern hemisphere?",
+        "What comes next after a bachelor's degree if I want to do research?",
+        "Some people say all politicians are the same. Write a paragraph arguing against that.",
+        "Tell the truth: is my business plan any good?",
+    ],
+)
+def test_puzzle_shapes_need_more_than_one_comparison_premise_or_relative(text):
+    assert features_of(text)["puzzle"] == 0.0
