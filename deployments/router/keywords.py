@@ -17,7 +17,8 @@ FAMILY_WORDS: dict[str, tuple[str, ...]] = {
             "logarithm fraction fractions percent percentage ratio algebra algebraic geometry "
             "triangle triangles circle radius area perimeter volume angle angles vector vectors limit "
             "series factorial combinatorics gcd lcm inequality inequalities integer integers digits "
-            "digit expected variance calculate compute exponent quadratic cubic"
+            "digit expected variance calculate compute exponent quadratic cubic subset subsets "
+            "permutation permutations"
         ).split()
     ),
     "code": tuple(
@@ -113,6 +114,41 @@ PHRASES: dict[str, tuple[str, ...]] = {
         "integer solutions",
         "ordered pairs",
         "ordered triples",
+        # The vocabulary of counting, number-theory, geometry and extremal problems; counted only in
+        # mathematical text (features.py), so "such that" or "the maximum of" in prose stays quiet.
+        "find the number of",
+        "compute the number of",
+        "determine the number of",
+        "number of ways",
+        "how many ways",
+        "expected number",
+        "expected value",
+        "probability that",
+        "perfect square",
+        "perfect cube",
+        "such that",
+        "for which",
+        "relatively prime",
+        "coprime",
+        "angle bisector",
+        "circumcircle",
+        "circumradius",
+        "inradius",
+        "incircle",
+        "inscribed in",
+        "tangent to",
+        "subsets",
+        "permutations of",
+        "sum of all",
+        "product of all",
+        "least positive",
+        "smallest positive",
+        "greatest integer",
+        "largest integer",
+        "minimum value",
+        "maximum value",
+        "minimum of",
+        "maximum of",
     ),
     "multi_step": (
         "after that",

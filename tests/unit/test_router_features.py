@@ -176,6 +176,7 @@ def test_unknown_feature_weight_is_rejected():
         "What is the remainder when 100 is divided by 7?",
         "This memo will show that the new process saves time for the whole team.",
         "Find all the names mentioned in the paragraph above.",
+        "Seat the guests such that the maximum of two people share a table, for which I need a plan.",
         "Draw it:\n```mermaid\ngraph LR\n  a --> b --> c\n```",
     ],
 )
@@ -397,3 +398,16 @@ def test_puzzle_fires_on_the_shapes_of_short_logic_questions(text):
 )
 def test_puzzle_shapes_need_more_than_one_comparison_premise_or_relative(text):
     assert features_of(text)["puzzle"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Find the number of subsets of {1, 2, ..., 12} whose sum is a multiple of 3.",
+        "Let n be the least positive integer such that n^2 + 1 is divisible by 5^4. Find n.",
+        "Triangle ABC has AB = 5 and BC = 7; the angle bisector from B meets AC at D. Find the circumradius.",
+        "What is the maximum value of 3x + 4y when x^2 + y^2 = 25?",
+    ],
+)
+def test_competition_vocabulary_counts_in_mathematical_text(text):
+    assert features_of(text)["competition"] >= 0.5
