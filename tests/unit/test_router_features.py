@@ -411,3 +411,16 @@ def test_puzzle_shapes_need_more_than_one_comparison_premise_or_relative(text):
 )
 def test_competition_vocabulary_counts_in_mathematical_text(text):
     assert features_of(text)["competition"] >= 0.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Write an HTTP/2 server from sockets up.",
+        "Implement a key-value store with a write-ahead log in Go.",
+        "Build a regex engine that supports backtracking.",
+        "Rustでロックフリーのキューを実装してください。",
+    ],
+)
+def test_one_line_build_asks_carry_the_systems_cue(text):
+    assert features_of(text)["systems"] >= 0.5
