@@ -8,7 +8,8 @@ Starts local Ray + Serve with the demo profile (0.8b admitting `--limit` request
   each request's write): the first burst after start-up, then `--bursts - 1` more pooled (`warm`),
   then one from httpx (timed from task start, as the figures before 2026-12-01 were); with
   `--warm-burst N`, a burst of N is sent (and not counted) before the first, to measure how much of
-  the first burst's excess is the serving stack's first concurrent use;
+  the first burst's excess is the serving stack's first concurrent use, and `--warm-idle-s S` waits
+  that long after it (HAProxy closes idle connections to the ingress after a while);
 - replica: kill the 0.8b replica under steady load: requests lost (503 / 5xx / hang), seconds until
   /healthz is 200 again, p99 of the survivors before and after;
 - ingress: kill one ingress replica under steady load: the same figures (with `--ingress-replicas 2`
@@ -123,12 +124,12 @@ async def burst(base_url: str, concurrency: int = 128) -> tuple[list[tuple[int |
     return results, max(sent_at) - min(sent_at)
 
 
-def burst_scenario(base_url: str, bursts: int, warm_burst: int = 0) -> dict:
+def burst_scenario(base_url: str, bursts: int, warm_burst: int = 0, warm_idle_s: float = 1.5) -> dict:
     """The first burst after start-up (after an uncounted burst of `warm_burst`, if any), then
     `bursts - 1` more (pooled: `burst_warm_`), then one from httpx as earlier figures were measured."""
     if warm_burst:
         asyncio.run(burst(base_url, warm_burst))
-        time.sleep(1.5)
+        time.sleep(warm_idle_s)
     results, spread = asyncio.run(burst(base_url))
     figures = burst_figures("burst_", results, len(results))
     figures["burst_send_spread_ms"] = round(1000 * spread, 1)
@@ -254,7 +255,7 @@ def run_single_node(args, scenarios: list[str]) -> dict:
         wait_for_health(base_url.removesuffix("/v1"), 180)
         app = config.serving.app_name
         if "burst" in scenarios:
-            figures.update(burst_scenario(base_url, args.bursts, args.warm_burst))
+            figures.update(burst_scenario(base_url, args.bursts, args.warm_burst, args.warm_idle_s))
             health = httpx.get(base_url.removesuffix("/v1") + "/healthz", timeout=30).json()
             figures["burst_peak_in_flight"] = health["capacity"]["qwen3.5-0.8b"]["peak_in_flight_here"]
         if "replica" in scenarios:
@@ -367,6 +368,9 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=6, help="bursts of 128 in the burst scenario")
     parser.add_argument(
         "--warm-burst", type=int, default=0, help="an uncounted burst of this many before the first"
+    )
+    parser.add_argument(
+        "--warm-idle-s", type=float, default=1.5, help="seconds between the warm burst and the first"
     )
     parser.add_argument("--limit", type=int, default=4, help="max_ongoing_requests of 0.8b")
     parser.add_argument(
