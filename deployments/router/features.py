@@ -98,7 +98,7 @@ _SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
 # ("all X are Y ... some Y are Z"), a blood-relation puzzle asks how people named by kinship are
 # related, a direction puzzle turns or casts a shadow and asks the direction, a trick question counts
 # "all but N". One comparison, one premise or one relative is ordinary prose; two of them are the
-# puzzle's shape.
+# puzzle's shape. These patterns start at letters, so they read only the instruction's head.
 _COMPARISON = re.compile(
     r"\b(?:older|younger|taller|shorter|heavier|lighter|faster|slower|richer|poorer|bigger|smaller|"
     r"larger|stronger|weaker|cheaper|earlier|later) than\b"
