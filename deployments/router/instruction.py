@@ -12,6 +12,11 @@ keywords of the page. The split is by layout only, so it works in any language:
 - otherwise a short last paragraph is the ask and what comes before it is material ("<page>\n\nTL;DR?"),
   a heading included;
 - a first line ending in a colon or question mark counts as a first paragraph.
+An ask that announces a task rather than a text ("Solve the following problem:", "Problem:", "Answer
+this riddle:", "Write a function for this:") keeps what follows as instruction, since the task's own
+words are its cues, unless the ask also names a text ("the passage below") or the body looks like a
+page (a heading first, `PAGE_MIN_PARAGRAPHS` paragraphs, or `PAGE_MIN_CHARS` of text). That one test
+reads words, in the languages the keyword families cover.
 Text without one of those shapes is all instruction, as a long word problem or a multi-paragraph
 essay question is.
 """
@@ -29,6 +34,11 @@ TAIL_MAX_CHARS = 300
 # material, so a shorter body counts.
 MATERIAL_MIN_CHARS = 300
 AFTER_COLON_MIN_CHARS = 80
+# A body this long (or of this many paragraphs, or under a heading) is a page whatever the ask says:
+# problems and puzzles are shorter.
+PAGE_MIN_CHARS = 1500
+PAGE_MIN_PARAGRAPHS = 3
+HEADING_MAX_CHARS = 100
 
 _FENCED_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
@@ -37,6 +47,23 @@ _COLONS = (":", "：")
 _QUESTION_ENDINGS = ("?", "？")
 # A heading ("Minutes of the March meeting") ends without one of these; an ask ends with one.
 _SENTENCE_ENDINGS = (".", "!", "?", ":", ")", '"', "。", "！", "？", "：", "»")
+_HEADING_ENDINGS = (".", "!", "?", ":", ";", ",", "。", "！", "？", "：")
+# An ask that announces a task names it (problem, question, riddle, exercise) or the work of solving
+# it (solve, prove, compute, implement); stems, so that inflections count.
+_ANNOUNCES_A_TASK = re.compile(
+    r"\b(?:problems?|questions?|exercises?|riddles?|puzzles?|tasks?|challenges?|quiz|solve|solving|"
+    r"solution|answer|prove|proof|compute|calculate|implement|function|program|algorithm|"
+    r"problema|pregunta|ejercicio|resuelve|resolver|probl[eè]me|exercice|r[ée]sou\w*|aufgabe|frage|"
+    r"l[öo]se|l[öo]sen|r[äa]tsel|domanda|esercizio|risolvi)\b|问题|题目|解答|問題|解いて|문제",
+    re.IGNORECASE,
+)
+# An ask that names a text to work over keeps its body as material even when it also says "answer".
+_NAMES_A_TEXT = re.compile(
+    r"\b(?:texts?|pages?|documents?|paragraphs?|passages?|articles?|e-?mails?|letters?|reports?|"
+    r"reviews?|essays?|story|stories|transcripts?|notes|minutes|polic(?:y|ies)|contracts?|memos?|"
+    r"excerpts?|above|below|texto|texte|dokument\w*|documento|testo)\b|文章|テキスト|文書|文本|本文",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +115,23 @@ def _instruction_paragraphs(paragraphs: list[str]) -> tuple[list[str], list[str]
     )
     if head:
         end = len(paragraphs) - 1 if closing and len(paragraphs) > 2 else len(paragraphs)
+        if _announces_its_task(first, paragraphs[1:end]):
+            return paragraphs, [], MATERIAL_MIN_CHARS
         least = AFTER_COLON_MIN_CHARS if first.endswith(_COLONS) else MATERIAL_MIN_CHARS
         return [first, *paragraphs[end:]], paragraphs[1:end], least
     if len(last) <= TAIL_MAX_CHARS:
         return [last], paragraphs[:-1], MATERIAL_MIN_CHARS
     return paragraphs, [], MATERIAL_MIN_CHARS
+
+
+def _announces_its_task(ask: str, body: list[str]) -> bool:
+    """Whether `ask` announces `body` as the task itself rather than a text to work over."""
+    if not _ANNOUNCES_A_TASK.search(ask) or _NAMES_A_TEXT.search(ask):
+        return False
+    if len(body) >= PAGE_MIN_PARAGRAPHS or sum(len(p) for p in body) >= PAGE_MIN_CHARS:
+        return False
+    opening = body[0] if body else ""
+    is_heading = (
+        "\n" not in opening and len(opening) <= HEADING_MAX_CHARS and not opening.endswith(_HEADING_ENDINGS)
+    )
+    return not is_heading

@@ -114,3 +114,51 @@ def test_the_split_loses_and_invents_nothing(text):
     assert characters(split.instruction + split.material) == characters(text)
     if not split.material:
         assert split.instruction.split() == text.split()
+
+
+PROBLEM = (
+    "Let S be the set of positive integers n for which 1/n has a repeating decimal of period 12. "
+    "Find the number of elements of S, and show that no n with a period of 12 divides 10^6 - 1 twice."
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Solve the following problem:\n\n{PROBLEM}",
+        f"Problem:\n{PROBLEM}",
+        f"Solve step by step, then check your answer:\n\n{PROBLEM}\n\nWhat is the answer?",
+        f"Answer this riddle:\n\n{PROBLEM}",
+        f"Write a Python function for this:\n\n{PROBLEM}",
+    ],
+)
+def test_an_ask_that_announces_a_task_keeps_the_task_as_instruction(text):
+    split = split_instruction(text)
+    assert split.material == ""
+    assert PROBLEM in split.instruction
+
+
+def test_a_page_with_a_heading_before_a_plain_question_is_still_material():
+    page = "Office hours\n\n" + " ".join(PARAGRAPHS)  # a heading and one paragraph
+    split = split_instruction(f"{page}\n\nWhen do we open on Saturdays?")
+    assert split.instruction == "When do we open on Saturdays?"
+    assert split.material == page
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        "Make this more concise:",
+        "Here is an update from my manager:",
+        "Explain this to a ten-year-old:",
+        "Answer the question about the passage below:",
+    ],
+)
+def test_an_ask_about_a_text_keeps_the_text_as_material(ask):
+    body = " ".join(PARAGRAPHS)
+    assert split_instruction(f"{ask}\n\n{body}").material == body
+
+
+def test_a_page_under_a_task_ask_is_still_material():
+    split = split_instruction(f"Answer the question:\n\n{PAGE}\n\nWhen do we open?")
+    assert split.material == PAGE
