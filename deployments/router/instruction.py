@@ -13,8 +13,8 @@ keywords of the page. The split is by layout only, so it works in any language:
   a heading included;
 - a first line ending in a colon or question mark counts as a first paragraph.
 An ask that announces a task rather than a text ("Solve the following problem:", "Problem:", "Answer
-this riddle:", "Write a function for this:") keeps what follows as instruction, since the task's own
-words are its cues, unless the ask also names a text ("the passage below") or the body looks like a
+this riddle:", "Write a function for this:", or after the task "Please reason step by step, and put
+your final answer in a box.") keeps the task as instruction, since the task's own words are its cues, unless the ask also names a text ("the passage below") or the body looks like a
 page (a heading first, `PAGE_MIN_PARAGRAPHS` paragraphs, or `PAGE_MIN_CHARS` of text). That one test
 reads words, in the languages the keyword families cover.
 Text without one of those shapes is all instruction, as a long word problem or a multi-paragraph
@@ -119,7 +119,7 @@ def _instruction_paragraphs(paragraphs: list[str]) -> tuple[list[str], list[str]
             return paragraphs, [], MATERIAL_MIN_CHARS
         least = AFTER_COLON_MIN_CHARS if first.endswith(_COLONS) else MATERIAL_MIN_CHARS
         return [first, *paragraphs[end:]], paragraphs[1:end], least
-    if len(last) <= TAIL_MAX_CHARS:
+    if len(last) <= TAIL_MAX_CHARS and not _announces_its_task(last, paragraphs[:-1]):
         return [last], paragraphs[:-1], MATERIAL_MIN_CHARS
     return paragraphs, [], MATERIAL_MIN_CHARS
 

@@ -129,6 +129,7 @@ PROBLEM = (
         f"Problem:\n{PROBLEM}",
         f"Solve step by step, then check your answer:\n\n{PROBLEM}\n\nWhat is the answer?",
         f"Answer this riddle:\n\n{PROBLEM}",
+        f"{PROBLEM} {PROBLEM} {PROBLEM}\n\nPlease reason step by step, and put your final answer in a box.",
         f"Write a Python function for this:\n\n{PROBLEM}",
     ],
 )
