@@ -14,9 +14,10 @@ keywords of the page. The split is by layout only, so it works in any language:
 - a first line ending in a colon or question mark counts as a first paragraph.
 An ask that announces a task rather than a text ("Solve the following problem:", "Problem:", "Answer
 this riddle:", "Write a function for this:", or after the task "Please reason step by step, and put
-your final answer in a box.") keeps the task as instruction, since the task's own words are its cues, unless the ask also names a text ("the passage below") or the body looks like a
-page (a heading first, `PAGE_MIN_PARAGRAPHS` paragraphs, or `PAGE_MIN_CHARS` of text). That one test
-reads words, in the languages the keyword families cover.
+your final answer in a box.") keeps the task as instruction, since the task's own words are its
+cues, unless the ask also names a text ("the passage below") or the body looks like a page (a
+heading first, `PAGE_MIN_PARAGRAPHS` paragraphs, or `PAGE_MIN_CHARS` of text). That one test reads
+words, in the languages the keyword families cover.
 Text without one of those shapes is all instruction, as a long word problem or a multi-paragraph
 essay question is.
 """
@@ -47,6 +48,8 @@ _COLONS = (":", "：")
 _QUESTION_ENDINGS = ("?", "？")
 # A heading ("Minutes of the March meeting") ends without one of these; an ask ends with one.
 _SENTENCE_ENDINGS = (".", "!", "?", ":", ")", '"', "。", "！", "？", "：", "»")
+# A body's opening line is a heading unless it ends like a clause. Unlike `_SENTENCE_ENDINGS`, a closing
+# parenthesis or quote does not make it a sentence ("Travel policy (revised)" is a heading).
 _HEADING_ENDINGS = (".", "!", "?", ":", ";", ",", "。", "！", "？", "：")
 # An ask that announces a task names it (problem, question, riddle, exercise) or the work of solving
 # it (solve, prove, compute, implement); stems, so that inflections count.
