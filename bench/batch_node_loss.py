@@ -67,7 +67,8 @@ def run(cache: Path, job_timeout_s: float) -> dict:
     from ray.cluster_utils import Cluster
 
     from deployments.engines.demo_models import ensure_demo_models
-    from pipelines.job import BatchJobSpec, run_batch_job
+    from pipelines.job import run_batch_job
+    from pipelines.plan import BatchJobSpec
     from tests.support.sample_corpus import write_sample_corpus
 
     ensure_demo_models(cache, sizes=["0.8b"])

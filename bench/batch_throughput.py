@@ -61,7 +61,7 @@ import pipelines.job as current_job  # noqa: E402
 from cluster.config import ClusterConfig, parse_config  # noqa: E402
 from pipelines.documents import DocumentExpander, kind_from_name  # noqa: E402
 from pipelines.imaging import fit_image  # noqa: E402
-from pipelines.job import BatchJobSpec, plan_job  # noqa: E402
+from pipelines.plan import BatchJobSpec, plan_job  # noqa: E402
 from pipelines.resume import DoneIndex  # noqa: E402
 from pipelines.schema import KIND_IMAGE  # noqa: E402
 from pipelines.storage import Storage  # noqa: E402

@@ -37,6 +37,15 @@ def demo_config(overrides: dict):
     return parse_config(data)
 
 
+def _planning_module():
+    """Where that checkout keeps `BatchJobSpec` and `plan_job` (`pipelines.job` before they moved)."""
+    try:
+        from pipelines import plan
+    except ImportError:
+        from pipelines import job as plan
+    return plan
+
+
 def page_scores(config, input_uri: str, endpoint: str) -> list[float]:
     """The router's difficulty of every page, scored as that commit's job scores them."""
     from deployments.router import build_router
@@ -46,7 +55,8 @@ def page_scores(config, input_uri: str, endpoint: str) -> list[float]:
     from pipelines.resume import DoneIndex
     from pipelines.storage import Storage
 
-    plan = job.plan_job(job.BatchJobSpec(input_uri, "/unused", "describe", config, s3_endpoint=endpoint))
+    planning = _planning_module()
+    plan = planning.plan_job(planning.BatchJobSpec(input_uri, "/unused", "describe", config, s3_endpoint=endpoint))
     storage = Storage(plan.storage_options)
     items = job.list_items(storage, plan, DoneIndex())[0]
     if hasattr(plan, "expansion_settings"):
@@ -75,8 +85,9 @@ def main(argv: list[str]) -> int:
         input_uri, endpoint = places
         print(json.dumps(page_scores(config, input_uri, endpoint)))
         return 0
-    from pipelines.job import BatchJobSpec, run_batch_job
+    from pipelines.job import run_batch_job
 
+    BatchJobSpec = _planning_module().BatchJobSpec  # noqa: N806
     input_uri, output_uri, endpoint = places
     spec = BatchJobSpec(
         input_uri, output_uri, "describe", config, run_date=date(2026, 11, 22), s3_endpoint=endpoint

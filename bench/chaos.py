@@ -286,7 +286,7 @@ def run_multi_node(args) -> dict:
     from cluster import local
     from cluster.k8s.groups import plan_worker_groups
     from cluster.k8s.serve_config import deployment_overrides
-    from cluster.k8s_config import WorkerGroupConfig
+    from cluster.kubernetes_config import WorkerGroupConfig
     from deployments.engines.demo_models import ensure_demo_models
     from deployments.model_server import make_model_deployment
     from deployments.openai.ingress import make_ingress_deployment

@@ -1,7 +1,7 @@
 """`qwen-cluster`: the command-line entry point, the arguments every command shares, the exit codes.
 
 Sub-commands live with the code they drive (`deployments.cli`: up, status, demo-models;
-`deployments.router.cli`: router; `pipelines.cli`: batch; `cluster.k8s.cli`: render) and register
+`pipelines.router_training.cli`: router; `pipelines.cli`: batch; `cluster.k8s.cli`: render) and register
 through the `qwen_cluster.commands` entry-point group (pyproject.toml), each a `register(subparsers)`
 function. The root imports none of them at module level, so this package stays below the packages
 that use it, and each command keeps its heavy imports inside its handler.

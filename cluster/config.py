@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from cluster.base_config import StrictModel
 from cluster.batch_config import BatchConfig
 from cluster.catalog import CATALOG, ModelSize, ModelSpec, Variant
-from cluster.k8s_config import KubernetesConfig
+from cluster.kubernetes_config import KubernetesConfig
 from cluster.router_config import RouterConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"

@@ -93,7 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_batch_command(args: argparse.Namespace) -> int:
     """Handle `batch`: run the job, print its summary, return the exit code."""
-    from pipelines.job import BatchJobError, BatchJobSpec, run_batch_job, utc_today
+    from pipelines.job import run_batch_job
+    from pipelines.plan import BatchJobError, BatchJobSpec, utc_today
 
     try:
         config = config_from_args(args)

@@ -24,7 +24,7 @@ from pipelines.stages import (
 )
 
 if TYPE_CHECKING:
-    from pipelines.job import JobPlan
+    from pipelines.plan import JobPlan
 
 
 def _task_kwargs(plan: JobPlan) -> dict[str, Any]:

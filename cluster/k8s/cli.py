@@ -21,7 +21,7 @@ from cluster.cli import EXIT_FAILURE, EXIT_OK, add_config_arguments, config_from
 from cluster.k8s.groups import K8sRenderError
 from cluster.k8s.monitoring import DASHBOARD_FILE
 from cluster.k8s.render import KUBERAY, MONITORING, render_all
-from cluster.k8s.schemas import default_crd_dir, load_crds, vendored_crd_dir
+from cluster.k8s.schemas import default_crd_dir, load_crds, project_root, vendored_crd_dir
 
 PLACEHOLDER_IMAGE_OWNER = "/your-org/"
 
@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--check", action="store_true", help="Write nothing; fail if files differ or do not validate."
     )
     k8s.set_defaults(handler=run_render_k8s)
+
+
+def project_dashboard_path() -> Path:
+    """The Grafana dashboard as the project keeps it."""
+    return project_root() / "infra" / MONITORING / DASHBOARD_FILE
 
 
 def _read(path: Path) -> str | None:
@@ -71,8 +76,9 @@ def run_render_k8s(args: argparse.Namespace) -> int:
         from cluster.k8s.validation import validate_rendered
 
         started = time.perf_counter()
-        # A missing dashboard reads as an empty one, which fails its check.
-        dashboard = _read(monitoring_dir / DASHBOARD_FILE) or "{}"
+        # The dashboard is written by hand and kept in the project's infra/monitoring/; a copy in the
+        # output folder (edited there) wins. A missing one reads as empty, which fails its check.
+        dashboard = _read(monitoring_dir / DASHBOARD_FILE) or _read(project_dashboard_path()) or "{}"
         try:
             report = validate_rendered(
                 {**files, f"{MONITORING}/{DASHBOARD_FILE}": dashboard}, load_crds(crd_dir, vendored_crd_dir())

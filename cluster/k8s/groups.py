@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cluster.catalog import CATALOG, SIZES
 from cluster.config import ClusterConfig, ModelConfig
-from cluster.k8s_config import KubernetesConfig, OverlayConfig, WorkerGroupConfig
+from cluster.kubernetes_config import KubernetesConfig, OverlayConfig, WorkerGroupConfig
 
 EPSILON = 1e-9
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9

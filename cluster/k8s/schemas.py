@@ -37,16 +37,22 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 
 
-def default_crd_dir() -> Path:
-    """KubeRay CRDs: `$QWEN_KUBERAY_CRDS`, else `<repo>/../shared/kuberay/crds` (where CI clones shared/)."""
-    if os.environ.get(CRD_DIR_ENV):
-        return Path(os.environ[CRD_DIR_ENV])
-    return Path(__file__).resolve().parents[2].parent / "shared" / "kuberay" / "crds"
+def project_root() -> Path:
+    """The repository (or source tree) this package runs from: where `infra/` lives."""
+    return Path(__file__).resolve().parents[2]
 
 
 def vendored_crd_dir() -> Path:
-    """CRDs kept in this repository (`infra/crds/`: the Prometheus Operator's PodMonitor)."""
-    return Path(__file__).resolve().parents[2] / "infra" / "crds"
+    """CRDs kept in this repository (`infra/crds/`): KubeRay v1.7.0's four and the PodMonitor's."""
+    return project_root() / "infra" / "crds"
+
+
+def default_crd_dir() -> Path:
+    """The KubeRay CRDs to validate against: `$QWEN_KUBERAY_CRDS` (another KubeRay release), else the
+    vendored ones."""
+    if os.environ.get(CRD_DIR_ENV):
+        return Path(os.environ[CRD_DIR_ENV])
+    return vendored_crd_dir()
 
 
 def strict_schema(schema: Any) -> Any:

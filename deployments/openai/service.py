@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from cluster.config import AUTO_MODEL, ClusterConfig, ModelConfig
 from deployments.engines.base import GenerationRequest, SamplingParams, TokenLogprob
 from deployments.metrics import ServingMetrics
-from deployments.openai import responses
+from deployments.openai import response_bodies
 from deployments.openai.auth import ApiKeyAuth
 from deployments.openai.capacity import CapacityTracker
 from deployments.openai.choices import ChatChoiceFramer, chat_choice, completion_logprobs
@@ -298,7 +298,7 @@ class OpenAIService:
         ]
         prompt, completion = _usage(outcomes)
         self._record_usage(route.model, prompt, completion)
-        payload = responses.chat_completion(
+        payload = response_bodies.chat_completion(
             generation.request_id, route.model.public_name, choices, prompt, completion, route.routing
         )
         request.state.model_label = route.model.public_name
@@ -338,7 +338,7 @@ class OpenAIService:
         outcomes = await self._generate_all(route, samples, None)
         route = outcomes[0][1]
         choices = [
-            responses.completion_choice(
+            response_bodies.completion_choice(
                 i,
                 result.text,
                 result.finish_reason,
@@ -348,7 +348,7 @@ class OpenAIService:
         ]
         prompt, completion = _usage(outcomes)
         self._record_usage(route.model, prompt, completion)
-        payload = responses.completion(
+        payload = response_bodies.completion(
             generation.request_id, route.model.public_name, choices, prompt, completion, route.routing
         )
         request.state.model_label = route.model.public_name

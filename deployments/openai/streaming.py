@@ -10,7 +10,7 @@ from starlette.responses import StreamingResponse
 
 from deployments.engines.base import GenerationDelta
 from deployments.metrics import ServingMetrics
-from deployments.openai import responses
+from deployments.openai import response_bodies
 from deployments.openai.choices import ChatChoiceFramer, completion_logprobs
 from deployments.openai.dispatch import OpenStream
 from deployments.openai.errors import to_openai_error
@@ -84,9 +84,9 @@ def _closing_events(
             metrics.record_tokens(name, prompt, completion)
         if include_usage:
             events.append(
-                responses.sse(responses.usage_chunk(request_id, name, created, obj, prompt, completion))
+                response_bodies.sse(response_bodies.usage_chunk(request_id, name, created, obj, prompt, completion))
             )
-    events.append(responses.sse("[DONE]"))
+    events.append(response_bodies.sse("[DONE]"))
     return events
 
 
@@ -105,8 +105,8 @@ async def chat_events(
     route = streams[0].route
     name = route.model.public_name
     for index in range(len(streams)):
-        yield responses.sse(
-            responses.chat_chunk(
+        yield response_bodies.sse(
+            response_bodies.chat_chunk(
                 request_id,
                 name,
                 created,
@@ -120,8 +120,8 @@ async def chat_events(
         async for index, delta in _merged(streams, metrics):
             lasts[index] = delta
             for piece in framers[index].feed(delta.text, delta.token_logprobs, delta.finish_reason):
-                yield responses.sse(
-                    responses.chat_chunk(
+                yield response_bodies.sse(
+                    response_bodies.chat_chunk(
                         request_id,
                         name,
                         created,
@@ -132,7 +132,7 @@ async def chat_events(
                     )
                 )
     except Exception as raw:  # the status line is sent already: report in-band, as vLLM does
-        yield responses.sse(to_openai_error(raw, retry_after_s).body())
+        yield response_bodies.sse(to_openai_error(raw, retry_after_s).body())
     for event in _closing_events(
         request_id, name, created, "chat.completion.chunk", lasts, include_usage, metrics
     ):
@@ -161,13 +161,13 @@ async def completion_events(
                 if top_logprobs is not None:
                     logprobs = completion_logprobs(delta.token_logprobs or [], top_logprobs, offsets[index])
                 offsets[index] += len(delta.text)
-                yield responses.sse(
-                    responses.completion_chunk(
+                yield response_bodies.sse(
+                    response_bodies.completion_chunk(
                         request_id, name, created, delta.text, delta.finish_reason, index, logprobs
                     )
                 )
     except Exception as raw:
-        yield responses.sse(to_openai_error(raw, retry_after_s).body())
+        yield response_bodies.sse(to_openai_error(raw, retry_after_s).body())
     for event in _closing_events(request_id, name, created, "text_completion", lasts, include_usage, metrics):
         yield event
 

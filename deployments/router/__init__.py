@@ -1,7 +1,7 @@
 """The difficulty router: scorers, the routing policy, escalation and capacity rules.
 
 The ingress and the batch jobs build one `Router` from the config (`build_router`) and call
-`route` per request; the CLI tools (`qwen-cluster router train|calibrate|eval`) live in cli.py.
+`route` per request; the offline tools (`qwen-cluster router train|calibrate|eval`) live in `pipelines.router_training`.
 """
 
 from deployments.router.policy import RouteDecision, SizeCapacity

@@ -12,7 +12,7 @@ import numpy as np
 from deployments.router.artifact import LearnedArtifact, difficulty_from_levels
 from deployments.router.features import FEATURE_NAMES, extract_features
 from deployments.router.routing_input import RoutingInput
-from deployments.router.score import ScoreResult
+from deployments.router.score_result import ScoreResult
 
 
 class Embedder(Protocol):

@@ -17,7 +17,7 @@ from deployments.router.escalation import escalation_reason
 from deployments.router.policy import RouteDecision, RoutingPolicy, SizeCapacity
 from deployments.router.quality import QualityTable, prior_table
 from deployments.router.routing_input import RoutingInput, from_request
-from deployments.router.score import Scorer, ScoreResult
+from deployments.router.score_result import Scorer, ScoreResult
 from deployments.router.scorers import build_scorer
 
 

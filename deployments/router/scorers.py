@@ -15,7 +15,7 @@ from cluster.router_config import RouterConfig
 from deployments.router.features import FEATURE_NAMES, extract_features
 from deployments.router.quality import LEVELS
 from deployments.router.routing_input import RoutingInput
-from deployments.router.score import Scorer, ScoreResult
+from deployments.router.score_result import Scorer, ScoreResult
 
 log = logging.getLogger(__name__)
 

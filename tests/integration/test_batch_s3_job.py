@@ -20,7 +20,8 @@ import pytest
 
 from cluster.cli import EXIT_ROWS_FAILED
 from cluster.config import parse_config
-from pipelines.job import BatchJobSpec, run_batch_job
+from pipelines.job import run_batch_job
+from pipelines.plan import BatchJobSpec
 from pipelines.schema import RESULT_SCHEMA
 from tests.support.sample_corpus import write_sample_corpus
 

@@ -79,8 +79,8 @@ def test_escalation_forced_by_config(served):
 def test_router_label_runs_end_to_end_on_the_demo_and_says_labels_are_noise(served, tmp_path):
     import json
 
-    from deployments.router.dataset import load_rows
-    from deployments.router.labeling import ApiClient, label
+    from pipelines.router_training.dataset import load_rows
+    from pipelines.router_training.labeling import ApiClient, label
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(

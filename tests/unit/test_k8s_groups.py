@@ -12,7 +12,7 @@ from cluster.k8s.groups import (
     pods_needed,
     worst_case_per_gpu,
 )
-from cluster.k8s_config import OverlayConfig
+from cluster.kubernetes_config import OverlayConfig
 
 pytestmark = pytest.mark.unit
 

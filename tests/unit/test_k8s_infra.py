@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cluster.config import load_config
-from cluster.k8s_config import KubernetesConfig
+from cluster.kubernetes_config import KubernetesConfig
 
 pytestmark = pytest.mark.unit
 

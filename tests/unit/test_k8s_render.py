@@ -104,7 +104,8 @@ def test_changing_batch_settings_does_not_redeploy_the_serve_app(files: dict[str
 
 
 def test_serve_config_passes_ray_serves_own_schema(files: dict[str, str]) -> None:
-    schema = pytest.importorskip("ray.serve.schema")
+    from ray.serve import schema
+
     deploy = schema.ServeDeploySchema.model_validate(serve_config(files))
     assert deploy.http_options.host == "0.0.0.0" and deploy.http_options.port == 8000
 

@@ -7,7 +7,8 @@ from datetime import date
 import pytest
 
 from cluster.config import load_config, parse_config
-from pipelines.job import BatchJobError, BatchJobSpec, list_items, plan_job
+from pipelines.job import list_items
+from pipelines.plan import BatchJobError, BatchJobSpec, plan_job
 from pipelines.resume import DoneIndex
 from pipelines.storage import Storage
 

@@ -12,7 +12,7 @@ from cluster.batch_config import TaskSettings
 from cluster.cli import main
 from cluster.config import load_config
 from pipelines.documents import IMAGE_PLACEHOLDER, DocumentExpander, ExpansionSettings, kind_from_name
-from pipelines.job import BatchJobError, BatchJobSpec, plan_job
+from pipelines.plan import BatchJobError, BatchJobSpec, plan_job
 from pipelines.resume import DoneIndex
 from pipelines.routing import ROUTE_COLUMNS, RoutePlan, RouteTable, branch_items, to_route_rows
 from pipelines.schema import DOCUMENT_PAGE, ErrorKind, error_row, to_work_table, work_row

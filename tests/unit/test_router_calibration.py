@@ -9,10 +9,15 @@ import pytest
 import yaml
 
 from cluster.router_config import RouterConfig
-from deployments.router.calibration import achieved_shares, parse_shares, thresholds_for_shares, yaml_snippet
-from deployments.router.dataset import load_rows
 from deployments.router.policy import RoutingPolicy
 from deployments.router.scorers import FeatureScorer
+from pipelines.router_training.calibration import (
+    achieved_shares,
+    parse_shares,
+    thresholds_for_shares,
+    yaml_snippet,
+)
+from pipelines.router_training.dataset import load_rows
 
 pytestmark = pytest.mark.unit
 

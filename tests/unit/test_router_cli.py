@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from cluster.router_config import RouterConfig
-from deployments.router import cli
 from deployments.router.artifact import LearnedArtifact
+from pipelines.router_training import cli
 
 pytestmark = pytest.mark.unit
 

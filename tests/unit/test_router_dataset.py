@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from deployments.router.dataset import DatasetError, load_rows, parse_request, parse_row
 from deployments.router.routing_input import from_prompt, openai_messages_to_chat
+from pipelines.router_training.dataset import DatasetError, load_rows, parse_request, parse_row
 
 pytestmark = pytest.mark.unit
 

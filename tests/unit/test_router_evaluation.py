@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from deployments.router.dataset import LabeledRow
-from deployments.router.evaluation import apgr, evaluate
 from deployments.router.policy import RouteDecision
 from deployments.router.routing_input import RoutingInput
+from pipelines.router_training.dataset import LabeledRow
+from pipelines.router_training.evaluation import apgr, evaluate
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from deployments.router.dataset import DatasetError, load_rows
-from deployments.router.labeling import ApiClient, Reference, grade, label, load_references
+from pipelines.router_training.dataset import DatasetError, load_rows
+from pipelines.router_training.labeling import ApiClient, Reference, grade, label, load_references
 
 pytestmark = pytest.mark.unit
 

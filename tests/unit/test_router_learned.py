@@ -18,11 +18,11 @@ from deployments.router.artifact import (
     LinearHead,
     difficulty_from_levels,
 )
-from deployments.router.dataset import DatasetError
 from deployments.router.features import FEATURE_NAMES
 from deployments.router.learned import LearnedScorer
 from deployments.router.routing_input import RoutingInput
-from deployments.router.training import train
+from pipelines.router_training.dataset import DatasetError
+from pipelines.router_training.training import train
 
 pytestmark = pytest.mark.unit
 

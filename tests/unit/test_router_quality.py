@@ -8,13 +8,13 @@ import pytest
 
 from cluster.catalog import SIZES
 from cluster.router_config import RouterConfig
-from deployments.router.calibration import bias_for_shares, bias_snippet
-from deployments.router.dataset import LabeledRow
-from deployments.router.evaluation import routing_score, spearman
 from deployments.router.policy import RoutingPolicy
 from deployments.router.quality import DEFAULT_PRIORS, QualityTable, choose_size, prior_table
 from deployments.router.routing_input import RoutingInput
-from deployments.router.sweep import plot, sweep
+from pipelines.router_training.calibration import bias_for_shares, bias_snippet
+from pipelines.router_training.dataset import LabeledRow
+from pipelines.router_training.evaluation import routing_score, spearman
+from pipelines.router_training.sweep import plot, sweep
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,7 @@
 `python training/router/cross_validate.py [--folds 5] [--weight demand=0.7 ...]`
 
 Splits the TRAINING families (never a held-out split) into folds; for each fold it trains the level
-and family heads on the other families with `deployments.router.training.fit_artifact`, routes the
+and family heads on the other families with `pipelines.router_training.training.fit_artifact`, routes the
 fold's rows with the quality policy of the built-in router config, and prints the pooled figures that
 `router eval` reports, for the learned scorer and for the feature scorer alone. `--weight NAME=VALUE`
 tries a feature weight other than the shipped one; `--blend` another share of the feature scorer's
@@ -25,12 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 from cluster.catalog import SIZES  # noqa: E402
 from cluster.router_config import RouterConfig  # noqa: E402
-from deployments.router import scorers, training  # noqa: E402
+from deployments.router import scorers  # noqa: E402
 from deployments.router.artifact import EmbeddingSettings  # noqa: E402
-from deployments.router.dataset import LabeledRow, load_rows  # noqa: E402
-from deployments.router.evaluation import evaluate  # noqa: E402
 from deployments.router.learned import LearnedScorer  # noqa: E402
 from deployments.router.router import Router  # noqa: E402
+from pipelines.router_training import training  # noqa: E402
+from pipelines.router_training.dataset import LabeledRow, load_rows  # noqa: E402
+from pipelines.router_training.evaluation import evaluate  # noqa: E402
 
 DATA = ROOT / "training" / "router" / "data" / "prompts.jsonl"
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployments.router.dataset import DatasetError, iter_jsonl, parse_request
+from pipelines.router_training.dataset import DatasetError, iter_jsonl, parse_request
 
 GRADERS = ("exact", "numeric", "choice", "json_schema", "judge")
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")

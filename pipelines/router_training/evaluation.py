@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cluster.catalog import SIZES, ModelSize, relative_cost
-from deployments.router.dataset import LabeledRow
 from deployments.router.policy import RouteDecision
+from pipelines.router_training.dataset import LabeledRow
 
 APGR_BINS = 10
 # The router issue's targets, checked on a family-held-out split (and APGR on correctness rows).

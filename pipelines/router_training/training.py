@@ -37,11 +37,11 @@ from deployments.router.artifact import (
     LearnedArtifact,
     LinearHead,
 )
-from deployments.router.dataset import DatasetError, LabeledRow, load_rows
 from deployments.router.features import FEATURE_NAMES, extract_features
 from deployments.router.learned import Embedder, LearnedScorer, embedding_text, feature_matrix
 from deployments.router.quality import LEVELS, QualityTable, prior_table
 from deployments.router.scorers import FEATURE_BIAS, FEATURE_WEIGHTS
+from pipelines.router_training.dataset import DatasetError, LabeledRow, load_rows
 
 # How many labeled rows one model-card prior cell is worth when labels refine it.
 PRIOR_STRENGTH = 8.0

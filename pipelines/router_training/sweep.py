@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.catalog import SIZES, ModelSize, relative_cost
-from deployments.router.dataset import LabeledRow
 from deployments.router.policy import RouteDecision
 from deployments.router.quality import choose_size
+from pipelines.router_training.dataset import LabeledRow
 
 TOLERANCES = (0.0, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 

@@ -138,8 +138,8 @@ def label_command(args: argparse.Namespace) -> int:
     """Handle `router label`."""
     import httpx
 
-    from deployments.router.dataset import DatasetError
-    from deployments.router.labeling import ApiClient, label
+    from pipelines.router_training.dataset import DatasetError
+    from pipelines.router_training.labeling import ApiClient, label
 
     client = ApiClient(args.base_url, api_key=args.api_key)
     try:
@@ -159,8 +159,8 @@ def label_command(args: argparse.Namespace) -> int:
 def train_command(args: argparse.Namespace) -> int:
     """Handle `router train`."""
     from deployments.router.artifact import EmbeddingSettings
-    from deployments.router.dataset import DatasetError
-    from deployments.router.training import train
+    from pipelines.router_training.dataset import DatasetError
+    from pipelines.router_training.training import train
 
     given = {"max_tokens": args.max_tokens, "layers": args.layers}
     settings = EmbeddingSettings(int8=not args.no_int8, **{k: v for k, v in given.items() if v is not None})
@@ -182,13 +182,13 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from cluster.config import ConfigError
-    from deployments.router.calibration import (
+    from pipelines.router_training.calibration import (
         achieved_shares,
         parse_shares,
         thresholds_for_shares,
         yaml_snippet,
     )
-    from deployments.router.dataset import DatasetError, load_rows
+    from pipelines.router_training.dataset import DatasetError, load_rows
 
     try:
         shares = parse_shares(args.shares)
@@ -200,7 +200,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     router = _build(config, served)
     decisions = router.decide_many([r.request for r in rows])
     if config.policy == "quality" and decisions and decisions[0].estimates:
-        from deployments.router.calibration import bias_for_shares, bias_snippet
+        from pipelines.router_training.calibration import bias_for_shares, bias_snippet
 
         wanted = [shares[SIZES.index(s)] for s in served]
         total = sum(wanted) or 1.0
@@ -238,8 +238,8 @@ def eval_command(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from cluster.config import ConfigError
-    from deployments.router.dataset import DatasetError, load_rows
-    from deployments.router.evaluation import evaluate
+    from pipelines.router_training.dataset import DatasetError, load_rows
+    from pipelines.router_training.evaluation import evaluate
 
     try:
         config, served = _router_setup(args)
@@ -266,7 +266,7 @@ def eval_command(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     if config.policy == "quality":
-        from deployments.router.sweep import plot, sweep, sweep_lines
+        from pipelines.router_training.sweep import plot, sweep, sweep_lines
 
         points, measured = (
             sweep(correct_rows, correct_decisions, served) if correct_rows else sweep(rows, decisions, served)
