@@ -102,23 +102,6 @@ class SampleResult:
     top_logprobs: torch.Tensor | None = None  # (B, top_logprobs) float
 
 
-def apply_presence_penalty(
-    logits: torch.Tensor, generated: torch.Tensor, penalties: torch.Tensor
-) -> torch.Tensor:
-    """Subtract each row's penalty from every token id that row has already generated.
-
-    Args:
-        logits: (batch, vocab) float logits.
-        generated: (batch, steps) token ids generated so far (may have zero columns).
-        penalties: (batch,) penalty per row.
-    """
-    if generated.shape[1] == 0 or not torch.any(penalties != 0):
-        return logits
-    seen = torch.zeros_like(logits, dtype=torch.bool)
-    seen.scatter_(1, generated.clamp(min=0, max=logits.shape[1] - 1), True)
-    return logits - seen.to(logits.dtype) * penalties[:, None]
-
-
 def count_tokens(generated: torch.Tensor, vocab: int) -> torch.Tensor:
     """(batch, vocab) float counts of each id in `generated` (batch, steps); negative ids ignored."""
     counts = torch.zeros(generated.shape[0], vocab, dtype=torch.float32)
@@ -243,25 +226,3 @@ def sample_batch(
         result.top_ids = top_ids
         result.top_logprobs = (top_values - peak) - log_total
     return result
-
-
-def sample_rows(
-    logits: torch.Tensor, generated: torch.Tensor, rows: list[RowSampling]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pick the next token of every row (stateless form of `sample_batch`).
-
-    Args:
-        logits: (batch, vocab) raw logits of the last position.
-        generated: (batch, steps) ids generated so far (for the penalties).
-        rows: one `RowSampling` per batch row.
-
-    Returns:
-        (tokens, logprobs): the chosen ids (batch,) and their log-probabilities under the raw
-        model distribution (batch,).
-    """
-    logits = logits.float().cpu()
-    batch = SamplingBatch.from_rows(rows, [row.draw_seed() for row in rows])
-    counts = count_tokens(generated.cpu(), logits.shape[-1])
-    steps = torch.full((len(rows),), generated.shape[1], dtype=torch.long)
-    result = sample_batch(logits, batch, steps, counts)
-    return result.tokens, result.logprobs

@@ -67,15 +67,6 @@ async def resolve_host(host: str, port: int, allow_private: bool = False) -> str
     return infos[0][4][0]
 
 
-async def check_public_host(host: str, port: int) -> None:
-    """Resolve `host` and refuse it unless every address it resolves to is public.
-
-    Raises:
-        ImageFetchError: the host does not resolve, or resolves to a non-public address.
-    """
-    await resolve_host(host, port)
-
-
 def pinned_url(url: str, address: str) -> str:
     """`url` with its host replaced by the resolved `address` (port, path and query kept)."""
     parts = urlsplit(url)

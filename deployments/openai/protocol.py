@@ -329,15 +329,6 @@ def _param_of(loc: tuple) -> str:
     return ".".join(parts)
 
 
-def parse_body(raw: bytes, model_cls: type[BaseModel]) -> Any:
-    """Parse and validate a JSON request body.
-
-    Raises:
-        OpenAIError: 400 for bad JSON or an invalid field (the field is named in `param`).
-    """
-    return validate_body(load_json_object(raw), model_cls)
-
-
 def load_json_object(raw: bytes) -> dict[str, Any]:
     """The JSON object a request body holds, not yet validated.
 

@@ -68,3 +68,13 @@ def test_a_metric_left_off_the_dashboard_is_caught() -> None:
     assert (
         f"no panel reads metric {names.ROUTES.exported}" in problems and "no panel about routes" in problems
     )
+
+
+def test_the_api_reference_lists_every_metric_with_its_labels() -> None:
+    reference = (DASHBOARD.parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    rows = {
+        name: tuple(re.findall(r"`(\w+)`", labels))
+        for name, labels in re.findall(r"^\| `(ray_qwen_\w+)` \| \w+ \| (.*) \|$", reference, flags=re.M)
+    }
+    expected = {f"{names.PROMETHEUS_PREFIX}{m.name}": m.tag_keys for m in names.SERVING_METRICS}
+    assert rows == expected

@@ -9,9 +9,9 @@ from deployments.openai.media import (
     ImageFetcher,
     ImageFetchError,
     check_image_header,
-    check_public_host,
     decode_data_url,
     is_public_address,
+    resolve_host,
 )
 
 pytestmark = pytest.mark.unit
@@ -56,7 +56,7 @@ def test_public_addresses_allowed(address):
 
 def test_localhost_name_is_refused():
     with pytest.raises(ImageFetchError, match="loopback, link-local or private"):
-        asyncio.run(check_public_host("localhost", 443))
+        asyncio.run(resolve_host("localhost", 443))
 
 
 def test_data_url_decoding_and_limits():

@@ -2,9 +2,20 @@ import json
 
 import pytest
 
-from deployments.openai.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, parse_body
+from deployments.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    OpenAIError,
+    load_json_object,
+    validate_body,
+)
 
 pytestmark = pytest.mark.unit
+
+
+def parse_body(raw: bytes, model):
+    """What the service does with a body's bytes: load the JSON object, then validate it."""
+    return validate_body(load_json_object(raw), model)
 
 
 def parse(model, **body):

@@ -3,10 +3,12 @@ import torch
 
 from deployments.engines.sampling import (
     RowSampling,
-    apply_presence_penalty,
+    SamplingBatch,
+    apply_penalties,
+    count_tokens,
     filter_logits,
     make_generator,
-    sample_rows,
+    sample_batch,
 )
 
 pytestmark = pytest.mark.unit
@@ -14,6 +16,14 @@ pytestmark = pytest.mark.unit
 
 def row(temperature=1.0, top_p=1.0, top_k=0, min_p=0.0, presence_penalty=0.0, seed=0):
     return RowSampling(temperature, top_p, top_k, min_p, presence_penalty, make_generator(seed))
+
+
+def sample_rows(logits: torch.Tensor, generated: torch.Tensor, rows: list[RowSampling]):
+    """One sampling step as the decode loop takes it: counts of what each row generated, then sample."""
+    batch = SamplingBatch.from_rows(rows, [r.draw_seed() for r in rows])
+    steps = torch.full((len(rows),), generated.shape[1], dtype=torch.long)
+    result = sample_batch(logits, batch, steps, count_tokens(generated, logits.shape[-1]))
+    return result.tokens, result.logprobs
 
 
 def test_top_k_and_top_p_masks():
@@ -32,7 +42,8 @@ def test_min_p_masks_relative_to_top():
 
 def test_presence_penalty_hits_generated_tokens_only():
     logits = torch.zeros(1, 5)
-    out = apply_presence_penalty(logits, torch.tensor([[1, 1, 3]]), torch.tensor([1.5]))
+    batch = SamplingBatch.from_rows([row(presence_penalty=1.5)], [0])
+    out = apply_penalties(logits, count_tokens(torch.tensor([[1, 1, 3]]), 5), batch)
     assert out[0].tolist() == [0.0, -1.5, 0.0, -1.5, 0.0]
 
 
