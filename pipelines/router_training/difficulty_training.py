@@ -69,13 +69,23 @@ def load_corpus(
 
 
 def evaluate_sources(
-    corpus: Corpus, models_path: Path, inputs: Sequence[str], alpha: float, cache: Path | None
+    corpus: Corpus,
+    models_path: Path,
+    inputs: Sequence[str],
+    alpha: float,
+    cache: Path | None,
+    with_groups: bool = True,
 ) -> tuple[LosoReport, object]:
-    """The full fit and the leave-one-source-out report."""
+    """The full fit and the leave-one-source-out report (`with_groups` False skips the group head,
+    which the figures do not read)."""
     is_public = np.asarray([not s.startswith(TEMPLATE_SOURCE) for s in corpus.sources])
     templates = np.flatnonzero(corpus.sources == TEMPLATE_SOURCE)
-    full = train_fold(corpus, np.flatnonzero(is_public), templates, inputs, alpha=alpha, cache=cache)
-    report, _ = leave_one_source_out(corpus, full, load_models(models_path), inputs, alpha, cache)
+    full = train_fold(
+        corpus, np.flatnonzero(is_public), templates, inputs, alpha=alpha, cache=cache, with_groups=with_groups
+    )
+    report, _ = leave_one_source_out(
+        corpus, full, load_models(models_path), inputs, alpha, cache, with_groups=False
+    )
     return report, full
 
 

@@ -280,9 +280,11 @@ def fit_heads(
     log_a: np.ndarray,
     input_names: Sequence[str],
     alpha: float = RIDGE_ALPHA,
+    with_groups: bool = True,
 ) -> Heads:
     """Fit the regressions on corpus rows `rows` with targets b (every row) and log a (NaN where
-    unknown: template rows), and the group head."""
+    unknown: template rows), and the group head (without `with_groups`, a head that always names
+    the commonest group: ablations that only read b skip its cost)."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
     names = tuple(input_names)
@@ -296,8 +298,9 @@ def fit_heads(
     known = ~np.isnan(log_a)
     discrimination = Ridge(alpha=alpha).fit(inputs[known], log_a[known], sample_weight=weights[known])
     labels = corpus.groups[rows]
-    if len(set(labels.tolist())) == 1:  # one group: a head that always names it
-        classes = (str(labels[0]),)
+    if len(set(labels.tolist())) == 1 or not with_groups:  # a head that always names one group
+        values, counts = np.unique(labels, return_counts=True)
+        classes = (str(values[counts.argmax()]),)
         coef, intercept = np.zeros((1, inputs.shape[1])), np.zeros(1)
     else:
         groups = LogisticRegression(C=GROUP_C, max_iter=300).fit(inputs, labels, sample_weight=weights)
@@ -333,6 +336,7 @@ def train_fold(
     reference: tuple[IrtFit, dict[str, float]] | None = None,
     alpha: float = RIDGE_ALPHA,
     cache: Path | None = None,
+    with_groups: bool = True,
 ) -> FoldFit:
     """Fit everything on public rows `public_rows` and template rows `template_rows`."""
     irt = fit_answers(corpus, public_rows, cache)
@@ -343,7 +347,7 @@ def train_fold(
     b = np.concatenate([irt.difficulty[item], level_targets(cuts)[corpus.levels[template_rows]]])
     log_a = np.concatenate([np.log(irt.discrimination[item]), np.full(len(template_rows), np.nan)])
     rows = np.concatenate([public_rows, template_rows])
-    return FoldFit(irt, abilities, cuts, fit_heads(corpus, rows, b, log_a, input_names, alpha))
+    return FoldFit(irt, abilities, cuts, fit_heads(corpus, rows, b, log_a, input_names, alpha, with_groups))
 
 
 def to_artifact(fold: FoldFit, residual_sd: float, settings: EmbeddingSettings, training: dict) -> DifficultyArtifact:

@@ -183,13 +183,16 @@ def leave_one_source_out(
     input_names: Sequence[str],
     alpha: float | None = None,
     cache: Path | None = None,
+    with_groups: bool = True,
 ) -> tuple[LosoReport, list[FoldFit]]:
     """Hold out each public source in turn (see the module docstring); `full` is the fit on every
     source (the Spearman reference and the abilities' anchor)."""
     is_public = np.asarray([not s.startswith(TEMPLATE_SOURCE) for s in corpus.sources])
     templates = np.flatnonzero(corpus.sources == TEMPLATE_SOURCE)
     figures, folds = [], []
-    kwargs: dict = {"cache": cache} if alpha is None else {"alpha": alpha, "cache": cache}
+    kwargs: dict = {"cache": cache, "with_groups": with_groups}
+    if alpha is not None:
+        kwargs["alpha"] = alpha
     for source in sorted(set(corpus.sources[is_public])):
         held = np.flatnonzero(corpus.sources == source)
         train = np.flatnonzero(is_public & (corpus.sources != source))
