@@ -119,7 +119,8 @@ def train_difficulty(
         "data_sha256": hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest(),
         "trained_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": f"2PL IRT over {len(full.irt.models)} public models; ridge (alpha {alpha}) to b and log a "
-        "from the embedding and structural signals; logistic task-group head; sources weigh the same",
+        "from the embedding and structural signals; logistic task-group head; templates weigh half, "
+        "public sources share the other half",
         "abilities_from": "Qwen3.5 model cards' MMLU-Pro figures (size_priors.json, group knowledge) "
         "placed over the table's MMLU-Pro questions",
         "loso": {

@@ -140,9 +140,12 @@ def test_level_cuts_and_targets_follow_the_policy():
     assert targets[0] < cuts[0] < targets[1] < cuts[1] < targets[2] < cuts[2] < targets[3]
 
 
-def test_source_weights_give_each_source_the_same_total():
+def test_source_weights_give_each_source_the_same_total_and_templates_half():
     weights = source_weights(np.asarray(["a", "a", "a", "b"]))
     assert weights[:3].sum() == pytest.approx(weights[3])
+    weights = source_weights(np.asarray(["a", "a", "b", "templates", "templates"]))
+    assert weights[:2].sum() == pytest.approx(weights[2])
+    assert weights[3:].sum() == pytest.approx(weights[:3].sum())
 
 
 def test_pair_gap_peaks_between_the_two_models():
