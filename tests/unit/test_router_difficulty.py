@@ -193,3 +193,43 @@ def test_training_reports_every_source_and_never_replaces_the_shipped_artifact(t
     assert "leave-one-source-out" in (tmp_path / "report.txt").read_text()
     after = DEFAULT_DIFFICULTY_ARTIFACT.read_bytes() if DEFAULT_DIFFICULTY_ARTIFACT.exists() else None
     assert before == after
+
+
+def run_cli(argv: list[str]) -> int:
+    import argparse
+
+    from pipelines.router_training import cli
+
+    parser = argparse.ArgumentParser(prog="qwen-cluster")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["router", *argv])
+    return args.handler(args)
+
+
+def test_cli_train_and_eval_loso_on_a_public_table(tmp_path, capsys):
+    table, models = synthetic_table(tmp_path)
+    common = ["--public", str(table), "--models", str(models), "--templates", str(tmp_path / "none.jsonl")]
+    # A missing input fails with a message, never a traceback.
+    assert run_cli(["train", *common, "--out", str(tmp_path / "a.json")]) == 1
+    assert "none.jsonl" in capsys.readouterr().err
+    templates = tmp_path / "templates.jsonl"
+    templates.write_text(
+        "".join(
+            json.dumps({"prompt": p, "size": s, "level": lv, "family": "f", "group": "knowledge", "split": split})
+            + "\n"
+            for p, s, lv in [("hello", "0.8b", 0), ("prove the theorem " * 20, "9b", 3)]
+            for split in ("train", "train", "heldout_family")
+        )
+    )
+    common[-1] = str(templates)
+    out = tmp_path / "artifact.json"
+    status = run_cli(["train", *common, "--out", str(out), "--cache", str(tmp_path / "cache")])
+    printed = capsys.readouterr().out
+    assert "leave-one-source-out" in printed and f"artifact written to {out}" in printed
+    assert status == (0 if "goals: met" in printed else 1)
+    assert DifficultyArtifact.load(out).training["loso"].keys() == {"mmlu_pro", "beta", "gamma"}
+    assert run_cli(["eval", "--loso", *common, "--cache", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert all(source in printed for source in ("mmlu_pro", "beta", "gamma")) and "template tier figures" in printed
+    assert run_cli(["eval"]) == 1
+    assert "give LABELED.jsonl, --loso, or both" in capsys.readouterr().err
