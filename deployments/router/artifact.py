@@ -158,19 +158,7 @@ class LearnedArtifact:
     def save(self, path: str | Path) -> Path:
         """Write the artifact as JSON (creating folders) through a temporary file and a rename, so a
         failed run never leaves a partial artifact; return its path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_json(), separators=(",", ":")) + "\n"
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w") as out:
-                out.write(text)
-            os.chmod(temp, 0o644)  # mkstemp makes it private; an artifact is read by other users
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomically(Path(path), json.dumps(self.to_json(), separators=(",", ":")) + "\n")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> LearnedArtifact:
@@ -219,6 +207,22 @@ class LearnedArtifact:
             quality=None if quality is None else QualityTable.from_json(quality),
             training=document.get("training", {}),
         )
+
+
+def write_atomically(path: Path, text: str) -> Path:
+    """Write `text` to `path` (creating folders) through a temporary file and a rename, so a failed
+    run never leaves a partial artifact; return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; an artifact is read by other users
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def difficulty_from_levels(probabilities: np.ndarray) -> np.ndarray:

@@ -203,7 +203,8 @@ class RoutingPolicy:
             levels: difficulty-level probabilities (policy `quality`).
             groups: task-group probabilities (policy `quality`).
             family: the most likely task family, for the reason.
-            estimates: per-size P(correct) already computed (a re-decision); wins over levels.
+            estimates: per-size P(correct) already computed (a re-decision, or the difficulty scorer's
+                item-response curve); wins over levels.
             structure: the request's structure signals (`RoutingInput.structure`); policy `quality`
                 multiplies in what they need and names them in the reason (`quality+tools`).
         """

@@ -122,6 +122,7 @@ class Router:
             levels=result.levels,
             groups=result.groups,
             family=result.family,
+            estimates={s: p for s, p in result.estimates.items() if s in self.policy.served},
             structure=structure,
         )
 

@@ -18,6 +18,8 @@ class ScoreResult:
         levels: probabilities of difficulty levels 0 (trivial) .. 3 (hard); empty when unknown.
         groups: probabilities of the task groups of the quality table; empty when unknown.
         family: the most likely task family (or group, for the feature scorer), for reasons and metrics.
+        estimates: P(correct) per size when the scorer computes it itself (the difficulty scorer's
+            item-response curve); empty leaves it to the policy's quality table.
     """
 
     difficulty: float
@@ -25,6 +27,7 @@ class ScoreResult:
     levels: tuple[float, ...] = ()
     groups: dict[str, float] = field(default_factory=dict)
     family: str | None = None
+    estimates: dict[str, float] = field(default_factory=dict)
 
 
 class Scorer(Protocol):

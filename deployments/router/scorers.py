@@ -1,8 +1,9 @@
 """Scorers: `score(request) -> ScoreResult` with a difficulty level estimate, a task group and the cues.
 
 Three kinds, picked by `RouterConfig.scorer`: `features` (a transparent weighted sum and keyword
-groups, no model), `learned` (sentence embeddings and two small linear heads, in learned.py) and
-`blend` (a weighted mean of the two). Difficulty is on one scale everywhere: level k's band is
+groups, no model), `learned` (sentence embedding and structural signals read by regressions to an
+item-response difficulty, in difficulty.py; or an older level/family-head artifact, learned.py) and
+`blend` (a weighted mean of the two; it routes by levels and the quality table). Difficulty is on one scale everywhere: level k's band is
 [k/4, (k+1)/4], so the thresholds policy works before calibration.
 """
 
@@ -184,10 +185,23 @@ def build_scorer(config: RouterConfig, kind: str | None = None) -> Scorer:
         return FeatureScorer()
     if kind in ("learned", "blend"):
         from deployments.router.artifact import ArtifactMismatchError
+        from deployments.router.difficulty import (
+            DEFAULT_DIFFICULTY_ARTIFACT,
+            DifficultyScorer,
+            is_difficulty_artifact,
+        )
         from deployments.router.learned import LearnedScorer
 
+        path = config.artifact_path
+        if path is None and DEFAULT_DIFFICULTY_ARTIFACT.is_file():
+            path = DEFAULT_DIFFICULTY_ARTIFACT
         try:
-            learned = LearnedScorer.from_artifact(config.artifact_path)
+            # The item-response difficulty scorer's artifact when one is shipped (training ships it
+            # only when it meets its held-out goals) or named; else the level/family-head artifact.
+            if path is not None and is_difficulty_artifact(path):
+                learned: Scorer = DifficultyScorer.from_artifact(path)
+            else:
+                learned = LearnedScorer.from_artifact(path)
         except ArtifactMismatchError as error:
             log.warning("%s; routing with the features scorer instead", error)
             return FeatureScorer()

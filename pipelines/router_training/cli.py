@@ -1,5 +1,9 @@
 """The `router` command of `qwen-cluster`: `label`, `train`, `calibrate` and `eval`.
 
+`train` without LABELED.jsonl fits the item-response difficulty scorer on the public table
+(difficulty_training.py) and exits non-zero when it misses its held-out goals; `eval --loso` prints
+the leave-one-source-out figures.
+
 `register(subparsers)` adds the command; each sub-command's handler is stored as `handler` in the
 parsed namespace and returns an exit status, so `cluster/cli.py` runs `args.handler(args)`. Handlers print
 to stdout and raise nothing for bad input: they print the problem to stderr and return 1 (`cluster.cli.EXIT_FAILURE`).
@@ -36,9 +40,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     label.set_defaults(handler=label_command)
 
     train = commands.add_parser(
-        "train", help="fit the level/family heads and, from `correct` rows, P(correct | size)"
+        "train",
+        help="fit the difficulty scorer on public answers (no LABELED.jsonl), or the older "
+        "level/family heads on LABELED.jsonl",
     )
-    train.add_argument("labeled", type=Path, nargs="?", default=None, metavar="LABELED.jsonl")
+    train.add_argument(
+        "labeled",
+        type=Path,
+        nargs="?",
+        default=None,
+        metavar="LABELED.jsonl",
+        help="train the older level/family-head artifact on these rows instead",
+    )
+    _add_public_options(train)
     train.add_argument(
         "--correct", type=Path, default=None, help="rows with per-size `correct` (from `router label`)"
     )
@@ -74,8 +88,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_config_options(calibrate)
     calibrate.set_defaults(handler=calibrate_command)
 
-    evaluate = commands.add_parser("eval", help="route a labeled JSONL file and compare with its labels")
-    evaluate.add_argument("labeled", type=Path, metavar="LABELED.jsonl")
+    evaluate = commands.add_parser(
+        "eval", help="route a labeled JSONL file and compare with its labels; --loso: per public source"
+    )
+    evaluate.add_argument("labeled", type=Path, nargs="?", default=None, metavar="LABELED.jsonl")
+    evaluate.add_argument(
+        "--loso",
+        action="store_true",
+        help="leave-one-source-out on the public table: APGR per ladder pair, Spearman, tier figures",
+    )
+    _add_public_options(evaluate)
     evaluate.add_argument(
         "--split",
         choices=("train", "heldout", "heldout_family", "heldout_phrasing"),
@@ -86,6 +108,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--curve", type=Path, default=None, help="write the quality-vs-cost PNG here")
     _add_config_options(evaluate)
     evaluate.set_defaults(handler=eval_command)
+
+
+def _add_public_options(parser: argparse.ArgumentParser) -> None:
+    from pipelines.router_training.difficulty_training import (
+        DEFAULT_MODELS,
+        DEFAULT_PUBLIC,
+        DEFAULT_TEMPLATES,
+    )
+
+    parser.add_argument("--public", type=Path, default=DEFAULT_PUBLIC, help="the public-results table")
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="its models' families and sizes")
+    parser.add_argument(
+        "--templates", type=Path, default=DEFAULT_TEMPLATES, help="team-written rows with rubric levels"
+    )
+    parser.add_argument("--report", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--cache", type=Path, default=Path(".cache/router-training"), help="embedding and IRT-fit cache"
+    )
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +204,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     given = {"max_tokens": args.max_tokens, "layers": args.layers}
     settings = EmbeddingSettings(int8=not args.no_int8, **{k: v for k, v in given.items() if v is not None})
+    if args.labeled is None and args.correct is None:
+        return _train_difficulty(args, settings)
     try:
         _, report, written = train(
             args.labeled, args.out, correct=args.correct, base=args.base, settings=settings, c=args.c
@@ -174,6 +216,52 @@ def train_command(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     print(f"artifact written to {written}")
+    return 0
+
+
+def _train_difficulty(args: argparse.Namespace, settings) -> int:
+    """`router train` without LABELED.jsonl: the difficulty scorer from the public table."""
+    from pipelines.router_training.dataset import DatasetError
+    from pipelines.router_training.difficulty_training import train_difficulty
+
+    try:
+        run = train_difficulty(
+            args.public,
+            args.models,
+            args.templates,
+            args.out,
+            settings=settings,
+            cache=args.cache,
+            report_path=args.report,
+        )
+    except (DatasetError, ValueError, FileNotFoundError) as error:
+        print(f"router train: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    for line in run.lines:
+        print(line)
+    # Missing the held-out goals is a failed run, whether or not an artifact was written elsewhere.
+    return 0 if run.report.goals_met() else 1
+
+
+def _eval_loso(args: argparse.Namespace) -> int:
+    """`router eval --loso`: leave-one-source-out on the public table."""
+    from deployments.router.artifact import EmbeddingSettings
+    from pipelines.router_training.dataset import DatasetError
+    from pipelines.router_training.difficulty_training import DEFAULT_INPUTS, evaluate_sources, load_corpus
+    from pipelines.router_training.irt_training import RIDGE_ALPHA
+
+    try:
+        corpus = load_corpus(args.public, args.templates, None, EmbeddingSettings(), args.cache)
+        report, _ = evaluate_sources(corpus, args.models, DEFAULT_INPUTS, RIDGE_ALPHA, args.cache)
+    except (DatasetError, ValueError, FileNotFoundError) as error:
+        print(f"router eval: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    lines = report.lines()
+    for line in lines:
+        print(line)
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text("\n".join(lines) + "\n")
     return 0
 
 
@@ -241,6 +329,13 @@ def eval_command(args: argparse.Namespace) -> int:
     from pipelines.router_training.dataset import DatasetError, load_rows
     from pipelines.router_training.evaluation import evaluate
 
+    if args.loso:
+        status = _eval_loso(args)
+        if args.labeled is None or status != 0:
+            return status
+    elif args.labeled is None:
+        print("router eval: give LABELED.jsonl, --loso, or both", file=sys.stderr)
+        return USAGE_ERROR
     try:
         config, served = _router_setup(args)
         rows = load_rows(args.labeled, require_label=True, split=args.split)
