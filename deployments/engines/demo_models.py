@@ -253,7 +253,8 @@ def build_image_processor():
     )
 
 
-def _marker(size: ModelSize) -> dict:
+def demo_marker(size: ModelSize) -> dict:
+    """What a demo checkpoint's marker file holds: generator version, size, architecture, seed."""
     return {
         "random_weights": True,
         "generator_version": GENERATOR_VERSION,
@@ -270,7 +271,7 @@ def is_current(path: Path, size: ModelSize) -> bool:
     if not marker.is_file():
         return False
     try:
-        return json.loads(marker.read_text()) == _marker(size)
+        return json.loads(marker.read_text()) == demo_marker(size)
     except (OSError, json.JSONDecodeError):
         return False
 
@@ -292,7 +293,7 @@ def write_demo_checkpoint(size: ModelSize, path: Path) -> int:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     build_image_processor().save_pretrained(tmp)
-    (tmp / MARKER_FILE).write_text(json.dumps(_marker(size), indent=2, sort_keys=True))
+    (tmp / MARKER_FILE).write_text(json.dumps(demo_marker(size), indent=2, sort_keys=True))
     # Swap in by rename so a concurrent reader never sees half a checkpoint; when another process
     # (a replica on the same node) finished first, keep its copy.
     if is_current(path, size):
