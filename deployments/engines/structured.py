@@ -96,6 +96,18 @@ def _grammar(spec: StructuredOutput):
     raise EngineRequestError(f"unknown structured output kind {spec.kind!r}", param=structured_param(spec))
 
 
+def json_ebnf(spec: StructuredOutput) -> str:
+    """The EBNF text of a `json_schema` or `json_object` spec's grammar: compact JSON whose strings
+    hold only valid JSON characters. The vLLM engine decodes under this same grammar, so both engines
+    give JSON one meaning (vLLM's own JSON grammar admits raw control characters in strings, and
+    vLLM 0.32 ignores the per-request whitespace switch).
+
+    Raises:
+        EngineRequestError: the schema does not compile.
+    """
+    return str(_grammar(spec))
+
+
 def validate_structured(spec: StructuredOutput) -> None:
     """Check that `spec` compiles, before any model work and without a tokenizer.
 

