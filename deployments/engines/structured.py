@@ -68,7 +68,11 @@ def _json_grammar(schema: str, *, strict: bool):
     """xgrammar's compact grammar for `schema`, with every string character valid JSON and UTF-8."""
     import xgrammar as xgr
 
-    grammar = xgr.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=strict)
+    # Separators spelled out: without them xgrammar puts a space after ',' and ':' (json.dumps'
+    # default), which vLLM's `disable_any_whitespace` (the semantics this module promises) does not.
+    grammar = xgr.Grammar.from_json_schema(
+        schema, any_whitespace=False, separators=(",", ":"), strict_mode=strict
+    )
     text = str(grammar)
     if _LOOSE_STRING_CHAR not in text and _JSON_STRING_CHAR not in text:
         return grammar
