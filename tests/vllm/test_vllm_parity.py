@@ -38,7 +38,7 @@ SCHEMA = {
     "type": "object",
     "properties": {
         "n": {"type": "integer", "minimum": 0, "maximum": 99},
-        "w": {"type": "string", "maxLength": 5},
+        "w": {"enum": ["a", "bb", "ccc"]},
     },
     "required": ["n", "w"],
     "additionalProperties": False,
@@ -81,6 +81,9 @@ def vllm_serve_command(checkpoint: str, port: int, engine) -> list[str]:
         json.dumps({"image": engine.max_images_per_prompt, "video": 0}),
         "--mm-processor-kwargs",
         json.dumps({"min_pixels": engine.image_min_pixels, "max_pixels": engine.image_max_pixels}),
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "qwen3_coder",
         "--structured-outputs-config",
         json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
     ]
@@ -173,9 +176,15 @@ def _answer(body: dict) -> dict:
             "content": message.get("content") or "",
             "calls": calls,
             "tokens": tokens,
-            "usage": body["usage"],
+            "usage": _usage(body),
         }
-    return {"text": choice["text"], "tokens": choice["logprobs"]["tokens"], "usage": body["usage"]}
+    return {"text": choice["text"], "tokens": choice["logprobs"]["tokens"], "usage": _usage(body)}
+
+
+def _usage(body: dict) -> tuple[int, int, int]:
+    """The token counts (vLLM adds `prompt_tokens_details: null`, which we leave out)."""
+    usage = body["usage"]
+    return usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]
 
 
 @pytest.mark.parametrize("request_case", REQUESTS, ids=[case[0] for case in REQUESTS])
