@@ -251,6 +251,8 @@ class VLLMEngine(Engine):
             raise RuntimeError("engine is not running")
         prompt, thinking = self.prompt(request)
         self._check_length(prompt, request.sampling.max_tokens)
+        if request.prompt is not None and self._device == "cpu":
+            self._check_cpu_prefill(request.prompt)
         sampling_kwargs = vllm_sampling_kwargs(request, self.model.spec.sampling(thinking))
         structured = vllm_structured_kwargs(request.sampling.structured)
         if structured is not None:
@@ -309,6 +311,17 @@ class VLLMEngine(Engine):
             raise PromptTooLongError(
                 f"this model's maximum context length is {limit} tokens; the prompt has "
                 f"{count} tokens and max_tokens asks for {max_tokens} more"
+            )
+
+    def _check_cpu_prefill(self, prompt: str) -> None:
+        """Refuse a one-token raw prompt on vLLM's CPU build (0.32): its causal_conv1d kernel fails on
+        it ("expect x to be transposed") and takes the whole engine core down, every request with it.
+        A chat prompt always has the template's tokens around it."""
+        if len(self._tokenizer.encode(prompt, add_special_tokens=False)) == 1:
+            raise EngineRequestError(
+                "vLLM's CPU build cannot prefill a one-token prompt; send at least two tokens",
+                param="prompt",
+                code="prompt_too_short",
             )
 
     async def check_health(self) -> None:

