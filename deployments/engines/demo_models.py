@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 MARKER_FILE = "qwen_cluster_demo.json"
 # Bump when the generated files change shape, so stale caches are regenerated.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -125,7 +125,7 @@ class DemoArchitecture:
 # Tuned so parameter counts keep 0.8 : 2 : 4 : 9 (the test checks the ratio within 15%).
 DEMO_ARCHITECTURES: dict[ModelSize, DemoArchitecture] = {
     "0.8b": DemoArchitecture(
-        hidden_size=32, num_layers=2, intermediate_size=64, vision_hidden_size=32, vision_depth=1
+        hidden_size=32, num_layers=2, intermediate_size=256, vision_hidden_size=32, vision_depth=1
     ),
     "2b": DemoArchitecture(
         hidden_size=56, num_layers=4, intermediate_size=168, vision_hidden_size=48, vision_depth=1
@@ -201,8 +201,8 @@ def build_config(size: ModelSize, tokenizer):
         "head_dim": 32,
         "linear_num_key_heads": 2,
         "linear_num_value_heads": 2,
-        "linear_key_head_dim": 16,
-        "linear_value_head_dim": 16,
+        "linear_key_head_dim": 128,
+        "linear_value_head_dim": 128,
         "linear_conv_kernel_dim": 4,
         "max_position_embeddings": CATALOG[size].context_length,
         "rope_parameters": {
@@ -253,7 +253,8 @@ def build_image_processor():
     )
 
 
-def _marker(size: ModelSize) -> dict:
+def demo_marker(size: ModelSize) -> dict:
+    """What a demo checkpoint's marker file holds: generator version, size, architecture, seed."""
     return {
         "random_weights": True,
         "generator_version": GENERATOR_VERSION,
@@ -270,7 +271,7 @@ def is_current(path: Path, size: ModelSize) -> bool:
     if not marker.is_file():
         return False
     try:
-        return json.loads(marker.read_text()) == _marker(size)
+        return json.loads(marker.read_text()) == demo_marker(size)
     except (OSError, json.JSONDecodeError):
         return False
 
@@ -292,7 +293,7 @@ def write_demo_checkpoint(size: ModelSize, path: Path) -> int:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     build_image_processor().save_pretrained(tmp)
-    (tmp / MARKER_FILE).write_text(json.dumps(_marker(size), indent=2, sort_keys=True))
+    (tmp / MARKER_FILE).write_text(json.dumps(demo_marker(size), indent=2, sort_keys=True))
     # Swap in by rename so a concurrent reader never sees half a checkpoint; when another process
     # (a replica on the same node) finished first, keep its copy.
     if is_current(path, size):

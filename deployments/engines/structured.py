@@ -68,7 +68,11 @@ def _json_grammar(schema: str, *, strict: bool):
     """xgrammar's compact grammar for `schema`, with every string character valid JSON and UTF-8."""
     import xgrammar as xgr
 
-    grammar = xgr.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=strict)
+    # Separators spelled out: without them xgrammar puts a space after ',' and ':' (json.dumps'
+    # default), which vLLM's `disable_any_whitespace` (the semantics this module promises) does not.
+    grammar = xgr.Grammar.from_json_schema(
+        schema, any_whitespace=False, separators=(",", ":"), strict_mode=strict
+    )
     text = str(grammar)
     if _LOOSE_STRING_CHAR not in text and _JSON_STRING_CHAR not in text:
         return grammar
@@ -94,6 +98,18 @@ def _grammar(spec: StructuredOutput):
     if spec.kind == "grammar":
         return xgr.Grammar.from_ebnf(spec.spec)
     raise EngineRequestError(f"unknown structured output kind {spec.kind!r}", param=structured_param(spec))
+
+
+def json_ebnf(spec: StructuredOutput) -> str:
+    """The EBNF text of a `json_schema` or `json_object` spec's grammar: compact JSON whose strings
+    hold only valid JSON characters. The vLLM engine decodes under this same grammar, so both engines
+    give JSON one meaning (vLLM's own JSON grammar admits raw control characters in strings, and
+    vLLM 0.32 ignores the per-request whitespace switch).
+
+    Raises:
+        EngineRequestError: the schema does not compile.
+    """
+    return str(_grammar(spec))
 
 
 def validate_structured(spec: StructuredOutput) -> None:

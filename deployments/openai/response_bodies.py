@@ -1,7 +1,8 @@
 """OpenAI response bodies and SSE chunks, built as plain dicts (cheaper than models on the hot path).
 
 Every body carries the fields OpenAI's API reference marks required (`refusal: null` on messages,
-`logprobs: null` in choices when not asked for), plus our `routing` field.
+`logprobs: null` in choices when not asked for), plus our `routing` field. `fingerprint` is the served
+model's `system_fingerprint` (a string: see `fingerprint.py`).
 """
 
 from __future__ import annotations
@@ -33,15 +34,19 @@ def chat_completion(
     prompt_tokens: int,
     completion_tokens: int,
     routing: dict[str, Any],
+    fingerprint: str,
 ) -> dict[str, Any]:
     """A non-streamed `chat.completion` body (with our `routing` field)."""
-    return _final_body("chat.completion", request_id, model, choices, prompt_tokens, completion_tokens, routing)
+    return _final_body(
+        "chat.completion", request_id, model, choices, prompt_tokens, completion_tokens, routing, fingerprint
+    )
 
 
 def chat_chunk(
     request_id: str,
     model: str,
     created: int,
+    fingerprint: str,
     delta: dict[str, Any],
     finish_reason: str | None = None,
     routing: dict[str, Any] | None = None,
@@ -54,7 +59,7 @@ def chat_chunk(
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "system_fingerprint": None,
+        "system_fingerprint": fingerprint,
         "choices": [
             {
                 "index": index,
@@ -70,7 +75,7 @@ def chat_chunk(
 
 
 def usage_chunk(
-    request_id: str, model: str, created: int, obj: str, prompt: int, completion: int
+    request_id: str, model: str, created: int, fingerprint: str, obj: str, prompt: int, completion: int
 ) -> dict[str, Any]:
     """The final chunk with `usage` and no choices (`stream_options.include_usage`)."""
     return {
@@ -78,6 +83,7 @@ def usage_chunk(
         "object": obj,
         "created": created,
         "model": model,
+        "system_fingerprint": fingerprint,
         "choices": [],
         "usage": usage(prompt, completion),
     }
@@ -90,9 +96,12 @@ def completion(
     prompt_tokens: int,
     completion_tokens: int,
     routing: dict[str, Any],
+    fingerprint: str,
 ) -> dict[str, Any]:
     """A non-streamed `text_completion` body."""
-    return _final_body("text_completion", request_id, model, choices, prompt_tokens, completion_tokens, routing)
+    return _final_body(
+        "text_completion", request_id, model, choices, prompt_tokens, completion_tokens, routing, fingerprint
+    )
 
 
 def _final_body(
@@ -103,6 +112,7 @@ def _final_body(
     prompt_tokens: int,
     completion_tokens: int,
     routing: dict[str, Any],
+    fingerprint: str,
 ) -> dict[str, Any]:
     return {
         "id": request_id,
@@ -111,7 +121,7 @@ def _final_body(
         "model": model,
         "choices": choices,
         "usage": usage(prompt_tokens, completion_tokens),
-        "system_fingerprint": None,
+        "system_fingerprint": fingerprint,
         "routing": routing,
     }
 
@@ -127,6 +137,7 @@ def completion_chunk(
     request_id: str,
     model: str,
     created: int,
+    fingerprint: str,
     text: str,
     finish_reason: str | None = None,
     index: int = 0,
@@ -138,5 +149,6 @@ def completion_chunk(
         "object": "text_completion",
         "created": created,
         "model": model,
+        "system_fingerprint": fingerprint,
         "choices": [completion_choice(index, text, finish_reason, logprobs)],
     }

@@ -25,6 +25,7 @@ from deployments.openai.capacity import CapacityTracker
 from deployments.openai.choices import ChatChoiceFramer, chat_choice, completion_logprobs
 from deployments.openai.dispatch import Dispatcher, ModelClient
 from deployments.openai.errors import error_response, to_openai_error
+from deployments.openai.fingerprint import system_fingerprints
 from deployments.openai.limits import RequestLimits
 from deployments.openai.media import ImageFetcher
 from deployments.openai.messages import to_chat_messages
@@ -73,6 +74,8 @@ class OpenAIService:
         self.fetcher = ImageFetcher(config.serving.media, config.object_store)
         self.max_images = max((m.engine.max_images_per_prompt for m in config.enabled_models()), default=0)
         self._vocab_sizes: dict[str, int] = {}
+        # Hashed once here: the weights and engine settings each model answers with.
+        self.fingerprints = system_fingerprints(config)
         self._routes = {
             ("GET", "/healthz"): self._healthz,
             ("GET", "/v1/models"): self._list_models,
@@ -273,6 +276,7 @@ class OpenAIService:
             streams = await self._open_streams(route, samples, requested_thinking)
             events = chat_events(
                 generation.request_id,
+                self.fingerprints[streams[0].route.model.public_name],
                 streams,
                 [framer(stream.route.thinking_on) for stream in streams],
                 include_usage,
@@ -299,7 +303,13 @@ class OpenAIService:
         prompt, completion = _usage(outcomes)
         self._record_usage(route.model, prompt, completion)
         payload = response_bodies.chat_completion(
-            generation.request_id, route.model.public_name, choices, prompt, completion, route.routing
+            generation.request_id,
+            route.model.public_name,
+            choices,
+            prompt,
+            completion,
+            route.routing,
+            self.fingerprints[route.model.public_name],
         )
         request.state.model_label = route.model.public_name
         return JSONResponse(payload, headers=self._headers(route.routing))
@@ -328,7 +338,13 @@ class OpenAIService:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             streams = await self._open_streams(route, samples, None)
             events = completion_events(
-                generation.request_id, streams, top_logprobs, include_usage, self.metrics, self.retry_after_s
+                generation.request_id,
+                self.fingerprints[streams[0].route.model.public_name],
+                streams,
+                top_logprobs,
+                include_usage,
+                self.metrics,
+                self.retry_after_s,
             )
             headers = self._headers(streams[0].route.routing)
             request.state.model_label = streams[0].route.model.public_name
@@ -349,7 +365,13 @@ class OpenAIService:
         prompt, completion = _usage(outcomes)
         self._record_usage(route.model, prompt, completion)
         payload = response_bodies.completion(
-            generation.request_id, route.model.public_name, choices, prompt, completion, route.routing
+            generation.request_id,
+            route.model.public_name,
+            choices,
+            prompt,
+            completion,
+            route.routing,
+            self.fingerprints[route.model.public_name],
         )
         request.state.model_label = route.model.public_name
         return JSONResponse(payload, headers=self._headers(route.routing))

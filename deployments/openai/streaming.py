@@ -67,6 +67,7 @@ def _closing_events(
     request_id: str,
     name: str,
     created: int,
+    fingerprint: str,
     obj: str,
     lasts: dict[int, GenerationDelta],
     include_usage: bool,
@@ -84,7 +85,9 @@ def _closing_events(
             metrics.record_tokens(name, prompt, completion)
         if include_usage:
             events.append(
-                response_bodies.sse(response_bodies.usage_chunk(request_id, name, created, obj, prompt, completion))
+                response_bodies.sse(
+                    response_bodies.usage_chunk(request_id, name, created, fingerprint, obj, prompt, completion)
+                )
             )
     events.append(response_bodies.sse("[DONE]"))
     return events
@@ -92,6 +95,7 @@ def _closing_events(
 
 async def chat_events(
     request_id: str,
+    fingerprint: str,
     streams: list[OpenStream],
     framers: list[ChatChoiceFramer],
     include_usage: bool,
@@ -110,6 +114,7 @@ async def chat_events(
                 request_id,
                 name,
                 created,
+                fingerprint,
                 {"role": "assistant", "content": ""},
                 routing=route.routing if index == 0 else None,
                 index=index,
@@ -125,6 +130,7 @@ async def chat_events(
                         request_id,
                         name,
                         created,
+                        fingerprint,
                         piece.delta,
                         piece.finish_reason,
                         index=index,
@@ -134,13 +140,14 @@ async def chat_events(
     except Exception as raw:  # the status line is sent already: report in-band, as vLLM does
         yield response_bodies.sse(to_openai_error(raw, retry_after_s).body())
     for event in _closing_events(
-        request_id, name, created, "chat.completion.chunk", lasts, include_usage, metrics
+        request_id, name, created, fingerprint, "chat.completion.chunk", lasts, include_usage, metrics
     ):
         yield event
 
 
 async def completion_events(
     request_id: str,
+    fingerprint: str,
     streams: list[OpenStream],
     top_logprobs: int | None,
     include_usage: bool,
@@ -163,12 +170,21 @@ async def completion_events(
                 offsets[index] += len(delta.text)
                 yield response_bodies.sse(
                     response_bodies.completion_chunk(
-                        request_id, name, created, delta.text, delta.finish_reason, index, logprobs
+                        request_id,
+                        name,
+                        created,
+                        fingerprint,
+                        delta.text,
+                        delta.finish_reason,
+                        index,
+                        logprobs,
                     )
                 )
     except Exception as raw:
         yield response_bodies.sse(to_openai_error(raw, retry_after_s).body())
-    for event in _closing_events(request_id, name, created, "text_completion", lasts, include_usage, metrics):
+    for event in _closing_events(
+        request_id, name, created, fingerprint, "text_completion", lasts, include_usage, metrics
+    ):
         yield event
 
 

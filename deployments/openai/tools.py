@@ -273,3 +273,67 @@ def forced_calls(text: str, mode: str, forced_name: str | None) -> list[dict[str
         }
         for name, args in pairs
     ]
+
+
+class RequiredCallStream:
+    """Incremental reader of the JSON array a `tool_choice: "required"` request is decoded under.
+
+    `feed` returns each `{"name", "parameters"}` item as an OpenAI call as soon as its closing brace
+    arrives, so a stream carries every call when it completes (as vLLM streams them) and a
+    generation cut by `max_tokens` still yields the calls it finished; the unfinished tail is
+    dropped, never shown as raw JSON.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+        self._item: list[str] = []
+
+    def feed(self, text: str) -> list[dict[str, Any]]:
+        """The calls completed by `text` (in order; each with a fresh id)."""
+        done: list[dict[str, Any]] = []
+        for char in text:
+            if self._depth >= 2:
+                self._item.append(char)
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._in_string = False
+                continue
+            if char == '"':
+                self._in_string = True
+            elif char in "[{":
+                self._depth += 1
+                if self._depth == 2:
+                    self._item = [char]
+            elif char in "]}":
+                self._depth -= 1
+                if self._depth == 1:
+                    call = self._call("".join(self._item))
+                    if call is not None:
+                        done.append(call)
+                    self._item = []
+        self.calls.extend(done)
+        return done
+
+    @staticmethod
+    def _call(item: str) -> dict[str, Any] | None:
+        try:
+            value = json.loads(item)
+        except ValueError:
+            return None
+        if not isinstance(value, dict):
+            return None
+        return {
+            "id": new_call_id(),
+            "type": "function",
+            "function": {
+                "name": str(value.get("name", "")),
+                "arguments": json.dumps(value.get("parameters", {}), ensure_ascii=False),
+            },
+        }

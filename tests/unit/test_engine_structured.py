@@ -209,7 +209,7 @@ def test_json_strings_admit_only_json_and_utf8_characters(demo_cache, spec):
     tokenizer = AutoTokenizer.from_pretrained(demo_cache / "demo-models" / "qwen3.5-0.8b")
     stop = tokenizer.convert_tokens_to_ids("<|im_end|>")
     cache = GrammarCache(tokenizer, len(tokenizer), [stop])
-    opening = '{"a": "' if spec.kind == "json_object" or "object" in (spec.spec or "") else '"'
+    opening = '{"a":"' if spec.kind == "json_object" or "object" in (spec.spec or "") else '"'
 
     def inside_string():
         constraint = cache.constraint(spec)

@@ -6,6 +6,7 @@ import pytest
 
 from cluster.config import load_config
 from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams, StructuredOutput
+from deployments.engines.structured import json_ebnf
 from deployments.engines.vllm_engine import vllm_sampling_kwargs, vllm_structured_kwargs
 
 pytestmark = pytest.mark.unit
@@ -32,14 +33,12 @@ def test_logprobs_penalties_and_bias_translate():
 def test_structured_outputs_translate_to_vllm_names():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     assert vllm_structured_kwargs(None) is None
-    assert vllm_structured_kwargs(StructuredOutput("json_schema", json.dumps(schema))) == {
-        "json": schema,
-        "disable_any_whitespace": True,
-    }
-    assert vllm_structured_kwargs(StructuredOutput("json_object")) == {
-        "json": {"type": "object"},
-        "disable_any_whitespace": True,
-    }
+    # JSON goes as the transformers engine's own grammar (compact, strings of valid JSON characters).
+    as_schema = vllm_structured_kwargs(StructuredOutput("json_schema", json.dumps(schema)))
+    assert as_schema == {"grammar": json_ebnf(StructuredOutput("json_schema", json.dumps(schema)))}
+    assert "root ::=" in as_schema["grammar"]
+    as_object = vllm_structured_kwargs(StructuredOutput("json_object"))
+    assert as_object == {"grammar": json_ebnf(StructuredOutput("json_object"))}
     assert vllm_structured_kwargs(StructuredOutput("regex", r"\d+")) == {"regex": r"\d+"}
     assert vllm_structured_kwargs(StructuredOutput("choice", '["a", "b"]')) == {"choice": ["a", "b"]}
     assert vllm_structured_kwargs(StructuredOutput("grammar", 'root ::= "x"')) == {"grammar": 'root ::= "x"'}
@@ -60,7 +59,9 @@ def test_vllm_prompt_renders_tools_and_follows_the_thinking_rule(demo_cache):
         "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
     }
     messages = [ChatMessage("user", ["weather in Oslo?"])]
-    prompt, thinking = engine.prompt(GenerationRequest("r", SamplingParams(), messages=messages, tools=[tool]))
+    prompt, thinking = engine.prompt(
+        GenerationRequest("r", SamplingParams(), messages=messages, tools=[tool])
+    )
     assert "get_weather" in prompt["prompt"] and thinking is True
     assert "<think>\n\n</think>" not in prompt["prompt"]
     constrained = SamplingParams(structured=StructuredOutput("json_object"))

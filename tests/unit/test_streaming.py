@@ -40,7 +40,7 @@ async def open_response(client, max_ongoing=1):
         make_config(max_ongoing=max_ongoing), {"0.8b": client, "2b": client}
     )
     stream = await dispatcher.open_stream(dispatcher.choose("qwen3.5-0.8b"), request("cmpl-1"))
-    events = completion_events("cmpl-1", [stream], None, True, None, 2)
+    events = completion_events("cmpl-1", "fp_test", [stream], None, True, None, 2)
     return HeldStreamingResponse(stream, events, media_type="text/event-stream"), capacity
 
 

@@ -171,6 +171,31 @@ def test_named_forced_call_streams_its_arguments():
     assert rest[-1].finish_reason == "tool_calls"
 
 
+def test_required_calls_stream_as_each_completes():
+    plan = ToolPlan("required", [], SCHEMAS, None)
+    framer = ChatChoiceFramer(False, plan)
+    assert framer.feed('[{"name": "noop", "parameters": {"a": "}{\\""', None, None) == []
+    first = framer.feed('}}, {"name": "get_weather", ', None, None)
+    second = framer.feed('"parameters": {"city": "Oslo"}}]', None, "stop")
+    call = first[0].delta["tool_calls"][0]
+    assert call["index"] == 0 and call["id"].startswith("call_") and call["type"] == "function"
+    assert call["function"] == {"name": "noop", "arguments": '{"a": "}{\\""}'}
+    assert second[0].delta["tool_calls"][0]["index"] == 1
+    assert json.loads(second[0].delta["tool_calls"][0]["function"]["arguments"]) == {"city": "Oslo"}
+    assert second[-1].finish_reason == "tool_calls"
+
+
+def test_required_calls_cut_by_max_tokens_keep_the_completed_ones():
+    plan = ToolPlan("required", [], SCHEMAS, None)
+    text = '[{"name": "noop", "parameters": {}}, {"name": "get_weather", "parameters": {"ci'
+    choice = chat_choice(0, text, "length", ChatChoiceFramer(False, plan), None)
+    assert choice["finish_reason"] == "length"
+    assert choice["message"]["content"] is None
+    assert [c["function"]["name"] for c in choice["message"]["tool_calls"]] == ["noop"]
+    nothing = chat_choice(0, '[{"name": "no', "length", ChatChoiceFramer(False, plan), None)
+    assert "tool_calls" not in nothing["message"] and nothing["message"]["content"] == ""
+
+
 def test_template_messages_carry_tool_calls_with_mapping_arguments():
     messages = [
         ChatMessage("user", ["weather?"]),

@@ -52,3 +52,27 @@ def test_sampling_defaults_follow_the_mode():
     assert thinking["top_k"] == 5 and thinking["stop"] == ["END"] and thinking["seed"] == 3
     plain = vllm_sampling_kwargs(request, model.spec.sampling(False))
     assert plain["temperature"] == 0.7 and plain["max_tokens"] == 7
+
+
+def test_over_long_prompts_from_vllm_are_a_400_with_the_transformers_code():
+    from deployments.engines.base import EngineRequestError, PromptTooLongError
+    from deployments.engines.vllm_engine import _request_error
+
+    refusal = _request_error(ValueError("This model's maximum context length is 4096 tokens. However, ..."))
+    assert isinstance(refusal, PromptTooLongError)
+    assert (refusal.status_code, refusal.code, refusal.param) == (400, "context_length_exceeded", "messages")
+    assert _request_error(RuntimeError("engine dead")) is None
+    assert not isinstance(_request_error(ValueError("bad")), EngineRequestError)
+
+
+def test_vllm_engine_without_vllm_names_the_package(monkeypatch):
+    import asyncio
+    import sys
+
+    from deployments.engines.vllm_engine import EngineStartError, VLLMEngine
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # what an environment without vLLM sees
+    model = load_config(profile="gpu").model_by_name("qwen3.5-0.8b")
+    with pytest.raises(EngineStartError, match="needs the vllm package") as raised:
+        asyncio.run(VLLMEngine("Qwen/Qwen3.5-0.8B", model).start())
+    assert "\n" not in str(raised.value)
