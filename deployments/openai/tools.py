@@ -234,22 +234,6 @@ class XmlToolCallParser:
         return {"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}
 
 
-def parse_tool_calls(
-    text: str, schemas: dict[str, dict[str, Any]]
-) -> tuple[str | None, list[dict[str, Any]]]:
-    """Non-streamed: the answer's content (None when it is only calls) and its OpenAI `tool_calls`."""
-    parser = XmlToolCallParser(schemas)
-    pieces = parser.feed(text) + parser.flush()
-    content = "".join(p.get("content", "") for p in pieces)
-    calls = [
-        {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-        for c in parser.calls
-    ]
-    if calls and not content.strip():
-        return None, calls
-    return content, calls
-
-
 def forced_calls(text: str, mode: str, forced_name: str | None) -> list[dict[str, Any]] | None:
     """The calls in the JSON a forced tool choice was decoded under; None if it does not parse
     (only possible when generation was cut off by `max_tokens`)."""

@@ -8,7 +8,7 @@ from deployments.engines.base import ChatMessage, TokenLogprob
 from deployments.engines.prompting import template_messages
 from deployments.openai.choices import ChatChoiceFramer, chat_choice
 from deployments.openai.structured import ToolPlan, forced_call_schema
-from deployments.openai.tools import XmlToolCallParser, convert_value, forced_calls, parse_tool_calls
+from deployments.openai.tools import XmlToolCallParser, convert_value, forced_calls
 
 pytestmark = pytest.mark.unit
 
@@ -37,8 +37,15 @@ ONE_CALL = (
 TWO_CALLS = ONE_CALL + "\n<tool_call>\n<function=noop>\n</function>\n</tool_call>"
 
 
+def non_streamed_answer(text: str, schemas: dict) -> tuple[str | None, list[dict]]:
+    """(content, tool_calls) of the non-streamed choice the service builds from a tool-offering answer."""
+    framer = ChatChoiceFramer(False, ToolPlan("auto", [], schemas))
+    message = chat_choice(0, text, "stop", framer, None)["message"]
+    return message["content"], message.get("tool_calls", [])
+
+
 def test_non_streamed_call_is_typed_by_the_schema():
-    content, calls = parse_tool_calls(ONE_CALL, SCHEMAS)
+    content, calls = non_streamed_answer(ONE_CALL, SCHEMAS)
     assert content == "Let me check.\n"
     assert len(calls) == 1 and calls[0]["type"] == "function" and calls[0]["id"].startswith("call_")
     assert calls[0]["function"]["name"] == "get_weather"
@@ -54,7 +61,7 @@ def test_non_streamed_call_is_typed_by_the_schema():
 
 
 def test_only_calls_give_null_content_and_parallel_calls_are_indexed():
-    content, calls = parse_tool_calls(TWO_CALLS.removeprefix("Let me check.\n"), SCHEMAS)
+    content, calls = non_streamed_answer(TWO_CALLS.removeprefix("Let me check.\n"), SCHEMAS)
     assert content is None
     assert [c["function"]["name"] for c in calls] == ["get_weather", "noop"]
     assert json.loads(calls[1]["function"]["arguments"]) == {}
@@ -80,7 +87,7 @@ def test_streamed_pieces_rebuild_the_same_calls(step):
             else:
                 assert set(delta) == {"index", "function"} and set(delta["function"]) == {"arguments"}
             calls[delta["index"]]["arguments"] += delta["function"]["arguments"]
-    _, whole = parse_tool_calls(TWO_CALLS, SCHEMAS)
+    _, whole = non_streamed_answer(TWO_CALLS, SCHEMAS)
     assert [c["name"] for c in calls.values()] == ["get_weather", "noop"]
     assert [json.loads(c["arguments"]) for c in calls.values()] == [
         json.loads(c["function"]["arguments"]) for c in whole
@@ -92,13 +99,13 @@ def test_text_that_only_looks_like_a_marker_is_content():
     parser = XmlToolCallParser(SCHEMAS)
     pieces = [p for ch in text for p in parser.feed(ch)] + parser.flush()
     assert "".join(p["content"] for p in pieces) == text
-    assert parse_tool_calls(text, SCHEMAS) == (text, [])
+    assert non_streamed_answer(text, SCHEMAS) == (text, [])
 
 
 def test_calls_inside_a_think_block_are_not_calls():
     """vLLM #39056: a call written while thinking must not be executed."""
     thought = "<think>\nmaybe " + ONE_CALL + "\n</think>\n\nThe answer is 4."
-    content, calls = parse_tool_calls(thought, SCHEMAS)
+    content, calls = non_streamed_answer(thought, SCHEMAS)
     assert calls == [] and content == thought
 
 
@@ -114,7 +121,7 @@ def test_framer_keeps_calls_in_reasoning_out_of_tool_calls():
 
 
 def test_a_cut_off_call_still_has_json_arguments():
-    content, calls = parse_tool_calls("<tool_call>\n<function=get_weather>\n<parameter=city>\nPa", SCHEMAS)
+    content, calls = non_streamed_answer("<tool_call>\n<function=get_weather>\n<parameter=city>\nPa", SCHEMAS)
     assert content is None and json.loads(calls[0]["function"]["arguments"]) == {}
 
 
