@@ -307,6 +307,7 @@ class Dispatcher:
             and result.finish_reason == "length"
             and THINK_END not in result.text,
             completion_text=result.text,
+            token_logprobs=result.logprobs,
         )
         bigger = self.router.next_size_up(route.model.size) if reason else None
         if bigger is None:

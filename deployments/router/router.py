@@ -164,6 +164,7 @@ class Router:
         finish_reason: str,
         thinking_unfinished: bool,
         completion_text: str,
+        token_logprobs: Sequence[float] = (),
     ) -> str | None:
         """The reason to ask again one size up (`low_confidence`, `cut_off_thinking`, `looping`), or
         None; None as well when escalation is off or the size is already the largest served."""
@@ -175,6 +176,7 @@ class Router:
             finish_reason=finish_reason,
             thinking_unfinished=thinking_unfinished,
             completion_text=completion_text,
+            token_logprobs=token_logprobs,
         )
 
     def next_size_up(self, size: ModelSize) -> ModelSize | None:
