@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from cluster.base_config import StrictModel
 from cluster.catalog import ModelSize
+from cluster.shadow_config import ReloadConfig, ShadowConfig
 
 ScorerKind = Literal["features", "learned", "blend"]
 PolicyKind = Literal["quality", "thresholds"]
@@ -187,6 +188,12 @@ class RouterConfig(StrictModel):
     )
     escalation: EscalationConfig = Field(
         default_factory=EscalationConfig, description="Re-asking one size up after a bad answer."
+    )
+    shadow: ShadowConfig = Field(
+        default_factory=ShadowConfig, description="Shadow answers and label records (the router's own labels)."
+    )
+    reload: ReloadConfig = Field(
+        default_factory=ReloadConfig, description="Hot reload of the calibration artifact from `retrain`."
     )
     capacity_fallback: CapacityFallback = Field(
         "up",

@@ -40,6 +40,8 @@ def build_app_from_config(config: ClusterConfig):
             num_replicas=ingress.num_replicas,
             max_ongoing_requests=ingress.max_ongoing_requests,
             ray_actor_options={"num_cpus": ingress.num_cpus},
+            # Changing only this in a redeploy reaches `reconfigure` without restarting the replica.
+            user_config={"shadow": config.router.shadow.model_dump(include={"enabled", "sample_rate"})},
         )
         .bind(config, **handles)
     )

@@ -8,11 +8,13 @@ from the config alone.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 from cluster.catalog import ModelSize
 from cluster.router_config import RouterConfig
 from deployments.engines.base import ChatMessage
+from deployments.router.calibration import Calibration
 from deployments.router.escalation import escalation_reason
 from deployments.router.policy import RouteDecision, RoutingPolicy, SizeCapacity
 from deployments.router.quality import QualityTable, prior_table
@@ -44,6 +46,8 @@ class Router:
             scorer if scorer is not None else (build_scorer(config) if config.enabled else None)
         )
         self.policy = RoutingPolicy(config, served_sizes, quality=quality_table(config, self.scorer))
+        # Swapped whole by the reloader (one attribute store, so a request sees the old or the new).
+        self.calibration: Calibration | None = None
 
     @property
     def served_sizes(self) -> tuple[ModelSize, ...]:
@@ -113,7 +117,13 @@ class Router:
         requested_thinking: bool | None = None,
         capacity: Mapping[ModelSize, SizeCapacity] | None = None,
     ) -> RouteDecision:
-        return self.policy.decide(
+        calibration = self.calibration
+        raw: dict[str, float] = {}
+        calibrated = None
+        if calibration is not None and self.config.policy == "quality":
+            raw = self.policy.estimates(result.levels, result.groups, structure)
+            calibrated = calibration.apply(raw, result.difficulty) if raw else None
+        decision = self.policy.decide(
             result.difficulty,
             scorer=self.scorer.name if self.scorer else "none",
             features=result.features,
@@ -122,8 +132,15 @@ class Router:
             levels=result.levels,
             groups=result.groups,
             family=result.family,
+            estimates=calibrated,
             structure=structure,
         )
+        return dataclasses.replace(decision, raw_estimates=raw) if raw else decision
+
+    @property
+    def scorer_name(self) -> str:
+        """The running scorer's name (`none` while routing is off)."""
+        return self.scorer.name if self.scorer else "none"
 
     def redecide(
         self,
