@@ -68,7 +68,12 @@ def test_escalation_reads_the_token_probability_quantile():
     confident = [math.log(0.95)] * 50
     unsure = [math.log(0.95)] * 40 + [math.log(0.01)] * 10
     on = EscalationConfig(enabled=True, token_prob_quantile=0.1, min_token_prob=0.05)
-    common = {"mean_logprob": -0.1, "finish_reason": "stop", "thinking_unfinished": False, "completion_text": "x"}
+    common = {
+        "mean_logprob": -0.1,
+        "finish_reason": "stop",
+        "thinking_unfinished": False,
+        "completion_text": "x",
+    }
     assert escalation_reason(on, token_logprobs=confident, **common) is None
     assert escalation_reason(on, token_logprobs=unsure, **common) == "low_confidence"
     # Old configs still load and their mean rule still applies when set.

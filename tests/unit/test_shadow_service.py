@@ -25,7 +25,12 @@ def make_config(demo_cache, output, **shadow):
                 {
                     "size": s,
                     "random_weights": True,
-                    "engine": {"device": "cpu", "dtype": "float32", "max_model_len": 2048, "torch_threads": 1},
+                    "engine": {
+                        "device": "cpu",
+                        "dtype": "float32",
+                        "max_model_len": 2048,
+                        "torch_threads": 1,
+                    },
                 }
                 for s in ("0.8b", "2b", "9b")
             ],
@@ -93,7 +98,9 @@ def test_every_sampled_request_gives_one_record_without_text_and_is_not_billed(d
         return responses, streamed, explicit
 
     responses, streamed, explicit = run(config, body)
-    assert all(r.status_code == 200 for r in responses) and streamed.status_code == explicit.status_code == 200
+    assert (
+        all(r.status_code == 200 for r in responses) and streamed.status_code == explicit.status_code == 200
+    )
     files, rows = label_rows(tmp_path / "labels")
     assert len(files) == 1 and files[0].parent.name.startswith("hour=")
     routed_below_largest = [r for r in responses if r.headers["x-qwen-routed-model"] != "qwen3.5-9b"]
