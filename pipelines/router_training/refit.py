@@ -36,19 +36,33 @@ def design(estimates: np.ndarray, difficulty: np.ndarray) -> np.ndarray:
 def fit_curve(
     estimates: np.ndarray, difficulty: np.ndarray, correct: np.ndarray, start: SizeCurve, l2: float = 1.0
 ) -> SizeCurve:
-    """Newton's method on the penalised log likelihood (penalty l2 * |w - start|^2)."""
+    """Newton's method on the penalised log likelihood (penalty l2 * |w - start|^2), with step
+    halving: plain Newton oscillates when every label is on one side and the estimates are
+    saturated (the demo's random-weight labels are all "wrong")."""
     x = design(estimates, difficulty)
     y = correct.astype(float)
     prior = np.array([start.intercept, start.slope, start.difficulty_weight])
+
+    def objective(w: np.ndarray) -> float:
+        z = x @ w
+        # log(1 + exp(z)) - y z, summed, written to stay finite for large |z|.
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + l2 * np.sum((w - prior) ** 2))
+
     w = prior.copy()
-    for _ in range(50):
+    current = objective(w)
+    for _ in range(100):
         p = 1 / (1 + np.exp(-(x @ w)))
         gradient = x.T @ (p - y) + 2 * l2 * (w - prior)
         hessian = (x * (p * (1 - p))[:, None]).T @ x + 2 * l2 * np.eye(3)
         step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.max(np.abs(step)) < 1e-8:
+        scale = 1.0
+        while scale > 1e-6 and objective(w - scale * step) > current:
+            scale /= 2
+        w = w - scale * step
+        improved = objective(w)
+        if current - improved < 1e-10 or np.max(np.abs(scale * step)) < 1e-8:
             break
+        current = improved
     return SizeCurve(float(w[0]), float(w[1]), float(w[2]))
 
 
@@ -107,7 +121,8 @@ def refit_and_gate(
     for size in sizes:
         start = curves.get(size, SizeCurve())
         est, diff, y = _columns(train, size)
-        if len(y) >= min_rows_per_size and 0 < y.sum() < len(y):
+        # One-sided labels (every answer wrong) still fit: the penalty keeps the weights finite.
+        if len(y) >= min_rows_per_size:
             curves[size] = fit_curve(est, diff, y, start, l2)
         per_size[size] = {
             "train_rows": len(y),

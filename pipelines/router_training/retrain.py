@@ -21,6 +21,8 @@ from typing import Any
 
 from cluster.cli import EXIT_FAILURE, add_config_arguments
 
+READ_TASK_CPUS = 0.25
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add `router retrain` to the `router` sub-commands."""
@@ -40,6 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--holdout", type=float, default=0.2, help="held-out share of requests (default 0.2)"
     )
     retrain.add_argument("--min-gain", type=float, default=0.0, help="log-loss drop the gate asks for")
+    retrain.add_argument(
+        "--min-rows", type=int, default=30, help="labels a size needs to be refitted (default 30)"
+    )
     retrain.add_argument(
         "--target-quality", type=float, default=0.8, help="kept-answer accuracy for escalation"
     )
@@ -83,7 +88,9 @@ def read_labels(
 
     from pipelines.router_training.shadow_labels import ReadCounts
 
-    dataset = ray.data.from_items([{"uri": uri} for uri in files]).map(read_one)
+    # Reading a label file is I/O and a little decoding: a quarter CPU per task lets the job run
+    # beside a serving app that holds nearly every CPU of a small cluster.
+    dataset = ray.data.from_items([{"uri": uri} for uri in files]).map(read_one, num_cpus=READ_TASK_CPUS)
     rows: list[dict[str, Any]] = []
     total = ReadCounts()
     for item in dataset.iter_rows():
@@ -103,6 +110,7 @@ def retrain(
     region: str = "us-east-1",
     holdout: float = 0.2,
     min_gain: float = 0.0,
+    min_rows: int = 30,
     target_quality: float = 0.8,
 ) -> dict[str, Any]:
     """Run the job; returns its report (`written` says whether a new artifact went to `out_uri`).
@@ -124,7 +132,15 @@ def retrain(
     if current_uri and store.exists(current_uri):
         current = parse_calibration(store.read_bytes(current_uri), served_sizes=served, scorer=scorer)
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    gate = refit_and_gate(rows, current, scorer, holdout_share=holdout, min_gain=min_gain, version=version)
+    gate = refit_and_gate(
+        rows,
+        current,
+        scorer,
+        holdout_share=holdout,
+        min_gain=min_gain,
+        min_rows_per_size=min_rows,
+        version=version,
+    )
     report: dict[str, Any] = {
         "labels": labels_uri,
         "read": counts,
@@ -181,6 +197,7 @@ def retrain_command(args: argparse.Namespace) -> int:
             region=config.object_store.region,
             holdout=args.holdout,
             min_gain=args.min_gain,
+            min_rows=args.min_rows,
             target_quality=args.target_quality,
         )
     except (FileNotFoundError, ValueError) as error:

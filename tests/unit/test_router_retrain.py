@@ -57,3 +57,15 @@ def test_the_escalation_threshold_reaches_its_target_and_says_what_it_costs():
     assert report["kept_accuracy"] >= 0.75 > report["accuracy_without"]
     assert 0 < report["share_escalated"] < 1 and report["extra_tokens_per_request"] > 0
     assert escalation_threshold([], 0.8)["min_token_prob"] is None
+
+
+def test_labels_all_on_one_side_still_fit_and_move_the_curve():
+    # The demo's random weights never agree: every label is "wrong" and the estimates are high.
+    # Plain Newton oscillates there; the fit must still move toward the labels, finitely.
+    import numpy as np
+
+    from pipelines.router_training.refit import fit_curve, predict
+
+    curve = fit_curve(np.full(4, 0.99), np.full(4, 0.1), np.zeros(4), SizeCurve(), l2=1.0)
+    assert all(np.isfinite([curve.intercept, curve.slope, curve.difficulty_weight]))
+    assert predict(curve, np.array([0.99]), np.array([0.1]))[0] < 0.5
