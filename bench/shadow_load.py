@@ -5,8 +5,8 @@
 Starts a local Ray + Serve with the demo profile (random weights; shadow output in a temporary
 folder), then alternates phases of `--seconds` closed-loop traffic at concurrency 32 (`auto`,
 non-streamed, max_tokens 8, distinct prompts) with shadow answers off and at sample_rate 0.01,
-`--rounds` times; the switch is the ingress's `reconfigure` (a redeploy that changes only its
-user_config: no replica restarts, so both settings see the same replicas). Prints p50, p99 and
+`--rounds` times; the switch is the ingress's `reconfigure`, called through a handle on its one
+replica (what a user_config change runs), so both settings see the same replicas. Prints p50, p99 and
 requests/s of each setting over all its phases, and their ratio. Then an overload run (concurrency
 256) with shadow off and with shadow at sample_rate 1.0, counting user 429s in each, and finally
 the label records written against the records the ingress counted (`ray_qwen_shadow_total{outcome=
@@ -103,8 +103,10 @@ def main() -> int:
     url = local.endpoint(config) + "/v1/chat/completions"
 
     def switch(enabled: bool, rate: float) -> None:
-        app = build_app_from_config(config, {"shadow": {"enabled": enabled, "sample_rate": rate}})
-        serve.run(app, name=config.serving.app_name, route_prefix=config.serving.route_prefix)
+        # The ingress's own `reconfigure`, called on its (one) replica through a handle: what a
+        # user_config change does, without `serve.run` redeploying (and restarting) every replica.
+        handle = serve.get_deployment_handle("openai-ingress", app_name=config.serving.app_name)
+        handle.reconfigure.remote({"shadow": {"enabled": enabled, "sample_rate": rate}}).result()
 
     local.start_ray(config)
     figures: dict = {"date": "2026-12-06", "concurrency": 32, "seconds_per_phase": args.seconds}

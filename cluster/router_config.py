@@ -81,6 +81,14 @@ class EscalationConfig(StrictModel):
             "log-probability is below this. None (the default) leaves it off; kept so old configs load."
         ),
     )
+    disagreement: bool = Field(
+        False,
+        description=(
+            "For a verifiable answer (JSON, a choice letter, a number, a short exact answer), ask the "
+            "same size for a second sample (seed + 1) and escalate when the two disagree. Costs one "
+            "more answer from the small size per such request (`routing.second_sample_tokens`)."
+        ),
+    )
     on_cut_off_thinking: bool = Field(
         True, description="Escalate an answer cut off by `max_tokens` before its thinking ended."
     )

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from cluster.catalog import ModelSize
 from cluster.router_config import RouterConfig
 from deployments.engines.base import ChatMessage
+from deployments.router import agreement
 from deployments.router.calibration import Calibration
 from deployments.router.escalation import escalation_reason
 from deployments.router.policy import RouteDecision, RoutingPolicy, SizeCapacity
@@ -195,6 +196,21 @@ class Router:
             completion_text=completion_text,
             token_logprobs=token_logprobs,
         )
+
+    def second_sample_kind(self, decision: RouteDecision, text: str) -> str | None:
+        """With `escalation.disagreement` on: how a second sample of this answer would be compared
+        (`json`, `choice`, `numeric`, `exact`), or None when no second sample is wanted (rule off,
+        answer not verifiable, nothing larger to escalate to)."""
+        rule = self.config.escalation
+        if not (rule.enabled and rule.disagreement) or self.next_size_up(decision.size) is None:
+            return None
+        kind = agreement.verifiable_kind(text)
+        return None if kind == "none" else kind
+
+    @staticmethod
+    def samples_disagree(kind: str, first: str, second: str) -> bool:
+        """Whether two samples of one size disagree under `kind` (a reason to escalate)."""
+        return agreement.agree(kind, second, first) is False
 
     def next_size_up(self, size: ModelSize) -> ModelSize | None:
         """The smallest served size larger than `size`, or None."""

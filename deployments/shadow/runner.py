@@ -29,7 +29,7 @@ from typing import Any
 from cluster.catalog import SIZES
 from cluster.shadow_config import ShadowConfig
 from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams
-from deployments.shadow import agreement
+from deployments.router import agreement
 from deployments.shadow.labels import SCHEMA_VERSION, answer_entry, digest, request_hash
 from deployments.shadow.writer import LabelWriter
 

@@ -12,11 +12,11 @@ import pytest
 from cluster.router_config import EscalationConfig, RouterConfig
 from cluster.shadow_config import ShadowConfig
 from deployments.object_store import ObjectStore
+from deployments.router import agreement
 from deployments.router.calibration import Calibration, SizeCurve, parse_calibration
 from deployments.router.escalation import escalation_reason, token_prob_quantile
 from deployments.router.reload import CalibrationReloader
 from deployments.router.router import Router
-from deployments.shadow import agreement
 from deployments.shadow.labels import LABEL_SCHEMA, SCHEMA_VERSION, answer_entry, probability_stats
 from deployments.shadow.runner import shadow_sizes
 from deployments.shadow.writer import LabelWriter, file_uri

@@ -1,4 +1,5 @@
-"""Whether two sizes' answers to the same request agree, for answers that can be checked mechanically.
+"""Whether two answers to the same request agree, for answers that can be checked mechanically: two
+sizes' (shadow labels) or two samples of one size (escalation on disagreement).
 
 The kind of check follows the reference answer (the largest size's): JSON that parses is compared as
 values; a lone multiple-choice letter as a letter; an answer with a final number (`#### 42`,
@@ -14,7 +15,7 @@ import math
 import re
 from typing import Literal
 
-# Qwen3's end of thinking (deployments.openai.reasoning.THINK_END; not imported: openai imports shadow).
+# Qwen3's end of thinking (deployments.openai.reasoning.THINK_END; not imported: openai imports router).
 THINK_END = "</think>"
 
 Kind = Literal["json", "choice", "numeric", "exact", "none"]
