@@ -71,9 +71,12 @@ async def closed_loop(url: str, concurrency: int, seconds: float, tag: str) -> t
     return latencies, statuses
 
 
-def recorded_metric(metrics_url: str) -> float:
+def shadow_metric(metrics_url: str, outcome: str) -> float:
+    """`ray_qwen_shadow_total{outcome=...}` summed over sizes, read from the metrics agent."""
     text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    pattern = re.compile(r'^ray_qwen_shadow_total\{[^}]*outcome="recorded"[^}]*\}\s+([0-9.e+]+)', re.M)
+    pattern = re.compile(
+        r'^ray_qwen_shadow_total\{[^}]*outcome="' + outcome + r'"[^}]*\}\s+([0-9.e+]+)', re.M
+    )
     return sum(float(v) for v in pattern.findall(text))
 
 
@@ -115,7 +118,9 @@ def main() -> int:
         asyncio.run(closed_loop(url, 32, 5, "warm"))
         phases = {"off": ([], Counter(), 0.0), "on": ([], Counter(), 0.0)}
         for r in range(args.rounds):
-            for name, enabled in (("off", False), ("on", True)) if r % 2 == 0 else (("on", True), ("off", False)):
+            for name, enabled in (
+                (("off", False), ("on", True)) if r % 2 == 0 else (("on", True), ("off", False))
+            ):
                 switch(enabled, 0.01)
                 latencies, statuses = asyncio.run(closed_loop(url, 32, args.seconds, f"{name}{r}"))
                 old_lat, old_st, old_s = phases[name]
@@ -136,11 +141,21 @@ def main() -> int:
             overload[name] = dict(statuses)
         figures["overload_c256"] = overload
         switch(False, 0.0)
-        time.sleep(8)  # the writer's max_buffer_s passes: every buffer is written
+        # Shadow answers still running finish (or time out), then the writer's max_buffer_s passes.
         metrics_url = f"http://127.0.0.1:{config.ray.metrics_export_port}/metrics"
-        rows = sum(pq.read_metadata(p).num_rows for p in output.rglob("*.parquet"))
+        deadline, rows, sampled = time.monotonic() + 120, -1, 0.0
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            sampled = shadow_metric(metrics_url, "sampled")
+            rows = sum(pq.read_metadata(p).num_rows for p in output.rglob("*.parquet"))
+            if rows >= sampled > 0:
+                break
+        figures["requests_sampled"] = sampled
+        figures["requests_skipped_busy"] = shadow_metric(metrics_url, "skipped_busy")
+        figures["records_counted_by_ingress"] = shadow_metric(metrics_url, "recorded")
         figures["label_rows_written"] = rows
-        figures["records_counted_by_ingress"] = recorded_metric(metrics_url)
+        figures["shadow_dropped_busy"] = shadow_metric(metrics_url, "dropped_busy")
+        figures["shadow_answered"] = shadow_metric(metrics_url, "answered")
     finally:
         local.shutdown()
     for key, value in figures.items():

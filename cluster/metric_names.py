@@ -75,8 +75,8 @@ ROUTES = Metric(
 SHADOW = Metric(
     "qwen_shadow_total",
     "counter",
-    "Shadow answers by size and outcome (answered, dropped_busy, timeout, error, judge_*), and label "
-    "records (empty size; outcome recorded or failed). Never part of a user's usage.",
+    "Shadow answers by size and outcome (answered, dropped_busy, timeout, error, judge_*); per "
+    "request (empty size): sampled, skipped_busy, recorded, failed. Never part of a user's usage.",
     ("size", "outcome"),
 )
 SERVING_METRICS = (REQUESTS, ERRORS, LATENCY, TIME_TO_FIRST_TOKEN, TOKENS, ROUTES, SHADOW)

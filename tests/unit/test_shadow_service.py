@@ -124,17 +124,21 @@ def test_a_busy_size_drops_its_shadow_answer_and_reconfigure_turns_sampling_off(
     config = make_config(demo_cache, tmp_path / "labels", sizes="largest", store_text=True)
 
     async def body(http, learning, capacity):
-        capacity.in_flight["9b"] = capacity.limit("9b")  # users hold every 9b slot
+        capacity.in_flight["9b"] = capacity.limit("9b")  # users hold every 9b slot: a loaded cluster
+        loaded = await http.post("/v1/chat/completions", json=chat("hi there"))
+        assert not learning.shadow.tasks  # not sampled at all
+        capacity.in_flight["9b"] = 0
+        learning.shadow.running["9b"] = 1  # another shadow answer runs on 9b: this one is dropped
         busy = await http.post("/v1/chat/completions", json=chat("hi there"))
         await asyncio.gather(*list(learning.shadow.tasks))
-        capacity.in_flight["9b"] = 0
+        learning.shadow.running["9b"] = 0
         learning.reconfigure({"shadow": {"enabled": False}})
         off = await http.post("/v1/chat/completions", json=chat("hi there"))
-        return busy, off
+        return loaded, busy, off
 
-    busy, off = run(config, body)
-    assert busy.status_code == off.status_code == 200
+    loaded, busy, off = run(config, body)
+    assert loaded.status_code == busy.status_code == off.status_code == 200
     _, rows = label_rows(tmp_path / "labels")
-    assert len(rows) == 1  # the second request was not sampled
+    assert len(rows) == 1  # the first (loaded) and the last (off) requests were not sampled
     assert [a["outcome"] for a in rows[0]["answers"]] == ["answered", "dropped_busy"]
     assert rows[0]["prompt_text"] and rows[0]["answers"][0]["text"] is not None  # store_text on
