@@ -58,6 +58,14 @@ class ShadowConfig(StrictModel):
     max_in_flight_per_size: int = Field(
         1, ge=1, le=64, description="Shadow answers running at once per size on this ingress replica."
     )
+    pause_after_refusal_s: float = Field(
+        30.0,
+        ge=0.0,
+        description=(
+            "After any user request is refused (429) on this ingress replica, running shadow answers "
+            "are cancelled and none starts for this long."
+        ),
+    )
     timeout_s: float = Field(
         60.0, gt=0.0, description="A shadow answer not done within this is cancelled and recorded as such."
     )

@@ -115,6 +115,8 @@ class OpenAIService:
             return response
         except Exception as raw:
             error = to_openai_error(raw, self.retry_after_s)
+            if error.status_code == 429 and self.shadow is not None:
+                self.shadow.note_refusal()  # a user was refused: shadow work stops and pauses
             if self.metrics:
                 label = request.state.model_label
                 self.metrics.record_error(label, error.code or error.error_type)

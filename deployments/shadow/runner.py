@@ -9,8 +9,10 @@ Rules that keep it off the user's path:
   replica under `max_busy_fraction` of its admission limit, a ready replica, and fewer than
   `max_in_flight_per_size` shadow answers running there. Otherwise that size's answer is dropped
   (recorded as `dropped_busy`), never queued or delayed;
-- a shadow answer takes no admission slot: admission counts user requests only, so shadow work can
-  never be the reason a user gets a 429 (the idle rule bounds what it adds to an engine's batch);
+- a shadow answer takes no admission slot: admission counts user requests only; and the moment
+  any user request is refused (429), every running shadow answer is cancelled (`preempted`) and
+  none starts for `pause_after_refusal_s`: sizes share hosts and CPUs, so even an idle size's
+  shadow work takes compute that an overloaded one needs;
 - it is never billed: its tokens go neither into a response's `usage` nor into the token metric,
   only into `ray_qwen_shadow_total{size,outcome}`.
 Only non-streamed requests are sampled: their whole answer, with per-token log-probabilities, is in
@@ -24,6 +26,7 @@ import dataclasses
 import json
 import logging
 import random
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +80,8 @@ class ShadowRunner:
         self.writer = writer
         self.metrics = metrics
         self.rng = rng or random.Random()
+        self.generating: set[asyncio.Future] = set()
+        self.refused_at = float("-inf")
         self.running: dict[str, int] = dict.fromkeys(self.clients, 0)
         self.tasks: set[asyncio.Task] = set()
         self.records = 0
@@ -114,6 +119,8 @@ class ShadowRunner:
         its limit: the cluster is loaded, so no shadow work starts. Sizes often share hosts, CPUs
         and the ingress's own event loop, so one size's idle engine is not enough (measured on 2
         cores: shadows at rate 1.0 under overload cost users throughput until this rule)."""
+        if time.monotonic() - self.refused_at < self.config.pause_after_refusal_s:
+            return True
         capacity = self.capacity
         fraction = self.config.max_busy_fraction
         return any(
@@ -140,16 +147,31 @@ class ShadowRunner:
         if not self.idle(size):
             return "dropped_busy", None
         self.running[size] += 1
+        # Its own task, so a user's refusal can stop it (`note_refusal`) and this run still records.
+        generation = asyncio.ensure_future(self.clients[size].generate(request))
+        self.generating.add(generation)
         try:
-            result = await asyncio.wait_for(self.clients[size].generate(request), self.config.timeout_s)
-            return "answered", result
-        except TimeoutError:
-            return "timeout", None
-        except Exception as error:  # a shadow failure is counted, never raised
-            log.debug("shadow answer on %s failed: %r", size, error)
-            return "error", None
+            await asyncio.wait({generation}, timeout=self.config.timeout_s)
+            if not generation.done():
+                return "timeout", None
+            if generation.cancelled():
+                return "preempted", None
+            if generation.exception() is not None:  # a shadow failure is counted, never raised
+                log.debug("shadow answer on %s failed: %r", size, generation.exception())
+                return "error", None
+            return "answered", generation.result()
         finally:
+            if not generation.done():
+                generation.cancel()  # timed out, or this run was cancelled: stop the engine row
+            self.generating.discard(generation)
             self.running[size] -= 1
+
+    def note_refusal(self) -> None:
+        """A user request was refused (429): stop every shadow answer now and start none for
+        `pause_after_refusal_s`, so shadow work never stands between a user and capacity."""
+        self.refused_at = time.monotonic()
+        for generation in list(self.generating):
+            generation.cancel()
 
     def _shadow_request(self, generation: GenerationRequest, size: str) -> GenerationRequest:
         """The user's first sample, same settings, fixed seed, no alternatives."""

@@ -142,3 +142,24 @@ def test_a_busy_size_drops_its_shadow_answer_and_reconfigure_turns_sampling_off(
     assert len(rows) == 1  # the first (loaded) and the last (off) requests were not sampled
     assert [a["outcome"] for a in rows[0]["answers"]] == ["answered", "dropped_busy"]
     assert rows[0]["prompt_text"] and rows[0]["answers"][0]["text"] is not None  # store_text on
+
+
+def test_a_user_refusal_preempts_running_shadow_answers_and_pauses_sampling(demo_cache, tmp_path):
+    config = make_config(demo_cache, tmp_path / "labels", sizes="largest")
+
+    async def body(http, learning, capacity):
+        first = await http.post("/v1/chat/completions", json=chat("hi there", max_tokens=512, temperature=1.0))
+        for _ in range(200):  # the shadow answer has started on 9b
+            if learning.shadow.generating:
+                break
+            await asyncio.sleep(0.01)
+        learning.shadow.note_refusal()  # what the service calls on any 429
+        await asyncio.gather(*list(learning.shadow.tasks))
+        paused = await http.post("/v1/chat/completions", json=chat("hi there"))
+        return first, paused, list(learning.shadow.tasks)
+
+    first, paused, pending = run(config, body)
+    assert first.status_code == paused.status_code == 200 and not pending
+    _, rows = label_rows(tmp_path / "labels")
+    assert len(rows) == 1  # the request during the pause was not sampled
+    assert [a["outcome"] for a in rows[0]["answers"]] == ["answered", "preempted"]
