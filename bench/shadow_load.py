@@ -7,8 +7,8 @@ folder), then alternates phases of `--seconds` closed-loop traffic at concurrenc
 non-streamed, max_tokens 8, distinct prompts) with shadow answers off and at sample_rate 0.01,
 `--rounds` times; the switch is the ingress's `reconfigure`, called through a handle on its one
 replica (what a user_config change runs), so both settings see the same replicas. Prints p50, p99 and
-requests/s of each setting over all its phases, and their ratio. Then an overload run (concurrency
-256) with shadow off and with shadow at sample_rate 1.0, counting user 429s in each, and finally
+requests/s of each setting over all its phases, and their ratio. Then overload runs (concurrency
+256), interleaved, with shadow off and with shadow at sample_rate 1.0, counting user 429s in each, and finally
 the label records written against the records the ingress counted (`ray_qwen_shadow_total{outcome=
 "recorded"}`). Traffic goes to 127.0.0.1 only.
 """
@@ -73,7 +73,11 @@ async def closed_loop(url: str, concurrency: int, seconds: float, tag: str) -> t
 
 def shadow_metric(metrics_url: str, outcome: str) -> float:
     """`ray_qwen_shadow_total{outcome=...}` summed over sizes, read from the metrics agent."""
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    try:
+        text = urllib.request.urlopen(metrics_url, timeout=60).read().decode()
+    except OSError as error:  # a busy machine: report it rather than lose the run's figures
+        print(f"could not read {metrics_url}: {error!r}", flush=True)
+        return float("nan")
     pattern = re.compile(
         r'^ray_qwen_shadow_total\{[^}]*outcome="' + outcome + r'"[^}]*\}\s+([0-9.e+]+)', re.M
     )
@@ -125,6 +129,14 @@ def main() -> int:
                 latencies, statuses = asyncio.run(closed_loop(url, 32, args.seconds, f"{name}{r}"))
                 old_lat, old_st, old_s = phases[name]
                 phases[name] = (old_lat + latencies, old_st + statuses, old_s + args.seconds)
+                phase = {
+                    name: {
+                        "p50_s": round(percentile(latencies, 0.5), 4),
+                        "rps": round(len(latencies) / args.seconds, 1),
+                    }
+                }
+                figures.setdefault("phases", []).append(phase)
+                print(f"phase: {phase}", flush=True)
         for name, (latencies, statuses, seconds) in phases.items():
             figures[name] = {
                 "p50_s": round(percentile(latencies, 0.5), 4),
@@ -134,12 +146,16 @@ def main() -> int:
             }
         on, off = figures["on"], figures["off"]
         figures["ratio_on_off"] = {k: round(on[k] / off[k], 4) for k in ("p50_s", "p99_s", "rps")}
-        overload = {}
-        for name, enabled, rate in (("off", False, 0.0), ("on_rate_1", True, 1.0)):
-            switch(enabled, rate)
-            _, statuses = asyncio.run(closed_loop(url, 256, args.seconds, f"over-{name}"))
-            overload[name] = dict(statuses)
-        figures["overload_c256"] = overload
+        overload: dict[str, Counter] = {"off": Counter(), "on_rate_1": Counter()}
+        order = (("off", False, 0.0), ("on_rate_1", True, 1.0))
+        for r in range(2):  # interleaved, so drift between phases shows as noise, not as an effect
+            for name, enabled, rate in order if r == 0 else order[::-1]:
+                switch(enabled, rate)
+                _, statuses = asyncio.run(closed_loop(url, 256, args.seconds, f"over-{name}{r}"))
+                overload[name] += statuses
+                figures.setdefault("overload_phases", []).append({name: dict(statuses)})
+                print(f"overload phase: {name} {dict(statuses)}", flush=True)
+        figures["overload_c256"] = {name: dict(counts) for name, counts in overload.items()}
         switch(False, 0.0)
         # Shadow answers still running finish (or time out), then the writer's max_buffer_s passes.
         metrics_url = f"http://127.0.0.1:{config.ray.metrics_export_port}/metrics"

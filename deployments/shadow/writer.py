@@ -117,7 +117,9 @@ class LabelWriter:
         written = []
         async with self._lock:
             for hour in self.due() if hours is None else hours:
-                buffer = self.buffers.get(hour)
+                # Taken out before any await: records added while this one is written start a
+                # new buffer instead of landing in a list that is about to be dropped.
+                buffer = self.buffers.pop(hour, None)
                 if buffer is None or not buffer.rows:
                     continue
                 seq = self.next_seq.get(hour, 0)
@@ -130,10 +132,13 @@ class LabelWriter:
                     log.warning(
                         "could not write label file %s (%d records kept): %r", uri, len(buffer.rows), error
                     )
+                    newer = self.buffers.get(hour)
+                    if newer is not None:  # the same name next time, holding these and the newer
+                        buffer.rows.extend(newer.rows)
+                    self.buffers[hour] = buffer
                     continue
                 self.next_seq[hour] = seq + 1
                 self.written_records += len(buffer.rows)
-                del self.buffers[hour]
                 self.written_files.append(uri)
                 written.append(uri)
         return written
