@@ -75,7 +75,7 @@ ROUTES = Metric(
 SHADOW = Metric(
     "qwen_shadow_total",
     "counter",
-    "Shadow answers by size and outcome (answered, dropped_busy, timeout, error, judge_*); per "
+    "Shadow answers by size and outcome (answered, dropped_busy, preempted, timeout, error, judge_*); per "
     "request (empty size): sampled, skipped_busy, recorded, failed. Never part of a user's usage.",
     ("size", "outcome"),
 )
