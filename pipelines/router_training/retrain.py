@@ -53,9 +53,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def read_labels(
-    labels_uri: str, endpoint: str | None, region: str
+    labels_uri: str, endpoint: str | None, region: str, scorer: str | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every fitting row under `labels_uri` and the read counts, through Ray Data (one task per file).
+    """Every fitting row under `labels_uri` and the read counts, through Ray Data (one task per file);
+    with `scorer`, only records whose estimates came from that scorer.
 
     Raises:
         FileNotFoundError: when there is no label file there.
@@ -83,7 +84,7 @@ def read_labels(
             data = Storage(options).read_bytes(location)
         except OSError as error:
             data = f"unreadable: {error}".encode()
-        rows, counts = read_label_file(item["uri"], data)
+        rows, counts = read_label_file(item["uri"], data, scorer)
         return {"rows": json.dumps(rows), "counts": json.dumps(vars(counts))}
 
     from pipelines.router_training.shadow_labels import ReadCounts
@@ -124,7 +125,7 @@ def retrain(
     from pipelines.router_training.confidence import escalation_threshold
     from pipelines.router_training.refit import refit_and_gate
 
-    rows, counts = read_labels(labels_uri, endpoint, region)
+    rows, counts = read_labels(labels_uri, endpoint, region, scorer)
     if not rows:
         raise ValueError(f"no usable label rows under {labels_uri} (read counts: {counts})")
     store = ObjectStore(endpoint, region)

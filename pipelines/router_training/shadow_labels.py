@@ -30,7 +30,7 @@ FIT_COLUMNS = (
     "completion_tokens",
     "next_size_tokens",
 )
-NEEDED = ("schema_version", "request_hash", "difficulty", "raw_estimates_json", "answers")
+NEEDED = ("schema_version", "request_hash", "scorer", "difficulty", "raw_estimates_json", "answers")
 
 
 @dataclass
@@ -43,11 +43,20 @@ class ReadCounts:
     skipped_corrupt: int = 0
     skipped_schema: int = 0
     skipped_records: int = 0
+    skipped_other_scorer: int = 0
     problems: list[str] = field(default_factory=list)
 
     def add(self, other: ReadCounts) -> None:
         """Sum another count into this one (first few problems kept)."""
-        for name in ("files", "records", "rows", "skipped_corrupt", "skipped_schema", "skipped_records"):
+        for name in (
+            "files",
+            "records",
+            "rows",
+            "skipped_corrupt",
+            "skipped_schema",
+            "skipped_records",
+            "skipped_other_scorer",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.problems = (self.problems + other.problems)[:20]
 
@@ -76,8 +85,11 @@ def fit_rows(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
         }
 
 
-def read_label_file(name: str, data: bytes) -> tuple[list[dict[str, Any]], ReadCounts]:
-    """The fitting rows of one file and what was skipped."""
+def read_label_file(
+    name: str, data: bytes, scorer: str | None = None
+) -> tuple[list[dict[str, Any]], ReadCounts]:
+    """The fitting rows of one file and what was skipped; with `scorer`, records whose estimates
+    came from another scorer are skipped too (a calibration maps one scorer's estimates)."""
     counts = ReadCounts(files=1)
     try:
         table = pq.read_table(io.BytesIO(data))
@@ -95,6 +107,9 @@ def read_label_file(name: str, data: bytes) -> tuple[list[dict[str, Any]], ReadC
     rows = []
     for record in table.select(list(NEEDED)).to_pylist():
         counts.records += 1
+        if scorer is not None and record["scorer"] != scorer:
+            counts.skipped_other_scorer += 1
+            continue
         try:
             rows.extend(fit_rows(record))
         except (TypeError, ValueError, KeyError, AttributeError):

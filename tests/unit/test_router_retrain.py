@@ -69,3 +69,12 @@ def test_labels_all_on_one_side_still_fit_and_move_the_curve():
     curve = fit_curve(np.full(4, 0.99), np.full(4, 0.1), np.zeros(4), SizeCurve(), l2=1.0)
     assert all(np.isfinite([curve.intercept, curve.slope, curve.difficulty_weight]))
     assert predict(curve, np.array([0.99]), np.array([0.1]))[0] < 0.5
+
+
+def test_records_of_another_scorer_are_skipped_with_a_count():
+    records = sim.records(20)
+    for record in records[:5]:
+        record["scorer"] = "irt"  # labelled while another scorer was running
+    rows, counts = read_label_file("mixed", parquet(to_table(records)), scorer="features")
+    assert counts.skipped_other_scorer == 5 and counts.records == 20
+    assert len({r["request_hash"] for r in rows}) == 15
