@@ -105,10 +105,12 @@ class ShadowRunner:
             return None
         from starlette.background import BackgroundTask
 
-        self._count("", "sampled")
         return BackgroundTask(self._schedule, route, generation, result, endpoint, sizes)
 
     async def _schedule(self, route, generation, result, endpoint: str, sizes: list[str]) -> None:
+        # Counted here, once the response went out (Starlette skips background work when sending
+        # fails), so `sampled` and `recorded` count the same requests.
+        self._count("", "sampled")
         task = asyncio.get_running_loop().create_task(self.run(route, generation, result, endpoint, sizes))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
