@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from cluster.base_config import StrictModel
 from cluster.batch_config import TASK_NAMES
 from cluster.catalog import ModelSize
+from cluster.retrain_job_config import RetrainJobConfig
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
@@ -302,6 +303,9 @@ class KubernetesConfig(StrictModel):
     )
     extra_env: dict[str, str] = Field(default_factory=dict, description="Plain environment variables.")
     batch: BatchJobConfig = Field(default_factory=BatchJobConfig, description="The nightly batch job.")
+    retrain: RetrainJobConfig = Field(
+        default_factory=RetrainJobConfig, description="The nightly router retrain from shadow labels."
+    )
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="Prometheus scraping.")
     overlays: dict[str, OverlayConfig] = Field(
         default_factory=default_overlays,

@@ -72,7 +72,14 @@ ROUTES = Metric(
     "Routing decisions, by chosen model, reason and task family.",
     ("model", "reason", "family"),
 )
-SERVING_METRICS = (REQUESTS, ERRORS, LATENCY, TIME_TO_FIRST_TOKEN, TOKENS, ROUTES)
+SHADOW = Metric(
+    "qwen_shadow_total",
+    "counter",
+    "Shadow answers by size and outcome (answered, dropped_busy, preempted, timeout, error, judge_*); per "
+    "request (empty size): sampled, skipped_busy, recorded, failed. Never part of a user's usage.",
+    ("size", "outcome"),
+)
+SERVING_METRICS = (REQUESTS, ERRORS, LATENCY, TIME_TO_FIRST_TOKEN, TOKENS, ROUTES, SHADOW)
 
 # Ray Serve's own metrics that the dashboard reads (defined by Ray, exported with the same prefix).
 SERVE_METRICS = (

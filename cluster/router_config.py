@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from cluster.base_config import StrictModel
 from cluster.catalog import ModelSize
+from cluster.shadow_config import ReloadConfig, ShadowConfig
 
 ScorerKind = Literal["features", "learned", "blend"]
 PolicyKind = Literal["quality", "thresholds"]
@@ -52,10 +53,41 @@ class EscalationConfig(StrictModel):
     """Asking again one size up when a non-streamed answer from a smaller size looks bad (at most once)."""
 
     enabled: bool = Field(False, description="Escalate bad answers one size up.")
-    min_mean_logprob: float = Field(
-        -1.5,
+    token_prob_quantile: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "Which quantile of the answer's per-token probabilities is its confidence (0.1: the "
+            "probability that 90% of its tokens beat). Unlike the mean log-probability it does not "
+            "drift with answer length."
+        ),
+    )
+    min_token_prob: float | None = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "An answer whose `token_prob_quantile` per-token probability is below this is "
+            "low-confidence; None turns the rule off. `qwen-cluster router retrain --target-quality` "
+            "prints the value its labels call for."
+        ),
+    )
+    min_mean_logprob: float | None = Field(
+        None,
         le=0.0,
-        description="An answer whose mean token log-probability is below this is low-confidence.",
+        description=(
+            "Deprecated (length-biased): also call an answer low-confidence when its mean token "
+            "log-probability is below this. None (the default) leaves it off; kept so old configs load."
+        ),
+    )
+    disagreement: bool = Field(
+        False,
+        description=(
+            "For a verifiable answer (JSON, a choice letter, a number, a short exact answer), ask the "
+            "same size for a second sample (seed + 1) and escalate when the two disagree. Costs one "
+            "more answer from the small size per such request (`routing.second_sample_tokens`)."
+        ),
     )
     on_cut_off_thinking: bool = Field(
         True, description="Escalate an answer cut off by `max_tokens` before its thinking ended."
@@ -164,6 +196,12 @@ class RouterConfig(StrictModel):
     )
     escalation: EscalationConfig = Field(
         default_factory=EscalationConfig, description="Re-asking one size up after a bad answer."
+    )
+    shadow: ShadowConfig = Field(
+        default_factory=ShadowConfig, description="Shadow answers and label records (the router's own labels)."
+    )
+    reload: ReloadConfig = Field(
+        default_factory=ReloadConfig, description="Hot reload of the calibration artifact from `retrain`."
     )
     capacity_fallback: CapacityFallback = Field(
         "up",

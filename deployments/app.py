@@ -24,8 +24,12 @@ def build_app(args: dict[str, Any] | None = None):
     return build_app_from_config(parse_app_args(args))
 
 
-def build_app_from_config(config: ClusterConfig):
-    """Build the Serve application for an already validated config."""
+def build_app_from_config(config: ClusterConfig, ingress_user_config: dict[str, Any] | None = None):
+    """Build the Serve application for an already validated config.
+
+    `ingress_user_config` (default: `router.shadow`'s switch and rate) reaches the ingress's
+    `reconfigure`; redeploying with only it changed applies it without restarting any replica.
+    """
     model_deployment = make_model_deployment()
     handles = {}
     for model in config.enabled_models():
@@ -40,6 +44,9 @@ def build_app_from_config(config: ClusterConfig):
             num_replicas=ingress.num_replicas,
             max_ongoing_requests=ingress.max_ongoing_requests,
             ray_actor_options={"num_cpus": ingress.num_cpus},
+            # Changing only this in a redeploy reaches `reconfigure` without restarting the replica.
+            user_config=ingress_user_config
+            or {"shadow": config.router.shadow.model_dump(include={"enabled", "sample_rate"})},
         )
         .bind(config, **handles)
     )

@@ -33,6 +33,7 @@ class ServingMetrics:
         self.ttft = histogram(names.TIME_TO_FIRST_TOKEN)
         self.tokens = counter(names.TOKENS)
         self.routes = counter(names.ROUTES)
+        self.shadow = counter(names.SHADOW)
 
     def record_request(self, model: str, status: int, latency_s: float) -> None:
         """One finished request."""
@@ -57,3 +58,7 @@ class ServingMetrics:
     def record_route(self, model: str, reason: str, family: str | None = None) -> None:
         """One routing decision; `family` is the task family (or group) that decided, "" if none."""
         self.routes.inc(1, tags={"model": model, "reason": reason, "family": family or ""})
+
+    def record_shadow(self, size: str, outcome: str) -> None:
+        """One shadow answer's outcome on `size`, or one label record's (`size` "")."""
+        self.shadow.inc(1, tags={"size": size, "outcome": outcome})

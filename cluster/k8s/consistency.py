@@ -269,19 +269,48 @@ def batch_problems(documents: list[dict[str, Any]]) -> list[str]:
     """One job spec for the RayJob, the RayCronJob and the plain CronJob's template; each complete."""
     config_maps = {d["metadata"]["name"]: d for d in documents if d.get("kind") == "ConfigMap"}
     specs: list[tuple[str, dict[str, Any]]] = []
+    retrains: list[tuple[str, dict[str, Any]]] = []
     for document in documents:
         kind, metadata = document.get("kind"), document.get("metadata", {})
         name = metadata.get("name") or metadata.get("generateName")
         if kind == "RayJob":
             specs.append((f"RayJob {name} spec", document["spec"]))
+        elif kind == "RayCronJob" and _runs_retrain(document["spec"]["jobTemplate"]):
+            retrains.append((f"RayCronJob {name} spec.jobTemplate", document["spec"]["jobTemplate"]))
         elif kind == "RayCronJob":
             specs.append((f"RayCronJob {name} spec.jobTemplate", document["spec"]["jobTemplate"]))
         elif kind == "ConfigMap" and "ray-job.yaml" in document.get("data", {}):
             embedded = load_document(document["data"]["ray-job.yaml"])
             specs.append((f"ConfigMap {name} ray-job.yaml spec", embedded.get("spec", {})))
     problems = [p for where, spec in specs for p in batch_command_problems(spec, config_maps, where)]
+    problems += [p for where, spec in retrains for p in _retrain_problems(spec, specs, config_maps, where)]
     return problems + [
         f"{where}: differs from {specs[0][0]}; all schedules must run the same job"
         for where, spec in specs[1:]
         if spec != specs[0][1]
     ]
+
+
+def _runs_retrain(spec: dict[str, Any]) -> bool:
+    return shlex.split(spec.get("entrypoint", ""))[:3] == ["qwen-cluster", "router", "retrain"]
+
+
+def _retrain_problems(
+    spec: dict[str, Any],
+    batch_specs: list[tuple[str, dict[str, Any]]],
+    config_maps: dict[str, dict[str, Any]],
+    where: str,
+) -> list[str]:
+    """The router retrain job: `--labels` and a mounted `--config`, and otherwise the batch job's
+    spec (cluster, deadlines but its own, config map), so both run on what was validated once."""
+    tokens = shlex.split(spec.get("entrypoint", ""))
+    flags = {tokens[i]: tokens[i + 1] for i in range(3, len(tokens) - 1) if tokens[i].startswith("--")}
+    problems = [f"{where}.entrypoint: {flag} is missing" for flag in ("--labels", "--config") if flag not in flags]
+    if "--config" in flags:
+        problems += _config_file_problems(flags["--config"], spec, config_maps, where)
+    own = ("entrypoint", "activeDeadlineSeconds")
+    if batch_specs:
+        first_where, first = batch_specs[0]
+        if {k: v for k, v in spec.items() if k not in own} != {k: v for k, v in first.items() if k not in own}:
+            problems.append(f"{where}: differs from {first_where} beyond its entrypoint and deadline")
+    return problems

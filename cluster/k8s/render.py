@@ -17,6 +17,7 @@ from cluster.k8s.batch_jobs import cluster_config_map, plain_cron_job, ray_cron_
 from cluster.k8s.groups import apply_overlay, plan_worker_groups
 from cluster.k8s.monitoring import pod_monitor
 from cluster.k8s.ray_service import ray_service
+from cluster.k8s.retrain_job import retrain_cron_job, retrain_rendered
 from cluster.k8s.yamlio import comment_header, dump_documents, dump_yaml
 
 KUBERAY = "kuberay"
@@ -28,11 +29,13 @@ CONFIG_MAP_FILE = "configmap.qwen-cluster-config.yaml"
 RAY_JOB_FILE = "ray-job.nightly-batch.yaml"
 RAY_CRON_JOB_FILE = "ray-cronjob.nightly-batch.yaml"
 PLAIN_CRON_JOB_FILE = "cronjob.nightly-batch.yaml"
+RETRAIN_CRON_JOB_FILE = "ray-cronjob.router-retrain.yaml"
 PURPOSES = {
     CONFIG_MAP_FILE: "The cluster config the batch jobs read.",
     RAY_JOB_FILE: "One-off run: kubectl create -f (generateName gives each run its own name).",
     RAY_CRON_JOB_FILE: "Needs the operator feature gate RayCronJob=true.",
     PLAIN_CRON_JOB_FILE: "Alternative to the RayCronJob for operators without its feature gate.",
+    RETRAIN_CRON_JOB_FILE: "Nightly router retrain from shadow labels; needs the feature gate RayCronJob=true.",
 }
 
 
@@ -57,13 +60,16 @@ def manifest_documents(config: ClusterConfig) -> dict[str, list[dict[str, Any]]]
         K8sRenderError: when the config cannot give working manifests.
     """
     plans = plan_worker_groups(config)
-    return {
+    documents = {
         CONFIG_MAP_FILE: [cluster_config_map(config)],
         ray_service_file(config): [ray_service(config, plans)],
         RAY_JOB_FILE: [ray_job(config, plans)],
         RAY_CRON_JOB_FILE: [ray_cron_job(config, plans)],
         PLAIN_CRON_JOB_FILE: plain_cron_job(config, plans),
     }
+    if retrain_rendered(config):
+        documents[RETRAIN_CRON_JOB_FILE] = [retrain_cron_job(config, plans)]
+    return documents
 
 
 def kustomized_files(config: ClusterConfig) -> list[str]:
@@ -71,7 +77,11 @@ def kustomized_files(config: ClusterConfig) -> list[str]:
     scheduled = (
         RAY_CRON_JOB_FILE if config.kubernetes.batch.scheduler == "raycronjob" else PLAIN_CRON_JOB_FILE
     )
-    return [CONFIG_MAP_FILE, ray_service_file(config), scheduled]
+    files = [CONFIG_MAP_FILE, ray_service_file(config), scheduled]
+    # The retrain is a RayCronJob only: without the operator's gate it is left for the user to apply.
+    if retrain_rendered(config) and scheduled == RAY_CRON_JOB_FILE:
+        files.append(RETRAIN_CRON_JOB_FILE)
+    return files
 
 
 def _header(config: ClusterConfig, purpose: str, environment: str | None = None) -> str:

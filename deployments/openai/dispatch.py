@@ -307,7 +307,22 @@ class Dispatcher:
             and result.finish_reason == "length"
             and THINK_END not in result.text,
             completion_text=result.text,
+            token_logprobs=result.logprobs,
         )
+        if reason is None and (kind := self.router.second_sample_kind(route.decision, result.text)):
+            # Disagreement between two cheap samples (seed + 1) of a verifiable answer.
+            seed = (request.sampling.seed or 0) + 1
+            second = await self._generate_on(
+                route,
+                dataclasses.replace(
+                    request,
+                    request_id=request.request_id + "-second",
+                    sampling=dataclasses.replace(request.sampling, seed=seed),
+                ),
+            )
+            route.routing["second_sample_tokens"] = second.completion_tokens
+            if self.router.samples_disagree(kind, result.text, second.text):
+                reason = "disagreement"
         bigger = self.router.next_size_up(route.model.size) if reason else None
         if bigger is None:
             return result, route

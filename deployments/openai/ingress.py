@@ -51,6 +51,7 @@ def make_ingress_deployment():
             from deployments.openai.capacity import CapacityTracker, serve_replica_counter
             from deployments.openai.service import OpenAIService
             from deployments.router import build_router
+            from deployments.shadow.setup import LearningLoop
 
             logging.basicConfig(level=logging.INFO)
             clients = {size: HandleModelClient(handle) for size, handle in model_handles.items()}
@@ -60,8 +61,10 @@ def make_ingress_deployment():
                 config.serving.app_name, {m.size: m.deployment_name for m in config.enabled_models()}
             )
             self.capacity = CapacityTracker(config, counter)
+            metrics = ServingMetrics()
+            self.learning = LearningLoop(config, clients, self.capacity, router, metrics)
             self.service = OpenAIService(
-                config, clients, router, metrics=ServingMetrics(), capacity=self.capacity
+                config, clients, router, metrics=metrics, capacity=self.capacity, shadow=self.learning.shadow
             )
             if config.uses_random_weights:
                 log.warning("serving RANDOM-WEIGHT demo checkpoints: answers are noise")
@@ -69,9 +72,16 @@ def make_ingress_deployment():
 
         async def __call__(self, request: Request):
             self.capacity.start()  # idempotent; needs the replica's running event loop
+            self.learning.start()
             return await self.service.handle(request)
 
+        def reconfigure(self, user_config: dict[str, Any]) -> None:
+            # Serve calls this with the deployment's `user_config` at start and whenever it changes
+            # (serve deploy / RayService update), without restarting the replica.
+            self.learning.reconfigure(user_config)
+
         async def __del__(self):
+            await self.learning.close()
             await self.service.close()
 
     return OpenAIIngress

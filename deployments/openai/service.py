@@ -53,6 +53,7 @@ class OpenAIService:
         router: the difficulty router (`deployments.router.Router`) that `auto` goes through.
         metrics: where counters go; None records nothing.
         capacity: this replica's view of each size's capacity; None treats every size as ready.
+        shadow: the shadow-answer runner (`router.shadow`); None runs none.
     """
 
     def __init__(
@@ -62,8 +63,11 @@ class OpenAIService:
         router,
         metrics: ServingMetrics | None = None,
         capacity: CapacityTracker | None = None,
+        shadow=None,
     ):
         self.config = config
+        # `deployments.shadow.ShadowRunner`: re-answers sampled `auto` requests after the response.
+        self.shadow = shadow
         self.metrics = metrics
         self.capacity = capacity or CapacityTracker(config)
         self.dispatcher = Dispatcher(config, clients, router, self.capacity, metrics)
@@ -114,6 +118,8 @@ class OpenAIService:
             return response
         except Exception as raw:
             error = to_openai_error(raw, self.retry_after_s)
+            if error.status_code == 429 and self.shadow is not None:
+                self.shadow.note_refusal()  # a user was refused: shadow work stops and pauses
             if self.metrics:
                 label = request.state.model_label
                 self.metrics.record_error(label, error.code or error.error_type)
@@ -312,7 +318,8 @@ class OpenAIService:
             self.fingerprints[route.model.public_name],
         )
         request.state.model_label = route.model.public_name
-        return JSONResponse(payload, headers=self._headers(route.routing))
+        shadow = self.shadow and self.shadow.after_response(route, samples[0], outcomes[0][0], "chat")
+        return JSONResponse(payload, headers=self._headers(route.routing), background=shadow)
 
     async def _completions(self, request: Request) -> Response:
         body: CompletionRequest = await self.limits.parse(
@@ -374,7 +381,8 @@ class OpenAIService:
             self.fingerprints[route.model.public_name],
         )
         request.state.model_label = route.model.public_name
-        return JSONResponse(payload, headers=self._headers(route.routing))
+        shadow = self.shadow and self.shadow.after_response(route, samples[0], outcomes[0][0], "completion")
+        return JSONResponse(payload, headers=self._headers(route.routing), background=shadow)
 
     async def _generate_all(self, route, samples: list[GenerationRequest], requested_thinking):
         """Every sample's (result, route), concurrently; one failure cancels the others."""
@@ -411,6 +419,8 @@ class OpenAIService:
         """Release network clients and background tasks."""
         await self.fetcher.close()
         await self.capacity.close()
+        if self.shadow is not None:
+            await self.shadow.close()
 
 
 def _token_logprobs(result) -> list[TokenLogprob]:

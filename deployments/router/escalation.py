@@ -1,10 +1,28 @@
 """When a smaller size's answer should be asked again one size up (at most once; the caller enforces
 "once" and "non-streamed"). Checks, in order: thinking cut off by `max_tokens`, a repeating loop at
-the end of the answer, and low confidence (mean token log-probability under a threshold)."""
+the end of the answer, and low confidence: a low quantile of the answer's per-token probabilities
+under a threshold (Gupta et al. 2024, "Language model cascades: token-level uncertainty and
+beyond": quantiles of per-token probability defer better than the mean log-probability, which
+drifts with answer length), or, where an old config still sets it, the mean log-probability."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 from cluster.router_config import EscalationConfig
+
+
+def token_prob_quantile(logprobs: Sequence[float], q: float) -> float | None:
+    """The `q` quantile (linear interpolation) of the per-token probabilities exp(logprob); None
+    for an empty answer."""
+    if not logprobs:
+        return None
+    probs = sorted(math.exp(min(0.0, lp)) for lp in logprobs)
+    position = q * (len(probs) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(probs) - 1)
+    return probs[low] + (probs[high] - probs[low]) * (position - low)
 
 
 def is_looping(text: str, window: int, min_repeats: int) -> bool:
@@ -29,6 +47,7 @@ def escalation_reason(
     finish_reason: str,
     thinking_unfinished: bool,
     completion_text: str,
+    token_logprobs: Sequence[float] = (),
 ) -> str | None:
     """The reason to escalate an answer (`cut_off_thinking`, `looping`, `low_confidence`), or None.
 
@@ -40,6 +59,10 @@ def escalation_reason(
         return "cut_off_thinking"
     if is_looping(completion_text, config.loop_window_chars, config.loop_min_repeats):
         return "looping"
-    if mean_logprob is not None and mean_logprob < config.min_mean_logprob:
+    if config.min_token_prob is not None:
+        quantile = token_prob_quantile(token_logprobs, config.token_prob_quantile)
+        if quantile is not None and quantile < config.min_token_prob:
+            return "low_confidence"
+    if config.min_mean_logprob is not None and mean_logprob is not None and mean_logprob < config.min_mean_logprob:
         return "low_confidence"
     return None

@@ -53,6 +53,9 @@ class RouteDecision:
     family: str | None = None
     estimates: dict[str, float] = field(default_factory=dict)
     structure: tuple[str, ...] = ()  # the structure signals the estimates include (tools, ...)
+    # The scorer's own estimates before a calibration artifact (router.reload) mapped them; empty
+    # without one. Label records keep them, so a refit starts from the scorer, not from itself.
+    raw_estimates: dict[str, float] = field(default_factory=dict)
 
     @property
     def detail(self) -> str:

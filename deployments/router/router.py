@@ -8,11 +8,14 @@ from the config alone.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 from cluster.catalog import ModelSize
 from cluster.router_config import RouterConfig
 from deployments.engines.base import ChatMessage
+from deployments.router import agreement
+from deployments.router.calibration import Calibration
 from deployments.router.escalation import escalation_reason
 from deployments.router.policy import RouteDecision, RoutingPolicy, SizeCapacity
 from deployments.router.quality import QualityTable, prior_table
@@ -44,6 +47,8 @@ class Router:
             scorer if scorer is not None else (build_scorer(config) if config.enabled else None)
         )
         self.policy = RoutingPolicy(config, served_sizes, quality=quality_table(config, self.scorer))
+        # Swapped whole by the reloader (one attribute store, so a request sees the old or the new).
+        self.calibration: Calibration | None = None
 
     @property
     def served_sizes(self) -> tuple[ModelSize, ...]:
@@ -113,7 +118,16 @@ class Router:
         requested_thinking: bool | None = None,
         capacity: Mapping[ModelSize, SizeCapacity] | None = None,
     ) -> RouteDecision:
-        return self.policy.decide(
+        calibration = self.calibration
+        # A scorer that models P(correct) per size itself (the difficulty scorer) hands its estimates
+        # over; otherwise the policy derives them from the level and group probabilities.
+        scorer_estimates = {s: p for s, p in result.estimates.items() if s in self.policy.served}
+        raw: dict[str, float] = {}
+        calibrated = None
+        if calibration is not None and self.config.policy == "quality":
+            raw = scorer_estimates or self.policy.estimates(result.levels, result.groups, structure)
+            calibrated = calibration.apply(raw, result.difficulty) if raw else None
+        decision = self.policy.decide(
             result.difficulty,
             scorer=self.scorer.name if self.scorer else "none",
             features=result.features,
@@ -122,9 +136,15 @@ class Router:
             levels=result.levels,
             groups=result.groups,
             family=result.family,
-            estimates={s: p for s, p in result.estimates.items() if s in self.policy.served},
+            estimates=calibrated or scorer_estimates,
             structure=structure,
         )
+        return dataclasses.replace(decision, raw_estimates=raw) if raw else decision
+
+    @property
+    def scorer_name(self) -> str:
+        """The running scorer's name (`none` while routing is off)."""
+        return self.scorer.name if self.scorer else "none"
 
     def redecide(
         self,
@@ -165,6 +185,7 @@ class Router:
         finish_reason: str,
         thinking_unfinished: bool,
         completion_text: str,
+        token_logprobs: Sequence[float] = (),
     ) -> str | None:
         """The reason to ask again one size up (`low_confidence`, `cut_off_thinking`, `looping`), or
         None; None as well when escalation is off or the size is already the largest served."""
@@ -176,7 +197,23 @@ class Router:
             finish_reason=finish_reason,
             thinking_unfinished=thinking_unfinished,
             completion_text=completion_text,
+            token_logprobs=token_logprobs,
         )
+
+    def second_sample_kind(self, decision: RouteDecision, text: str) -> str | None:
+        """With `escalation.disagreement` on: how a second sample of this answer would be compared
+        (`json`, `choice`, `numeric`, `exact`), or None when no second sample is wanted (rule off,
+        answer not verifiable, nothing larger to escalate to)."""
+        rule = self.config.escalation
+        if not (rule.enabled and rule.disagreement) or self.next_size_up(decision.size) is None:
+            return None
+        kind = agreement.verifiable_kind(text)
+        return None if kind == "none" else kind
+
+    @staticmethod
+    def samples_disagree(kind: str, first: str, second: str) -> bool:
+        """Whether two samples of one size disagree under `kind` (a reason to escalate)."""
+        return agreement.agree(kind, second, first) is False
 
     def next_size_up(self, size: ModelSize) -> ModelSize | None:
         """The smallest served size larger than `size`, or None."""

@@ -1,4 +1,4 @@
-"""The `router` command of `qwen-cluster`: `label`, `train`, `calibrate` and `eval`.
+"""The `router` command of `qwen-cluster`: `label`, `train`, `calibrate`, `eval` and `retrain`.
 
 `train` without LABELED.jsonl fits the item-response difficulty scorer on the public table
 (difficulty_training.py) and exits non-zero when it misses its held-out goals; `eval --loso` prints
@@ -18,16 +18,17 @@ from pathlib import Path
 from cluster.catalog import SIZES, ModelSize
 from cluster.cli import EXIT_FAILURE, add_config_arguments
 from cluster.router_config import RouterConfig
+from pipelines.router_training import retrain
 
 # One exit-code policy for every command (cluster.cli): bad input is a failure, 1.
 USAGE_ERROR = EXIT_FAILURE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `router label|train|calibrate|eval` to a `qwen-cluster` sub-command parser."""
+    """Add `router label|train|calibrate|eval|retrain` to a `qwen-cluster` sub-command parser."""
     router = subparsers.add_parser("router", help="label, train, calibrate and evaluate the router")
     commands = router.add_subparsers(
-        dest="router_command", required=True, metavar="{label,train,calibrate,eval}"
+        dest="router_command", required=True, metavar="{label,train,calibrate,eval,retrain}"
     )
 
     label = commands.add_parser("label", help="answer prompts on every served size and grade them")
@@ -108,6 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--curve", type=Path, default=None, help="write the quality-vs-cost PNG here")
     _add_config_options(evaluate)
     evaluate.set_defaults(handler=eval_command)
+    retrain.register(commands)  # the nightly refit from shadow labels (its own module)
 
 
 def _add_public_options(parser: argparse.ArgumentParser) -> None:

@@ -66,8 +66,12 @@ class TestReasons:
         assert reason(EscalationConfig(enabled=False), mean_logprob=-9.0, text="no " * 200) is None
 
     def test_low_confidence(self):
-        assert reason(mean_logprob=-2.0) == "low_confidence"
-        assert reason(mean_logprob=-1.5) is None  # at the threshold is fine
+        # The default rule reads the per-token probability quantile; the length-biased mean
+        # log-probability counts only where a config still sets `min_mean_logprob`.
+        assert reason(mean_logprob=-2.0) is None
+        legacy = config(min_mean_logprob=-1.5)
+        assert reason(legacy, mean_logprob=-2.0) == "low_confidence"
+        assert reason(legacy, mean_logprob=-1.5) is None  # at the threshold is fine
         assert reason(config(min_mean_logprob=-0.1), mean_logprob=-0.2) == "low_confidence"
 
     def test_unknown_confidence_is_not_low(self):
@@ -106,6 +110,7 @@ def router(served, enabled=True) -> Router:
 def ask(r: Router, size: str, **kwargs):
     kwargs = {
         "mean_logprob": -3.0,
+        "token_logprobs": [-4.0] * 20,  # every token at p = 0.018: under the default quantile rule
         "finish_reason": "stop",
         "thinking_unfinished": False,
         "completion_text": PROSE,
