@@ -1,11 +1,13 @@
 """Where each request's CPU goes: CPU-ms per request and per output token, per process of the cluster.
 
-    python bench/cpu_per_request.py [--refs REF,...] [--rounds 2] [--seconds 15]
-                                    [--concurrency 32] [--max-tokens 8,128]
+    python bench/cpu_per_request.py [--refs REF,...] [--variant NAME:KEY=VALUE,...]... [--rounds 2]
+                                    [--seconds 15] [--concurrency 32] [--max-tokens 8,128]
 
 Starts `qwen-cluster up` of the working tree (and of each git ref in `--refs`, exported from git and
 run with this venv's packages) on the demo profile cut to the 0.8b size with the router off (the same
-cut as bench/compare_servers.py), all side by side on free loopback ports. Then, round after round,
+cut as bench/compare_servers.py), all side by side on free loopback ports. Each `--variant` adds a
+working-tree cluster whose config differs by dotted keys (`serving.ingress.max_queue_wait_s=1`;
+`models.*` keys apply to every model, e.g. `models.deployment.max_ongoing_requests=128`). Then, round after round,
 for each max_tokens and each cluster in turn (alternating, so the machine's other load falls on all
 of them alike), it runs a closed loop of `--concurrency` keep-alive clients for `--seconds` and reads
 the user+system CPU time of every process of that cluster before and after (psutil). Processes are
@@ -34,10 +36,59 @@ from urllib.parse import urlsplit
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_servers import REPO, Server, project_at_ref, project_server, wait_ready  # noqa: E402
+from compare_servers import (  # noqa: E402
+    DEMO_CUT_SCRIPT,
+    REPO,
+    Server,
+    free_port,
+    launch,
+    project_at_ref,
+    project_server,
+    wait_ready,
+)
 from serve_load import RawHTTPConnection, encode_post  # noqa: E402
 
 GROUPS = ("haproxy", "ingress", "model", "serve proxy", "controller", "ray core", "driver")
+
+
+def apply_override(data: dict, key: str, value: str) -> None:
+    """Set a dotted `key` of a config mapping to `value` (YAML-typed); `models.` keys go to every model."""
+    import yaml
+
+    parsed = yaml.safe_load(value)
+    parts = key.split(".")
+    targets = data["models"] if parts[0] == "models" else [data]
+    if parts[0] == "models":
+        parts = parts[1:]
+    for target in targets:
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = parsed
+
+
+def variant_up(spec: str, cache: Path, scratch: Path) -> Server:
+    """A working-tree cluster whose cut demo config has `spec`'s overrides (`NAME:KEY=VALUE,...`)."""
+    import subprocess
+
+    import yaml
+
+    name, _, assignments = spec.partition(":")
+    port = free_port()
+    config_path = scratch / f"variant-{name}.yaml"
+    env = {**os.environ, "QWEN_CLUSTER_CACHE": str(cache), "RAY_raylet_start_wait_time_s": "180"}
+    subprocess.run(
+        [sys.executable, "-c", DEMO_CUT_SCRIPT, str(config_path), str(cache), str(port)],
+        cwd=REPO, env=env, check=True, capture_output=True,
+    )
+    data = yaml.safe_load(config_path.read_text())
+    for assignment in filter(None, assignments.split(",")):
+        key, _, value = assignment.partition("=")
+        apply_override(data, key.strip(), value.strip())
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    command = [sys.executable, "-m", "cluster.cli", "up", "--config", str(config_path), "--host", "127.0.0.1"]
+    server = launch(f"project[{name}]", command, env, scratch)
+    server.base_url, server.model = f"http://127.0.0.1:{port}", "qwen3.5-0.8b"
+    return server
 
 
 def role(proc: psutil.Process, driver_pid: int) -> str:
@@ -184,7 +235,7 @@ def report(results: dict[str, dict[int, list[dict]]], names: list[str], concurre
             tok = "/".join(f"{load.tokens / load.seconds:.0f}" for load in runs)
             errors = sum(sum(load.errors.values()) for load in (r["load"] for r in results[name][max_tokens]))
             rates.append(f"{req} req/s, {tok} tok/s" + (f", {errors} errors" if errors else ""))
-        print(f"{'rate':<14}" + "".join(f"{r:>26}" for r in rates))
+        print(f"{'rate':<14}" + "".join(f"  {r:>24}" for r in rates))
         if baseline in totals:
             ratios = [f"{totals[n] / totals[baseline]:.2f}x" if n in totals else "-" for n in names]
             print(f"{'total ratio':<14}" + "".join(f"{r:>26}" for r in ratios))
@@ -196,6 +247,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--refs", default="", help="git refs to run beside the working tree, comma-separated")
     parser.add_argument("--no-worktree", action="store_true", help="only the refs, not the working tree")
+    parser.add_argument(
+        "--variant", action="append", default=[], help="NAME:KEY=VALUE,... a working-tree cluster with overrides"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
     parser.add_argument("--seconds", type=float, default=15, help="seconds per load run")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
@@ -219,6 +273,8 @@ def main() -> int:
                 servers.append(project_server(cache, scratch))
             for ref in refs:
                 servers.append(project_at_ref(ref, scratch))
+            for spec in args.variant:
+                servers.append(variant_up(spec, cache, scratch))
             for server in servers:
                 if server.error is None:
                     asyncio.run(wait_ready(server, args.ready_timeout))
