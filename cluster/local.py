@@ -161,8 +161,9 @@ def describe_status(app_name: str) -> str:
     return "\n".join(lines)
 
 
-def shutdown() -> None:
-    """Tear Serve and Ray down."""
+def shutdown(config: ClusterConfig | None = None) -> None:
+    """Tear Serve and Ray down; with the config of a cluster started here, also remove its HAProxy's
+    folder (`local_haproxy.remove_state`)."""
     import ray
     from ray import serve
 
@@ -171,3 +172,5 @@ def shutdown() -> None:
             serve.shutdown()
         finally:
             ray.shutdown()
+    if config is not None and config.ray.address is None:
+        local_haproxy.remove_state(config.serving.port)

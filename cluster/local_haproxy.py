@@ -160,6 +160,23 @@ def stop_stale(serving_port: int, root: Path = STATE_ROOT) -> list[int]:
     return pids
 
 
+def remove_state(serving_port: int, root: Path = STATE_ROOT) -> bool:
+    """Delete this port's folder once no HAProxy of ours runs from it (after a shutdown); returns
+    whether it was removed. Ray leaves its config, sockets and logs behind, one folder per port."""
+    import shutil
+
+    import psutil
+
+    folder = state_dir(serving_port, root)
+    if not folder.exists():
+        return False
+    for proc in psutil.process_iter(["cmdline"]):
+        if is_ours(proc.info.get("cmdline") or [], folder):
+            return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
 def check_port_free(host: str, port: int) -> None:
     """Raise if something listens on `host:port` already (before Ray spends 20 s starting).
 

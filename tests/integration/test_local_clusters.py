@@ -117,5 +117,7 @@ def test_two_clusters_serve_side_by_side_and_a_killed_one_starts_again(demo_conf
             stop(process)
         for port in (port_a, port_b):
             local_haproxy.stop_stale(port)
-    assert not local_haproxy.find_stale(local_haproxy.state_dir(port_a))
-    assert not local_haproxy.find_stale(local_haproxy.state_dir(port_b))
+            local_haproxy.remove_state(port)
+    for port in (port_a, port_b):
+        assert not local_haproxy.find_stale(local_haproxy.state_dir(port))
+        assert not local_haproxy.state_dir(port).exists()

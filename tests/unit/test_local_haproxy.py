@@ -175,3 +175,18 @@ def test_a_held_serving_port_is_named_before_ray_starts():
         with pytest.raises(RuntimeError, match=f"serving port 127.0.0.1:{port} is not free"):
             local_haproxy.check_port_free("127.0.0.1", port)
     local_haproxy.check_port_free("127.0.0.1", port)
+
+
+def test_the_folder_goes_once_no_haproxy_runs_from_it(tmp_path):
+    port = 18009
+    folder = local_haproxy.state_dir(port, root=tmp_path)
+    (folder / NODE_ID).mkdir(parents=True)
+    running = fake_haproxy(folder / NODE_ID / "haproxy.cfg")
+    try:
+        wait_until_titled(running, "haproxy")
+        assert not local_haproxy.remove_state(port, root=tmp_path)
+        assert folder.exists()
+    finally:
+        kill_tree(running)
+    assert local_haproxy.remove_state(port, root=tmp_path)
+    assert not folder.exists()
