@@ -102,11 +102,11 @@ def is_stale(cmdline: Sequence[str], parent_cmdline: Sequence[str] | None, folde
     return not parent_alive
 
 
-def find_stale(folder: Path) -> list:
-    """The stale HAProxy processes of `folder` running now (psutil `Process` objects)."""
+def find_ours(folder: Path) -> list[tuple]:
+    """(psutil `Process`, stale) for every HAProxy of `folder` running now."""
     import psutil
 
-    stale = []
+    found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info.get("cmdline") or []
         if not is_ours(cmdline, folder):
@@ -116,9 +116,13 @@ def find_stale(folder: Path) -> list:
             parent_cmdline = parent.cmdline() if parent is not None else None
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             parent_cmdline = None
-        if is_stale(cmdline, parent_cmdline, folder):
-            stale.append(proc)
-    return stale
+        found.append((proc, is_stale(cmdline, parent_cmdline, folder)))
+    return found
+
+
+def find_stale(folder: Path) -> list:
+    """The stale HAProxy processes of `folder` running now (psutil `Process` objects)."""
+    return [proc for proc, stale in find_ours(folder) if stale]
 
 
 def stop(processes: Iterable, timeout_s: float = 5.0) -> list[int]:
@@ -147,10 +151,22 @@ def stop(processes: Iterable, timeout_s: float = 5.0) -> list[int]:
     return stopped
 
 
-def stop_stale(serving_port: int, root: Path = STATE_ROOT) -> list[int]:
-    """Stop what a crashed cluster of ours left on `serving_port`; returns the pids stopped."""
+def stop_stale(serving_port: int, root: Path = STATE_ROOT, settle_s: float = 10.0) -> list[int]:
+    """Stop what a crashed cluster of ours left on `serving_port`; returns the pids stopped.
+
+    Right after a cluster is killed its HAProxyManager worker can outlive the raylet for a moment, so
+    its HAProxy still looks owned; such an HAProxy is watched for up to `settle_s` seconds. One whose
+    Ray parent stays alive belongs to a running cluster and is left alone.
+    """
+    import time
+
     folder = state_dir(serving_port, root)
-    stale = find_stale(folder)
+    deadline = time.monotonic() + settle_s
+    ours = find_ours(folder)
+    while any(not stale for _, stale in ours) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        ours = find_ours(folder)
+    stale = [proc for proc, is_stale_now in ours if is_stale_now]
     if not stale:
         return []
     pids = stop(stale)

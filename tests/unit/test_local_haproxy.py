@@ -157,7 +157,7 @@ def test_stop_stale_stops_only_the_orphan_of_this_port(tmp_path):
         wait_until_titled(other_port, "haproxy")
         wait_for_child_haproxy(live)
 
-        stopped = local_haproxy.stop_stale(port, root=tmp_path)
+        stopped = local_haproxy.stop_stale(port, root=tmp_path, settle_s=0)
 
         assert stopped == [orphan.pid]
         assert orphan.wait(timeout=10) is not None
@@ -190,3 +190,27 @@ def test_the_folder_goes_once_no_haproxy_runs_from_it(tmp_path):
         kill_tree(running)
     assert local_haproxy.remove_state(port, root=tmp_path)
     assert not folder.exists()
+
+
+def test_an_haproxy_whose_ray_parent_dies_meanwhile_is_stopped(tmp_path):
+    """Just after a kill the HAProxyManager worker may still be alive: stop_stale waits for it."""
+    import threading
+
+    import psutil
+
+    port = 18010
+    folder = local_haproxy.state_dir(port, root=tmp_path)
+    parent = fake_haproxy(folder / NODE_ID / "haproxy.cfg", parent_title="ray::HAProxyManager")
+    try:
+        wait_for_child_haproxy(parent)
+        child = psutil.Process(parent.pid).children()[0]
+        killer = threading.Timer(1.0, parent.kill)  # the worker dies a second later
+        killer.start()
+
+        stopped = local_haproxy.stop_stale(port, root=tmp_path, settle_s=10)
+
+        killer.join()
+        assert stopped == [child.pid]
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    finally:
+        kill_tree(parent)
