@@ -53,10 +53,12 @@ def apply_serve_env(local: bool, serving_port: int | None = None) -> dict[str, s
             clusters on other ports can run beside it.
     """
     defaults = {**SERVE_ENV_DEFAULTS, **(LOCAL_SERVE_ENV_DEFAULTS if local else {})}
-    if local and serving_port is not None:
-        defaults.update(local_haproxy.haproxy_env(serving_port))
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    if local and serving_port is not None:
+        haproxy = local_haproxy.haproxy_env(serving_port)  # already keeps the user's own values
+        os.environ.update(haproxy)
+        defaults.update(haproxy)
     return {key: os.environ[key] for key in defaults}
 
 

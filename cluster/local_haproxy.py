@@ -46,6 +46,9 @@ FILE_ENVS = {
     "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock",
 }
 STATE_BASE_ENV = "RAY_SERVE_HAPROXY_SERVER_STATE_BASE"
+# The serving port the variables above were chosen for by `haproxy_env` (so they are ours, not the user's).
+OWNER_ENV = "QWEN_CLUSTER_HAPROXY_ENV_PORT"
+OWNED_ENVS = (*FILE_ENVS, STATE_BASE_ENV, *PORT_ENVS)
 # A Ray worker's process title; HAProxy's live parent is the HAProxyManager actor's worker.
 RAY_WORKER_PREFIX = "ray::"
 
@@ -63,19 +66,27 @@ def free_port(host: str = "") -> int:
 
 
 def haproxy_env(serving_port: int, environ: dict[str, str] | None = None, root: Path = STATE_ROOT) -> dict[str, str]:
-    """Ray's HAProxy variables for a local cluster serving on `serving_port`.
+    """Ray's HAProxy variables for a local cluster serving on `serving_port`, and `OWNER_ENV`.
 
     The files go to `state_dir(serving_port)`; the ports of `PORT_ENVS` are chosen free. A variable
-    already set in `environ` (default: this process's environment) keeps its value: the user's own
-    setting wins, as everywhere in `apply_serve_env`.
+    the user set in `environ` (default: this process's environment) keeps its value, as everywhere
+    in `apply_serve_env`. Values an earlier cluster of ours put there are not the user's: `OWNER_ENV`
+    names the serving port they were chosen for, and every process started from that one (a test
+    or bench spawning `qwen-cluster up`) inherits them, so for another port they are chosen again.
+    The caller sets every returned variable (not only missing ones).
     """
     environ = os.environ if environ is None else environ
+    owner = environ.get(OWNER_ENV)
+    if owner is not None and owner != str(serving_port):
+        environ = {key: value for key, value in environ.items() if key not in OWNED_ENVS}
     folder = state_dir(serving_port, root)
     wanted = {key: str(folder / name) for key, name in FILE_ENVS.items()}
     wanted[STATE_BASE_ENV] = str(folder)
     for key in PORT_ENVS:
         wanted[key] = environ.get(key) or str(free_port())
-    return {key: environ.get(key, value) for key, value in wanted.items()}
+    chosen = {key: environ.get(key, value) for key, value in wanted.items()}
+    chosen[OWNER_ENV] = str(serving_port)
+    return chosen
 
 
 def config_path(cmdline: Sequence[str]) -> str | None:

@@ -20,8 +20,8 @@ NODE_ID = "f" * 56  # Ray's node ids are 56 hex characters; Ray puts one between
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    keys = [*local_haproxy.FILE_ENVS, local_haproxy.STATE_BASE_ENV, *local_haproxy.PORT_ENVS,
-            *local.SERVE_ENV_DEFAULTS, *local.LOCAL_SERVE_ENV_DEFAULTS]
+    keys = [*local_haproxy.OWNED_ENVS, local_haproxy.OWNER_ENV, *local.SERVE_ENV_DEFAULTS,
+            *local.LOCAL_SERVE_ENV_DEFAULTS]
     for key in keys:
         monkeypatch.setenv(key, "")  # so teardown restores the variable, or its absence
         monkeypatch.delenv(key)
@@ -54,6 +54,21 @@ def test_a_value_the_user_set_is_kept(clean_env):
 
     assert applied["RAY_SERVE_HAPROXY_STATS_PORT"] == "8404"
     assert applied["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"].startswith(str(local_haproxy.state_dir(18002)))
+
+
+def test_values_an_earlier_cluster_of_ours_chose_are_chosen_again_for_another_port(clean_env):
+    first = local.apply_serve_env(local=True, serving_port=18011)
+    # A process started from this one (a test spawning `qwen-cluster up`) inherits them all.
+    inherited = dict(local_haproxy.haproxy_env(18011, environ={}), **first)
+
+    again = local_haproxy.haproxy_env(18011, environ=inherited)
+    other = local_haproxy.haproxy_env(18012, environ=inherited)
+
+    assert again == {key: inherited[key] for key in again}  # the same cluster keeps its choice
+    assert other["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"].startswith(str(local_haproxy.state_dir(18012)))
+    for key in local_haproxy.PORT_ENVS:
+        assert other[key] != first[key]
+    assert other[local_haproxy.OWNER_ENV] == "18012"
 
 
 def test_an_attached_cluster_keeps_rays_haproxy_settings(clean_env):
