@@ -1,7 +1,7 @@
 """Where each request's CPU goes: CPU-ms per request and per output token, per process of the cluster.
 
     python bench/cpu_per_request.py [--refs REF,...] [--variant NAME:KEY=VALUE,...]... [--rounds 2]
-                                    [--seconds 15] [--concurrency 32] [--max-tokens 8,128]
+                                    [--seconds 15] [--concurrency 32] [--max-tokens 8,128] [--stream]
 
 Starts `qwen-cluster up` of the working tree (and of each git ref in `--refs`, exported from git and
 run with this venv's packages) on the demo profile cut to the 0.8b size with the router off (the same
@@ -15,7 +15,8 @@ grouped by role: HAProxy, the ingress replica, the model replica, Serve's HAProx
 proxy, Serve's controller, Ray's own (raylet, GCS, agents, idle workers) and the `up` driver; the
 load generator's own CPU is shown apart. Prints, per cluster, CPU-ms per request and per output
 token for each group, requests/s and output tokens/s, and the ratio of each cluster's total to the
-first's. Loopback traffic only; every loop is bounded in time.
+first's. `--stream` adds a streamed run of each max_tokens (usage from the last chunk). Loopback
+traffic only; every loop is bounded in time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -148,7 +150,12 @@ class Load:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-async def closed_loop(url: str, model: str, concurrency: int, seconds: float, max_tokens: int) -> Load:
+USAGE_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
+
+
+async def closed_loop(
+    url: str, model: str, concurrency: int, seconds: float, max_tokens: int, stream: bool = False
+) -> Load:
     parts = urlsplit(url)
     payload = {
         "model": model,
@@ -157,16 +164,28 @@ async def closed_loop(url: str, model: str, concurrency: int, seconds: float, ma
         "temperature": 0.7,
         "chat_template_kwargs": {"enable_thinking": False},
     }
+    if stream:
+        payload.update(stream=True, stream_options={"include_usage": True})
     raw = encode_post(parts.hostname, parts.port, "/v1/chat/completions", payload)
     load = Load()
     deadline = time.perf_counter() + seconds
 
     async def client() -> None:
         connection = RawHTTPConnection(parts.hostname, parts.port)
+        streamed: list[int] = []
+
+        def on_chunk(data: bytes) -> None:
+            found = USAGE_TOKENS.search(data)
+            if found:
+                streamed.append(int(found.group(1)))
+
         try:
             while time.perf_counter() < deadline:
+                streamed.clear()
                 try:
-                    status, headers = await asyncio.wait_for(connection.request(raw), 60)
+                    status, headers = await asyncio.wait_for(
+                        connection.request(raw, on_chunk if stream else None), 60
+                    )
                 except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
                     load.errors[type(error).__name__] = load.errors.get(type(error).__name__, 0) + 1
                     connection.close()
@@ -177,7 +196,10 @@ async def closed_loop(url: str, model: str, concurrency: int, seconds: float, ma
                     await asyncio.sleep(float(headers.get("retry-after", 0.1) or 0.1))
                     continue
                 load.ok += 1
-                load.tokens += int(json.loads(connection.body)["usage"]["completion_tokens"])
+                if stream:
+                    load.tokens += streamed[-1] if streamed else 0
+                else:
+                    load.tokens += int(json.loads(connection.body)["usage"]["completion_tokens"])
         finally:
             connection.close()
 
@@ -187,12 +209,12 @@ async def closed_loop(url: str, model: str, concurrency: int, seconds: float, ma
     return load
 
 
-def measure(server: Server, concurrency: int, seconds: float, max_tokens: int) -> dict:
+def measure(server: Server, concurrency: int, seconds: float, max_tokens: int, stream: bool = False) -> dict:
     """One load run on `server` with the CPU every group of its processes spent during it."""
     me = psutil.Process()
     client_before = me.cpu_times()
     before = cpu_snapshot(server.process.pid)
-    load = asyncio.run(closed_loop(server.base_url, server.model, concurrency, seconds, max_tokens))
+    load = asyncio.run(closed_loop(server.base_url, server.model, concurrency, seconds, max_tokens, stream))
     after = cpu_snapshot(server.process.pid)
     client_after = me.cpu_times()
     spent = cpu_delta(before, after)
@@ -200,10 +222,10 @@ def measure(server: Server, concurrency: int, seconds: float, max_tokens: int) -
     return {"load": load, "cpu_s": dict(spent)}
 
 
-def report(results: dict[str, dict[int, list[dict]]], names: list[str], concurrency: int) -> None:
+def report(results: dict[str, dict[str, list[dict]]], names: list[str], concurrency: int) -> None:
     baseline = names[0]
-    for max_tokens in sorted({mt for per in results.values() for mt in per}):
-        print(f"\n== c{concurrency}, max_tokens {max_tokens}: CPU-ms per request (per output token) ==")
+    for max_tokens in results[baseline]:  # the workload labels, in the order they ran
+        print(f"\n== c{concurrency}, {max_tokens}: CPU-ms per request (per output token) ==")
         header = f"{'group':<14}" + "".join(f"{name:>26}" for name in names)
         print(header)
         totals = {}
@@ -254,6 +276,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15, help="seconds per load run")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
     parser.add_argument("--max-tokens", default="8,128", help="max_tokens values, comma-separated")
+    parser.add_argument("--stream", action="store_true", help="also a streamed run of each max_tokens")
     parser.add_argument("--ready-timeout", type=float, default=300, help="seconds a cluster may take to start")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -263,7 +286,9 @@ def main() -> int:
 
     cache = default_cache_dir()
     ensure_demo_models(cache, sizes=["0.8b"])
-    max_tokens_values = [int(v) for v in args.max_tokens.split(",")]
+    workloads = [(int(v), False) for v in args.max_tokens.split(",")]
+    if args.stream:
+        workloads += [(max_tokens, True) for max_tokens, _ in workloads]
     refs = [r.strip() for r in args.refs.split(",") if r.strip()]
     with tempfile.TemporaryDirectory(prefix="cpu-per-request-") as scratch_name:
         scratch = Path(scratch_name)
@@ -284,16 +309,17 @@ def main() -> int:
                 print(f"{server.name} ready at {server.base_url}", flush=True)
             for server in servers:  # warm each: first requests pay one-off costs
                 measure(server, args.concurrency, 3, 8)
-            results: dict[str, dict[int, list[dict]]] = {s.name: defaultdict(list) for s in servers}
+            results: dict[str, dict[str, list[dict]]] = {s.name: defaultdict(list) for s in servers}
             for round_index in range(args.rounds):
-                for max_tokens in max_tokens_values:
+                for max_tokens, stream in workloads:
+                    label = f"max_tokens {max_tokens}" + (" streamed" if stream else "")
                     for server in servers:
-                        run = measure(server, args.concurrency, args.seconds, max_tokens)
-                        results[server.name][max_tokens].append(run)
+                        run = measure(server, args.concurrency, args.seconds, max_tokens, stream)
+                        results[server.name][label].append(run)
                         load = run["load"]
                         total = sum(run["cpu_s"].get(g, 0.0) for g in GROUPS)
                         print(
-                            f"round {round_index + 1} {server.name} max_tokens {max_tokens}: {load.ok} ok in "
+                            f"round {round_index + 1} {server.name} {label}: {load.ok} ok in "
                             f"{load.seconds:.1f} s, {1000 * total / max(load.ok, 1):.1f} CPU-ms/request"
                             + (f", errors {load.errors}" if load.errors else ""),
                             flush=True,
