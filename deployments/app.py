@@ -24,19 +24,13 @@ def build_app(args: dict[str, Any] | None = None):
     return build_app_from_config(parse_app_args(args))
 
 
-# Serve writes an access-log line per request in every replica a request passes (ingress and model);
-# the ingress's own metrics count requests by model and status already. Off: measured with
-# bench/cpu_per_request.py (docs/performance.md).
-LOGGING_CONFIG = {"enable_access_log": False}
-
-
 def build_app_from_config(config: ClusterConfig):
     """Build the Serve application for an already validated config."""
     model_deployment = make_model_deployment()
     handles = {}
     for model in config.enabled_models():
         handles[model.size] = model_deployment.options(
-            name=model.deployment_name, logging_config=LOGGING_CONFIG, **model.deployment.serve_options()
+            name=model.deployment_name, **model.deployment.serve_options()
         ).bind(model, str(config.cache_dir))
     ingress = config.serving.ingress
     return (
@@ -46,7 +40,6 @@ def build_app_from_config(config: ClusterConfig):
             num_replicas=ingress.num_replicas,
             max_ongoing_requests=ingress.max_ongoing_requests,
             ray_actor_options={"num_cpus": ingress.num_cpus},
-            logging_config=LOGGING_CONFIG,
         )
         .bind(config, **handles)
     )

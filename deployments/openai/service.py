@@ -292,9 +292,7 @@ class OpenAIService:
                 result.text,
                 result.finish_reason,
                 framer(sample_route.thinking_on),
-                # Built only when asked for: a TokenLogprob per token cost 3% of the ingress's CPU
-                # at max_tokens 128 (bench/cpu_per_request.py, 2026-12-06).
-                _token_logprobs(result) if top_logprobs is not None else None,
+                _token_logprobs(result),
             )
             for i, (result, sample_route) in enumerate(outcomes)
         ]
