@@ -93,6 +93,13 @@ def variant_up(spec: str, cache: Path, scratch: Path) -> Server:
     return server
 
 
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
 def role(proc: psutil.Process, driver_pid: int) -> str:
     """The group a process of the cluster belongs to, from its process title."""
     if proc.pid == driver_pid:
@@ -148,6 +155,8 @@ class Load:
     ok: int = 0
     tokens: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    ttfts: list[float] = field(default_factory=list)  # streamed: seconds to the first content chunk
+    gaps: list[float] = field(default_factory=list)  # streamed: seconds between content chunks
 
 
 USAGE_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
@@ -174,14 +183,20 @@ async def closed_loop(
         connection = RawHTTPConnection(parts.hostname, parts.port)
         streamed: list[int] = []
 
+        times: list[float] = []
+
         def on_chunk(data: bytes) -> None:
             found = USAGE_TOKENS.search(data)
             if found:
                 streamed.append(int(found.group(1)))
+            if b'"content":"' in data and b'"content":""' not in data:
+                times.append(time.perf_counter())
 
         try:
             while time.perf_counter() < deadline:
                 streamed.clear()
+                times.clear()
+                sent = time.perf_counter()
                 try:
                     status, headers = await asyncio.wait_for(
                         connection.request(raw, on_chunk if stream else None), 60
@@ -198,6 +213,9 @@ async def closed_loop(
                 load.ok += 1
                 if stream:
                     load.tokens += streamed[-1] if streamed else 0
+                    if times:
+                        load.ttfts.append(times[0] - sent)
+                        load.gaps.extend(b - a for a, b in zip(times, times[1:], strict=False))
                 else:
                     load.tokens += int(json.loads(connection.body)["usage"]["completion_tokens"])
         finally:
@@ -258,6 +276,17 @@ def report(results: dict[str, dict[str, list[dict]]], names: list[str], concurre
             errors = sum(sum(load.errors.values()) for load in (r["load"] for r in results[name][max_tokens]))
             rates.append(f"{req} req/s, {tok} tok/s" + (f", {errors} errors" if errors else ""))
         print(f"{'rate':<14}" + "".join(f"  {r:>24}" for r in rates))
+        if any(run["load"].ttfts for name in names for run in results[name][max_tokens]):
+            cells = []
+            for name in names:
+                loads = [run["load"] for run in results[name][max_tokens]]
+                ttft = "/".join(
+                    f"{1000 * percentile(one.ttfts, 0.5):.0f}-{1000 * percentile(one.ttfts, 0.99):.0f}"
+                    for one in loads
+                )
+                gap = "/".join(f"{1000 * percentile(one.gaps, 0.5):.0f}" for one in loads)
+                cells.append(f"{ttft} ms, gap {gap}")
+            print(f"{'TTFT p50-p99':<14}" + "".join(f"  {c:>24}" for c in cells))
         if baseline in totals:
             ratios = [f"{totals[n] / totals[baseline]:.2f}x" if n in totals else "-" for n in names]
             print(f"{'total ratio':<14}" + "".join(f"{r:>26}" for r in ratios))
