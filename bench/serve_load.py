@@ -62,6 +62,7 @@ class RawHTTPConnection:
         self.reader = self.writer = None
         self.head_at = 0.0  # perf_counter() when the last response head was read
         self.answered = 0  # responses read on the current socket
+        self.body = b""  # the last non-chunked response's body
 
     async def request(self, raw: bytes, on_chunk=None) -> tuple[int, dict[str, str]]:
         if self.writer is None:
@@ -93,7 +94,7 @@ class RawHTTPConnection:
                 if on_chunk is not None:
                     on_chunk(data)
         else:
-            await self.reader.readexactly(int(headers.get("content-length", 0)))
+            self.body = await self.reader.readexactly(int(headers.get("content-length", 0)))
         self.answered += 1
         if headers.get("connection", "").lower() == "close":
             self.close()

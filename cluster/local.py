@@ -8,6 +8,7 @@ import time
 import urllib.request
 from typing import Any
 
+from cluster import local_haproxy
 from cluster.config import ClusterConfig
 
 log = logging.getLogger(__name__)
@@ -35,22 +36,45 @@ SERVE_ENV_DEFAULTS = {
 # Serve's 30 s direct-ingress drain period just delays Ctrl-C and test teardown.
 LOCAL_SERVE_ENV_DEFAULTS = {
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+    # Serve kills a proxy actor that misses three 5 s readiness checks. With other clusters starting
+    # on the same 2 cores, the HAProxyManager took 17 s to construct and was killed just as its
+    # HAProxy started, failing `up` (2026-12-06); 30 s is ample on a busy machine.
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
 }
 
 
-def apply_serve_env(local: bool) -> dict[str, str]:
-    """Set Serve's tuning env vars unless the user set them (before Ray starts); returns them."""
+def apply_serve_env(local: bool, serving_port: int | None = None) -> dict[str, str]:
+    """Set Serve's tuning env vars unless the user set them (before Ray starts); returns them.
+
+    Args:
+        local: the cluster is started here (not attached to).
+        serving_port: for a local cluster, the port it serves on: its HAProxy then gets files named
+            by that port and metrics/stats ports chosen free (`local_haproxy.haproxy_env`), so
+            clusters on other ports can run beside it.
+    """
     defaults = {**SERVE_ENV_DEFAULTS, **(LOCAL_SERVE_ENV_DEFAULTS if local else {})}
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    if local and serving_port is not None:
+        haproxy = local_haproxy.haproxy_env(serving_port)  # already keeps the user's own values
+        os.environ.update(haproxy)
+        defaults.update(haproxy)
     return {key: os.environ[key] for key in defaults}
 
 
 def start_ray(config: ClusterConfig) -> None:
-    """Connect to `config.ray.address`, or start a local Ray with the configured logical CPUs."""
+    """Connect to `config.ray.address`, or start a local Ray with the configured logical CPUs.
+
+    Before a local start, an HAProxy that a crashed cluster of ours left on the serving port is
+    stopped, and the port must then be free.
+
+    Raises:
+        RuntimeError: the serving port of a local cluster is held by another process.
+    """
     import ray
 
-    serve_env = apply_serve_env(local=config.ray.address is None)
+    local_start = config.ray.address is None
+    serve_env = apply_serve_env(local=local_start, serving_port=config.serving.port if local_start else None)
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {
@@ -61,10 +85,14 @@ def start_ray(config: ClusterConfig) -> None:
     if config.ray.address:
         ray.init(address=config.ray.address, **kwargs)
         return
+    local_haproxy.stop_stale(config.serving.port)
+    local_haproxy.check_port_free(config.serving.host, config.serving.port)
     runtime_env = {"env_vars": serve_env}
     if config.ray.metrics_export_port is not None:
         kwargs["_metrics_export_port"] = config.ray.metrics_export_port
-    ray.init(num_cpus=config.ray.num_cpus, runtime_env=runtime_env, **kwargs)
+    # "local": always a new cluster of our own, never one found through RAY_ADDRESS or a `ray start`
+    # on this machine (another user's cluster, which would also refuse our num_cpus).
+    ray.init(address="local", num_cpus=config.ray.num_cpus, runtime_env=runtime_env, **kwargs)
 
 
 def deploy(config: ClusterConfig, app: Any, blocking_timeout_s: float = 600.0) -> None:
@@ -135,8 +163,9 @@ def describe_status(app_name: str) -> str:
     return "\n".join(lines)
 
 
-def shutdown() -> None:
-    """Tear Serve and Ray down."""
+def shutdown(config: ClusterConfig | None = None) -> None:
+    """Tear Serve and Ray down; with the config of a cluster started here, also remove its HAProxy's
+    folder (`local_haproxy.remove_state`)."""
     import ray
     from ray import serve
 
@@ -145,3 +174,5 @@ def shutdown() -> None:
             serve.shutdown()
         finally:
             ray.shutdown()
+    if config is not None and config.ray.address is None:
+        local_haproxy.remove_state(config.serving.port)

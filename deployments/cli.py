@@ -72,7 +72,7 @@ def run_up(args: argparse.Namespace) -> int:
         pass
     finally:
         print("shutting down Serve and Ray...", flush=True)
-        local.shutdown()
+        local.shutdown(config)
     return EXIT_OK
 
 

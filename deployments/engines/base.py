@@ -7,6 +7,7 @@ torch, transformers or vllm.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -183,6 +184,15 @@ class GenerationDelta:
     logprobs: list[float] | None = None
     tokens: list[str] | None = None
     token_logprobs: list[TokenLogprob] | None = None
+
+
+def merge_deltas(earlier: GenerationDelta, later: GenerationDelta) -> GenerationDelta:
+    """One delta for two consecutive ones of a stream: `earlier`'s text and streamed logprobs in
+    front of `later`'s; counts, finish reason and the final lists are `later`'s (the newer)."""
+    token_logprobs = None
+    if earlier.token_logprobs is not None or later.token_logprobs is not None:
+        token_logprobs = (earlier.token_logprobs or []) + (later.token_logprobs or [])
+    return dataclasses.replace(later, text=earlier.text + later.text, token_logprobs=token_logprobs)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from deployments.engines.base import (
     GenerationRequest,
     PromptTooLongError,
     StructuredOutput,
+    merge_deltas,
 )
 from deployments.engines.decode_rows import END, Row, RowOutput
 from deployments.engines.detokenizer import IncrementalDetokenizer
@@ -248,8 +249,18 @@ class TransformersEngine(Engine):
         finally:
             runner.preparing(-1)
         try:
+            held = None
             while True:
-                item = await row.queue.get()
+                item = held if held is not None else await row.queue.get()
+                held = None
+                # Deltas that arrived while the consumer was busy (or pacing itself, as
+                # `ModelServer.generate_stream` does) leave as one: one message per batch, not per token.
+                while isinstance(item, GenerationDelta) and item.finish_reason is None and not row.queue.empty():
+                    following = row.queue.get_nowait()
+                    if not isinstance(following, GenerationDelta):
+                        held = following
+                        break
+                    item = merge_deltas(item, following)
                 if item is END:
                     return
                 if isinstance(item, BaseException):

@@ -114,7 +114,7 @@ def served(demo_cache, tmp_path_factory, s3_server):
             s3_endpoint=s3_server.endpoint_url,
         )
     finally:
-        local.shutdown()
+        local.shutdown(config)
 
 
 @pytest.fixture
