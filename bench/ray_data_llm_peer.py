@@ -105,7 +105,8 @@ def peer_main(args: argparse.Namespace) -> int:
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=True)
+    # address="local": a fresh Ray of its own, never a cluster some other process left running.
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=True)
     config = vLLMEngineProcessorConfig(
         model_source=args.model,
         engine_kwargs={
