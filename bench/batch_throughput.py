@@ -3,6 +3,7 @@ from a loopback S3 endpoint.
 
     python bench/batch_throughput.py [--pages 1000] [--sizes 4] [--baseline head|tree] [--loop-pages 0]
                                      [--max-tokens 16] [--repeat 1]
+    python bench/batch_throughput.py --peer ray-data-llm [bench/ray_data_llm_peer.py's options]
 
 Writes a mixed corpus (half PDF pages, five per PDF, half images in PNG/JPEG) to `moto_server` on a
 free loopback port, then for each corpus size runs `run_batch_job` (task describe, demo profile:
@@ -447,6 +448,16 @@ async def run_loop(config: ClusterConfig, endpoint: str, prefix: str, moto_pid: 
 
 
 def main() -> int:
+    if "--peer" in sys.argv:
+        # `--peer ray-data-llm [its options]`: text rows against Ray Data LLM (bench/ray_data_llm_peer.py).
+        at = sys.argv.index("--peer")
+        peer = sys.argv[at + 1] if at + 1 < len(sys.argv) else ""
+        if peer != "ray-data-llm":
+            sys.exit(f"--peer: the only peer is ray-data-llm, got {peer!r}")
+        sys.argv[at : at + 2] = []
+        import ray_data_llm_peer
+
+        return ray_data_llm_peer.main()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", default="1000", help="corpus sizes for the pipeline, comma-separated")
     parser.add_argument("--sizes", type=int, default=4, choices=(1, 2, 3, 4), help="model sizes routed over")
