@@ -46,6 +46,16 @@ class EmbeddingSettings:
     # all six, at about a third of the time per routing decision.
     layers: int = 2
 
+    def to_json(self) -> dict[str, Any]:
+        """The `embedding` section of an artifact document."""
+        return {
+            "model": self.model,
+            "package": self.package,
+            "max_tokens": self.max_tokens,
+            "int8": self.int8,
+            "layers": self.layers,
+        }
+
 
 @dataclass
 class LinearHead:
@@ -138,13 +148,7 @@ class LearnedArtifact:
         return {
             "format": ARTIFACT_FORMAT,
             "schema_version": SCHEMA_VERSION,
-            "embedding": {
-                "model": self.embedding.model,
-                "package": self.embedding.package,
-                "max_tokens": self.embedding.max_tokens,
-                "int8": self.embedding.int8,
-                "layers": self.embedding.layers,
-            },
+            "embedding": self.embedding.to_json(),
             "training": self.training,
             "feature_names": list(self.feature_names),
             "feature_mean": np.round(self.feature_mean.astype(np.float64), 6).tolist(),

@@ -167,13 +167,7 @@ class DifficultyArtifact:
         return {
             "format": DIFFICULTY_FORMAT,
             "schema_version": DIFFICULTY_SCHEMA_VERSION,
-            "embedding": {
-                "model": self.embedding.model,
-                "package": self.embedding.package,
-                "max_tokens": self.embedding.max_tokens,
-                "int8": self.embedding.int8,
-                "layers": self.embedding.layers,
-            },
+            "embedding": self.embedding.to_json(),
             "training": self.training,
             "abilities": {s: round(float(self.abilities[s]), 4) for s in SIZES},
             "level_cuts": [round(float(c), 4) for c in self.level_cuts],
