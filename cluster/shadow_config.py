@@ -23,7 +23,7 @@ class ShadowConfig(StrictModel):
 
     enabled: bool = Field(False, description="Answer sampled `auto` requests again on larger sizes.")
     sample_rate: float = Field(
-        0.01, ge=0.0, le=1.0, description="Share of completed, non-streamed `auto` requests sampled."
+        0.01, ge=0.0, le=1.0, description="Share of completed `auto` requests sampled, streamed or not."
     )
     sizes: ShadowSizes = Field(
         "up_and_largest",

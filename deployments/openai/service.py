@@ -288,6 +288,7 @@ class OpenAIService:
                 include_usage,
                 self.metrics,
                 self.retry_after_s,
+                self._stream_tap(streams, samples, "chat"),
             )
             headers = self._headers(streams[0].route.routing)
             request.state.model_label = streams[0].route.model.public_name
@@ -352,6 +353,7 @@ class OpenAIService:
                 include_usage,
                 self.metrics,
                 self.retry_after_s,
+                self._stream_tap(streams, samples, "completion"),
             )
             headers = self._headers(streams[0].route.routing)
             request.state.model_label = streams[0].route.model.public_name
@@ -410,6 +412,16 @@ class OpenAIService:
                     await item.close()
             raise failures[0]
         return list(opened)
+
+    def _stream_tap(self, streams, samples: list[GenerationRequest], endpoint: str):
+        """The shadow collector of a sampled streamed `auto` request, or None (most requests).
+
+        Drawn once the streams are open, before any event: the route is then the one the client is
+        told (after any capacity fallback), and an unsampled stream does no shadow work at all.
+        """
+        if self.shadow is None:
+            return None
+        return self.shadow.stream_tap(streams[0].route, samples[0], endpoint)
 
     def _record_usage(self, model: ModelConfig, prompt: int, completion: int) -> None:
         if self.metrics:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.responses import StreamingResponse
 
@@ -14,6 +15,9 @@ from deployments.openai import response_bodies
 from deployments.openai.choices import ChatChoiceFramer, completion_logprobs
 from deployments.openai.dispatch import OpenStream
 from deployments.openai.errors import to_openai_error
+
+if TYPE_CHECKING:
+    from deployments.shadow.stream import StreamTap
 
 
 async def _deltas(
@@ -86,7 +90,9 @@ def _closing_events(
         if include_usage:
             events.append(
                 response_bodies.sse(
-                    response_bodies.usage_chunk(request_id, name, created, fingerprint, obj, prompt, completion)
+                    response_bodies.usage_chunk(
+                        request_id, name, created, fingerprint, obj, prompt, completion
+                    )
                 )
             )
     events.append(response_bodies.sse("[DONE]"))
@@ -101,10 +107,14 @@ async def chat_events(
     include_usage: bool,
     metrics: ServingMetrics | None,
     retry_after_s: int,
+    tap: StreamTap | None = None,
 ) -> AsyncIterator[bytes]:
     """`chat.completion.chunk` events: each choice's role first, then its reasoning/content/tool-call
     deltas (with logprobs when asked for), its finish reason, the usage chunk when asked for, and
-    `[DONE]`. Errors after the status line go in-band."""
+    `[DONE]`. Errors after the status line go in-band.
+
+    `tap` (a sampled `auto` request's shadow collector) sees choice 0's deltas as they pass and is
+    finished after `[DONE]` was sent, unless the stream failed; it changes no event."""
     created = int(time.time())
     route = streams[0].route
     name = route.model.public_name
@@ -124,6 +134,8 @@ async def chat_events(
     try:
         async for index, delta in _merged(streams, metrics):
             lasts[index] = delta
+            if tap is not None and index == 0:
+                tap.feed(delta)
             for piece in framers[index].feed(delta.text, delta.token_logprobs, delta.finish_reason):
                 yield response_bodies.sse(
                     response_bodies.chat_chunk(
@@ -138,11 +150,15 @@ async def chat_events(
                     )
                 )
     except Exception as raw:  # the status line is sent already: report in-band, as vLLM does
+        if tap is not None:
+            tap.fail()
         yield response_bodies.sse(to_openai_error(raw, retry_after_s).body())
     for event in _closing_events(
         request_id, name, created, fingerprint, "chat.completion.chunk", lasts, include_usage, metrics
     ):
         yield event
+    if tap is not None:  # reached only once `[DONE]` was sent: a client that left never gets here
+        tap.finish()
 
 
 async def completion_events(
@@ -153,9 +169,10 @@ async def completion_events(
     include_usage: bool,
     metrics: ServingMetrics | None,
     retry_after_s: int,
+    tap: StreamTap | None = None,
 ) -> AsyncIterator[bytes]:
     """`text_completion` events (legacy logprobs per chunk when asked for), the usage chunk when
-    asked for, and `[DONE]`."""
+    asked for, and `[DONE]`; `tap` as in `chat_events`."""
     created = int(time.time())
     name = streams[0].route.model.public_name
     lasts: dict[int, GenerationDelta] = {}
@@ -163,6 +180,8 @@ async def completion_events(
     try:
         async for index, delta in _merged(streams, metrics):
             lasts[index] = delta
+            if tap is not None and index == 0:
+                tap.feed(delta)
             if delta.text or delta.finish_reason is not None:
                 logprobs = None
                 if top_logprobs is not None:
@@ -181,11 +200,15 @@ async def completion_events(
                     )
                 )
     except Exception as raw:
+        if tap is not None:
+            tap.fail()
         yield response_bodies.sse(to_openai_error(raw, retry_after_s).body())
     for event in _closing_events(
         request_id, name, created, fingerprint, "text_completion", lasts, include_usage, metrics
     ):
         yield event
+    if tap is not None:
+        tap.finish()
 
 
 class StreamGroup:

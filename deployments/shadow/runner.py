@@ -15,8 +15,9 @@ Rules that keep it off the user's path:
   shadow work takes compute that an overloaded one needs;
 - it is never billed: its tokens go neither into a response's `usage` nor into the token metric,
   only into `ray_qwen_shadow_total{size,outcome}`.
-Only non-streamed requests are sampled: their whole answer, with per-token log-probabilities, is in
-hand when the response is sent.
+Non-streamed and streamed requests are both sampled. A non-streamed answer is whole when the response
+is made; a streamed one is collected as its events go out (`deployments/shadow/stream.py`) and handed
+over only after its last event was sent, and only if it ended normally.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from cluster.shadow_config import ShadowConfig
 from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from deployments.router import agreement
 from deployments.shadow.labels import SCHEMA_VERSION, answer_entry, digest, request_hash
+from deployments.shadow.stream import StreamTap
 from deployments.shadow.writer import LabelWriter
 
 log = logging.getLogger(__name__)
@@ -91,25 +93,54 @@ class ShadowRunner:
         self.config = config
 
     # ---- sampling ------------------------------------------------------------------------------
-    def after_response(self, route, generation: GenerationRequest, result, endpoint: str):
-        """A Starlette background task that schedules the shadow work for this request, or None
-        when it is not sampled. Called only for non-streamed answers, before the response is made."""
+    def draw(self, route) -> list[str] | None:
+        """The sizes that answer again when this request is sampled, else None.
+
+        Only the cheap random draw: taken before any other work for the request, so an unsampled
+        request (streamed or not) pays for nothing else. Whether the cluster is loaded is asked
+        later, once the user's answer is done (`after_response`, `after_stream`).
+        """
         config = self.config
         if not config.enabled or self.writer is None or route.decision is None or config.sample_rate <= 0:
             return None
         sizes = shadow_sizes(route.model.size, list(self.clients), config.sizes)
         if not sizes or self.rng.random() >= config.sample_rate:
             return None
-        if self.busy():
-            self._count("", "skipped_busy")  # not sampled: shadow work waits for a quiet moment
+        return sizes
+
+    def after_response(self, route, generation: GenerationRequest, result, endpoint: str):
+        """A Starlette background task that schedules the shadow work for this request, or None
+        when it is not sampled. Called for non-streamed answers, before the response is made."""
+        sizes = self.draw(route)
+        if sizes is None or self._skip_busy():
             return None
         from starlette.background import BackgroundTask
 
         return BackgroundTask(self._schedule, route, generation, result, endpoint, sizes)
 
+    def stream_tap(self, route, generation: GenerationRequest, endpoint: str) -> StreamTap | None:
+        """A `StreamTap` that collects this streamed request's answer as its events go out, or
+        None when it is not sampled (then the stream does no shadow work at all)."""
+        sizes = self.draw(route)
+        return None if sizes is None else StreamTap(self, route, generation, endpoint, sizes)
+
+    def after_stream(self, route, generation: GenerationRequest, result, endpoint: str, sizes) -> None:
+        """Start the shadow work of a sampled stream whose last event was sent (see `StreamTap`)."""
+        if not self._skip_busy():
+            self._start(route, generation, result, endpoint, sizes)
+
+    def _skip_busy(self) -> bool:
+        if self.busy():
+            self._count("", "skipped_busy")  # not sampled: shadow work waits for a quiet moment
+            return True
+        return False
+
     async def _schedule(self, route, generation, result, endpoint: str, sizes: list[str]) -> None:
-        # Counted here, once the response went out (Starlette skips background work when sending
+        # Run here, once the response went out (Starlette skips background work when sending
         # fails), so `sampled` and `recorded` count the same requests.
+        self._start(route, generation, result, endpoint, sizes)
+
+    def _start(self, route, generation, result, endpoint: str, sizes: list[str]) -> None:
         self._count("", "sampled")
         task = asyncio.get_running_loop().create_task(self.run(route, generation, result, endpoint, sizes))
         self.tasks.add(task)

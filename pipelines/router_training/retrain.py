@@ -52,6 +52,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     retrain.set_defaults(handler=retrain_command)
 
 
+def label_file_uris(storage, labels_uri: str) -> list[str]:
+    """The label files the retrain reads under `labels_uri` (a `pipelines.storage.Storage`):
+    `*.parquet` only, and no hidden name, so the `.tmp-` file of a local write that was cut short
+    (a killed writer) is never read as a label file."""
+    from pipelines.storage import parse_uri
+
+    return [
+        f.location.uri
+        for f in storage.list_files(parse_uri(labels_uri))
+        if f.location.name.endswith(".parquet")
+    ]
+
+
 def read_labels(
     labels_uri: str, endpoint: str | None, region: str, scorer: str | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -63,15 +76,10 @@ def read_labels(
     """
     import ray
 
-    from pipelines.storage import Storage, StorageOptions, parse_uri
+    from pipelines.storage import Storage, StorageOptions
 
     options = StorageOptions(endpoint_url=endpoint, region=region)
-    storage = Storage(options)
-    files = [
-        f.location.uri
-        for f in storage.list_files(parse_uri(labels_uri))
-        if f.location.name.endswith(".parquet")
-    ]
+    files = label_file_uris(Storage(options), labels_uri)
     if not files:
         raise FileNotFoundError(f"no label files (*.parquet) under {labels_uri}")
 

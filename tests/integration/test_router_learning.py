@@ -93,7 +93,20 @@ def test_traffic_labels_retrain_gate_and_hot_reload(served, learning_app):
         before = ask(http, base, "hi there").json()["routing"]
         responses = [ask(http, base, f"hi number {i}") for i in range(16)]
         assert all(r.status_code == 200 for r in responses)
-        sampled = sum(r.headers["x-qwen-routed-model"] == "qwen3.5-0.8b" for r in responses)
+        # A streamed request is sampled too; its record is written after its last event was sent.
+        streamed = http.post(
+            f"{base}/chat/completions",
+            json={
+                "model": "auto",
+                "messages": [{"role": "user", "content": "hi, streamed"}],
+                "max_tokens": 6,
+                "temperature": 0,
+                "stream": True,
+            },
+        )
+        assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+        streamed_id = json.loads(streamed.text.split("data: ", 2)[1])["id"]
+        sampled = sum(r.headers["x-qwen-routed-model"] == "qwen3.5-0.8b" for r in [*responses, streamed])
         sampled += before["model"] == "qwen3.5-0.8b"
         assert sampled >= 8, "easy prompts should go to 0.8b and be shadowed by 2b"
 
@@ -109,6 +122,8 @@ def test_traffic_labels_retrain_gate_and_hot_reload(served, learning_app):
                 break
             time.sleep(1)
         assert len(records) == sampled and len({r["record_id"] for r in records}) == sampled
+        if streamed.headers["x-qwen-routed-model"] == "qwen3.5-0.8b":
+            assert any(r["record_id"].startswith(streamed_id + "-") for r in records)
         assert all(r["prompt_text"] is None for r in records)
         assert all(key.split("/")[2].startswith("hour=") for key in keys)
 

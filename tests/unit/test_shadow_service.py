@@ -87,33 +87,52 @@ def label_rows(folder):
     return files, [row for f in files for row in pq.read_table(f).to_pylist()]
 
 
+def sse_payloads(response):
+    """The JSON events of a streamed response (without `[DONE]`)."""
+    lines = response.text.splitlines()
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: ") and line != "data: [DONE]"]
+
+
 def test_every_sampled_request_gives_one_record_without_text_and_is_not_billed(demo_cache, tmp_path):
     config = make_config(demo_cache, tmp_path / "labels")
     prompts = ["hi there", "what is 2 + 2?", "name a colour"]
+    usage = {"stream": True, "stream_options": {"include_usage": True}}
 
     async def body(http, learning, capacity):
         responses = [await http.post("/v1/chat/completions", json=chat(p, temperature=0.0)) for p in prompts]
-        streamed = await http.post("/v1/chat/completions", json=chat("hello", stream=True))
+        streamed = [
+            await http.post("/v1/chat/completions", json=chat("hello", **usage)),
+            await http.post(
+                "/v1/completions", json={"model": "auto", "prompt": "hello", "max_tokens": 4, **usage}
+            ),
+        ]
         explicit = await http.post("/v1/chat/completions", json=chat("hey", model="qwen3.5-2b"))
         return responses, streamed, explicit
 
     responses, streamed, explicit = run(config, body)
-    assert (
-        all(r.status_code == 200 for r in responses) and streamed.status_code == explicit.status_code == 200
-    )
+    assert all(r.status_code == 200 for r in [*responses, *streamed, explicit])
     files, rows = label_rows(tmp_path / "labels")
     assert len(files) == 1 and files[0].parent.name.startswith("hour=")
-    routed_below_largest = [r for r in responses if r.headers["x-qwen-routed-model"] != "qwen3.5-9b"]
-    # One record per sampled non-streamed `auto` request; streamed and explicit ones are not sampled.
-    assert len(rows) == len(routed_below_largest)
-    for response, row in zip(routed_below_largest, rows, strict=False):
+    # (response id, endpoint, the usage the user was billed) of every `auto` request, streamed or not.
+    asked = [(r.json()["id"], "chat", r.json()["usage"]) for r in responses]
+    asked += [
+        (events[0]["id"], endpoint, events[-1]["usage"])
+        for events, endpoint in zip([sse_payloads(r) for r in streamed], ["chat", "completion"], strict=True)
+    ]
+    routed = [r.headers["x-qwen-routed-model"] for r in [*responses, *streamed]]
+    below_largest = [a for a, model in zip(asked, routed, strict=True) if model != "qwen3.5-9b"]
+    # One record per sampled `auto` request (streamed ones too); explicit ones are not sampled.
+    assert len(rows) == len(below_largest) and any(e == "completion" for _, e, _ in below_largest)
+    for request_id, endpoint, billed in below_largest:
+        (row,) = [row for row in rows if row["record_id"].startswith(request_id + "-")]
+        assert row["endpoint"] == endpoint
         assert row["prompt_text"] is None and all(a["text"] is None for a in row["answers"])
         assert row["answers"][0]["source"] == "user" and row["answers"][0]["digest"]
+        assert row["answers"][0]["prob_q10"] is not None  # a streamed answer's probabilities too
         assert {a["size"] for a in row["answers"][1:]} <= {"2b", "9b"}
         assert json.loads(row["estimates_json"]) and row["request_hash"]
         # The user's usage counts the user's answer only.
-        usage = response.json()["usage"]
-        assert usage["completion_tokens"] == row["answers"][0]["completion_tokens"]
+        assert billed["completion_tokens"] == row["answers"][0]["completion_tokens"]
     shadows = [a for row in rows for a in row["answers"][1:]]
     assert shadows and all(a["outcome"] in ("answered", "dropped_busy") for a in shadows)
     answered = [a for a in shadows if a["outcome"] == "answered"]
@@ -148,7 +167,9 @@ def test_a_user_refusal_preempts_running_shadow_answers_and_pauses_sampling(demo
     config = make_config(demo_cache, tmp_path / "labels", sizes="largest")
 
     async def body(http, learning, capacity):
-        first = await http.post("/v1/chat/completions", json=chat("hi there", max_tokens=512, temperature=1.0))
+        first = await http.post(
+            "/v1/chat/completions", json=chat("hi there", max_tokens=512, temperature=1.0)
+        )
         for _ in range(200):  # the shadow answer has started on 9b
             if learning.shadow.generating:
                 break
