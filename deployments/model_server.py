@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -103,7 +104,7 @@ class ModelServer:
         pieces: list[str] = []
         token_logprobs: list[TokenLogprob] = []
         last: GenerationDelta | None = None
-        async for delta in self.engine.chat(request):
+        async for delta in self.engine.chat(dataclasses.replace(request, stream=False)):
             pieces.append(delta.text)
             token_logprobs.extend(delta.token_logprobs or [])
             last = delta

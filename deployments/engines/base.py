@@ -138,6 +138,10 @@ class GenerationRequest:
     prompt: str | None = None
     enable_thinking: bool | None = None
     tools: list[dict[str, Any]] | None = None
+    # Whether the caller reads deltas as they come. False: it only joins them, so an engine may
+    # produce the answer in one final delta (vLLM's FINAL_ONLY outputs, as `vllm serve` asks for
+    # non-streamed requests), which saves a wake-up and a copy per token.
+    stream: bool = True
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

@@ -245,7 +245,7 @@ class VLLMEngine(Engine):
 
     async def chat(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         if self._engine is None:
             raise RuntimeError("engine is not running")
@@ -257,36 +257,34 @@ class VLLMEngine(Engine):
         structured = vllm_structured_kwargs(request.sampling.structured)
         if structured is not None:
             sampling_kwargs["structured_outputs"] = StructuredOutputsParams(**structured)
+        # As `vllm serve`: only new text and tokens per output when streaming, one output otherwise
+        # (CUMULATIVE would copy the whole answer so far at every step).
+        sampling_kwargs["output_kind"] = (
+            RequestOutputKind.DELTA if request.stream else RequestOutputKind.FINAL_ONLY
+        )
         sampling = SamplingParams(**sampling_kwargs)
-        emitted = 0
-        streamed_logprobs = 0
+        completion_tokens = prompt_tokens = 0
+        answer_logprobs: list[float] = []
         try:
             async for output in self._engine.generate(prompt, sampling, request.request_id):
                 completion = output.outputs[0]
-                text = completion.text
                 done = output.finished
+                completion_tokens += len(completion.token_ids)
+                prompt_tokens = max(prompt_tokens, len(output.prompt_token_ids or []))
                 delta = GenerationDelta(
-                    text=text[emitted:],
-                    prompt_tokens=len(output.prompt_token_ids or []),
-                    completion_tokens=len(completion.token_ids),
+                    text=completion.text,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
                     finish_reason=(completion.finish_reason or "stop") if done else None,
                 )
-                if done and completion.logprobs:
-                    delta.logprobs = [
-                        entry[token].logprob
-                        for entry, token in zip(completion.logprobs, completion.token_ids, strict=False)
-                    ]
-                if request.sampling.logprobs and completion.logprobs:
-                    delta.token_logprobs = [
-                        _token_logprob(entry, token, request.sampling.top_logprobs)
-                        for entry, token in zip(
-                            completion.logprobs[streamed_logprobs:],
-                            completion.token_ids[streamed_logprobs:],
-                            strict=False,
-                        )
-                    ]
-                    streamed_logprobs = len(completion.logprobs)
-                emitted = len(text)
+                if completion.logprobs:
+                    pairs = list(zip(completion.logprobs, completion.token_ids, strict=False))
+                    answer_logprobs.extend(entry[token].logprob for entry, token in pairs)
+                    if request.sampling.logprobs:
+                        top = request.sampling.top_logprobs
+                        delta.token_logprobs = [_token_logprob(entry, token, top) for entry, token in pairs]
+                if done and answer_logprobs:
+                    delta.logprobs = answer_logprobs
                 yield delta
         except Exception as error:
             # vLLM checks the prompt (images expanded) inside generate: 0.32 and 0.33 raise
