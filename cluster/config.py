@@ -47,7 +47,10 @@ class EngineConfig(StrictModel):
         32_768, ge=256, le=262_144, description="Longest prompt plus completion, in tokens."
     )
     max_batch_size: int = Field(
-        16, ge=1, le=1024, description="Most requests decoding or prefilling at once (transformers engine's running batch)."
+        16,
+        ge=1,
+        le=1024,
+        description="Most requests decoding or prefilling at once (transformers engine's running batch).",
     )
     batch_wait_ms: float = Field(
         2.0,
@@ -321,6 +324,10 @@ class LimitsConfig(StrictModel):
             "schema (OpenAI's measure), of `choice` options, or of a regex or grammar."
         ),
     )
+
+
+# The ingress's Serve deployment name: the app builder names it, the RayService renderer overrides it.
+INGRESS_DEPLOYMENT_NAME = "openai-ingress"
 
 
 class IngressConfig(StrictModel):

@@ -70,7 +70,16 @@ class EscalationConfig(StrictModel):
         description=(
             "An answer whose `token_prob_quantile` per-token probability is below this is "
             "low-confidence; None turns the rule off. `qwen-cluster router retrain --target-quality` "
-            "prints the value its labels call for."
+            "prints the value its labels call for and writes it into the calibration artifact."
+        ),
+    )
+    threshold_from_artifact: bool = Field(
+        False,
+        description=(
+            "Use the `min_token_prob` of the calibration artifact (`router.reload`) instead of the "
+            "configured one, from the moment the artifact is loaded or reloaded. The configured value "
+            "stays in force while the artifact has none or was fitted for another "
+            "`token_prob_quantile`. Off by default: a value set here is never overridden unasked."
         ),
     )
     min_mean_logprob: float | None = Field(
@@ -198,7 +207,8 @@ class RouterConfig(StrictModel):
         default_factory=EscalationConfig, description="Re-asking one size up after a bad answer."
     )
     shadow: ShadowConfig = Field(
-        default_factory=ShadowConfig, description="Shadow answers and label records (the router's own labels)."
+        default_factory=ShadowConfig,
+        description="Shadow answers and label records (the router's own labels).",
     )
     reload: ReloadConfig = Field(
         default_factory=ReloadConfig, description="Hot reload of the calibration artifact from `retrain`."

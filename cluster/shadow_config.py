@@ -1,14 +1,16 @@
 """The router's learning loop in the cluster config: shadow answers, label files, calibration reload.
 
 `router.shadow` re-answers a sampled share of `auto` requests on larger sizes after the user's answer
-went out, and writes one label record per sampled request (deployments/shadow/). `router.reload`
+went out, and writes one label record per sampled request (deployments/shadow/); its `RUNTIME_FIELDS`
+also travel as the ingress's Serve `user_config`, so they change without a restart. `router.reload`
 points the ingress at the calibration artifact that `qwen-cluster router retrain` writes, which it
 checks every few minutes and applies without a restart (deployments/router/reload.py).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -118,3 +120,53 @@ class ReloadConfig(StrictModel):
         ),
     )
     interval_s: float = Field(300.0, ge=1.0, description="Seconds between checks for a changed artifact.")
+
+
+# The `router.shadow` fields an ingress replica applies at run time from its Serve `user_config`.
+# The others are read once, when the replica builds its label writer (`output`, `flush_rows`,
+# `max_buffer_s`, `check_interval_s`): offering them there would accept a change that does nothing.
+RUNTIME_FIELDS = (
+    "enabled",
+    "sample_rate",
+    "sizes",
+    "store_text",
+    "seed",
+    "max_busy_fraction",
+    "max_in_flight_per_size",
+    "pause_after_refusal_s",
+    "timeout_s",
+    "judge_size",
+)
+USER_CONFIG_KEY = "shadow"
+
+
+def ingress_user_config(shadow: ShadowConfig) -> dict[str, Any]:
+    """The ingress deployment's Serve `user_config` for these settings: `{"shadow": {...}}` with
+    every field of `RUNTIME_FIELDS`, which is exactly what `apply_user_config` accepts. Both the
+    local app builder and the RayService renderer use it, so the two deploy the same thing."""
+    return {USER_CONFIG_KEY: shadow.model_dump(mode="json", include=set(RUNTIME_FIELDS))}
+
+
+def apply_user_config(current: ShadowConfig, user_config: Mapping[str, Any] | None) -> ShadowConfig:
+    """The shadow settings after applying an ingress `user_config` on top of `current`.
+
+    A field the user_config leaves out keeps its current value; `None` or `{}` changes nothing.
+
+    Raises:
+        ValueError: for a key other than `shadow`, a field outside `RUNTIME_FIELDS` (it cannot
+            change without a redeploy), or an invalid value (pydantic's ValidationError is one).
+    """
+    if not user_config:
+        return current
+    if not isinstance(user_config, Mapping) or set(user_config) - {USER_CONFIG_KEY}:
+        raise ValueError(f"the ingress user_config holds only {USER_CONFIG_KEY!r}; got {user_config!r}")
+    changes = user_config.get(USER_CONFIG_KEY) or {}
+    if not isinstance(changes, Mapping):
+        raise ValueError(f"user_config.{USER_CONFIG_KEY} must be a mapping; got {changes!r}")
+    fixed = sorted(set(changes) - set(RUNTIME_FIELDS))
+    if fixed:
+        raise ValueError(
+            f"user_config.{USER_CONFIG_KEY} cannot change {fixed} at run time (redeploy the config "
+            f"instead); it takes {list(RUNTIME_FIELDS)}"
+        )
+    return ShadowConfig.model_validate({**current.model_dump(), **changes})

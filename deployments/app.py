@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster.config import ClusterConfig
+from cluster.config import INGRESS_DEPLOYMENT_NAME, ClusterConfig
+from cluster.shadow_config import ingress_user_config as ingress_user_config_for
 from deployments.app_args import parse_app_args
 from deployments.model_server import make_model_deployment
 from deployments.openai.ingress import make_ingress_deployment
@@ -27,8 +28,9 @@ def build_app(args: dict[str, Any] | None = None):
 def build_app_from_config(config: ClusterConfig, ingress_user_config: dict[str, Any] | None = None):
     """Build the Serve application for an already validated config.
 
-    `ingress_user_config` (default: `router.shadow`'s switch and rate) reaches the ingress's
-    `reconfigure`; redeploying with only it changed applies it without restarting any replica.
+    `ingress_user_config` (default: `cluster.shadow_config.ingress_user_config`, the run-time fields
+    of `router.shadow`) reaches the ingress's `reconfigure`; redeploying with only it changed
+    applies it without restarting any replica.
     """
     model_deployment = make_model_deployment()
     handles = {}
@@ -40,13 +42,12 @@ def build_app_from_config(config: ClusterConfig, ingress_user_config: dict[str, 
     return (
         make_ingress_deployment()
         .options(
-            name="openai-ingress",
+            name=INGRESS_DEPLOYMENT_NAME,
             num_replicas=ingress.num_replicas,
             max_ongoing_requests=ingress.max_ongoing_requests,
             ray_actor_options={"num_cpus": ingress.num_cpus},
             # Changing only this in a redeploy reaches `reconfigure` without restarting the replica.
-            user_config=ingress_user_config
-            or {"shadow": config.router.shadow.model_dump(include={"enabled", "sample_rate"})},
+            user_config=ingress_user_config or ingress_user_config_for(config.router.shadow),
         )
         .bind(config, **handles)
     )

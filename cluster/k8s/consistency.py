@@ -1,8 +1,9 @@
 """Cross-checks between manifests that no schema can make.
 
 For the RayService: the Serve config parses (Ray's own ServeDeploySchema, the app's ClusterConfig),
-every enabled size has a deployment override that matches the config, every deployment fits some
-worker group, and each group's max pods offer what its pinned deployments may ask at max replicas.
+every enabled size has a deployment override that matches the config, the ingress's override holds
+a `user_config` its `reconfigure` accepts, every deployment fits some worker group, and each group's
+max pods offer what its pinned deployments may ask at max replicas.
 For the batch job: one job spec everywhere, the `qwen-cluster batch` command is complete and dateless,
 and its `--config` file is a mounted ConfigMap holding a valid config.
 """
@@ -17,9 +18,10 @@ from typing import Any
 
 import yaml
 
-from cluster.config import ConfigError, parse_config
+from cluster.config import INGRESS_DEPLOYMENT_NAME, ClusterConfig, ConfigError, parse_config
 from cluster.k8s.serve_config import SERVE_APP_SECTIONS
 from cluster.k8s.yamlio import load_document
+from cluster.shadow_config import apply_user_config
 
 BINARY_SUFFIXES = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
 DECIMAL_EXPONENTS = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
@@ -156,6 +158,7 @@ def _application(
         if key not in SERVE_APP_SECTIONS
     ]
     overrides = {d["name"]: d for d in app.get("deployments", [])}
+    problems += _ingress_problems(where, overrides.pop(INGRESS_DEPLOYMENT_NAME, None), config)
     expected = {m.deployment_name: m for m in config.enabled_models()}
     if set(overrides) != set(expected):
         problems.append(
@@ -193,6 +196,22 @@ def _application(
             for resource, amount in asked.items():
                 bucket[resource] = bucket.get(resource, 0.0) + most * amount
     return problems, demand, cpu_total
+
+
+def _ingress_problems(where: str, override: dict[str, Any] | None, config: ClusterConfig) -> list[str]:
+    """The ingress override must hold a `user_config` its `reconfigure` accepts, and nothing else
+    (its other options come from the config through the app builder)."""
+    if override is None:
+        return [f"{where}: no {INGRESS_DEPLOYMENT_NAME} override with the shadow user_config"]
+    problems = [
+        f"{where}: {INGRESS_DEPLOYMENT_NAME} override sets {key}; only user_config belongs there"
+        for key in sorted(set(override) - {"name", "user_config"})
+    ]
+    try:
+        apply_user_config(config.router.shadow, override.get("user_config"))
+    except ValueError as error:
+        problems.append(f"{where}: {INGRESS_DEPLOYMENT_NAME} user_config is refused: {error}")
+    return problems
 
 
 def _serving_group_problems(group: dict[str, Any], offered: dict[str, float]) -> list[str]:
@@ -305,12 +324,16 @@ def _retrain_problems(
     spec (cluster, deadlines but its own, config map), so both run on what was validated once."""
     tokens = shlex.split(spec.get("entrypoint", ""))
     flags = {tokens[i]: tokens[i + 1] for i in range(3, len(tokens) - 1) if tokens[i].startswith("--")}
-    problems = [f"{where}.entrypoint: {flag} is missing" for flag in ("--labels", "--config") if flag not in flags]
+    problems = [
+        f"{where}.entrypoint: {flag} is missing" for flag in ("--labels", "--config") if flag not in flags
+    ]
     if "--config" in flags:
         problems += _config_file_problems(flags["--config"], spec, config_maps, where)
     own = ("entrypoint", "activeDeadlineSeconds")
     if batch_specs:
         first_where, first = batch_specs[0]
-        if {k: v for k, v in spec.items() if k not in own} != {k: v for k, v in first.items() if k not in own}:
+        if {k: v for k, v in spec.items() if k not in own} != {
+            k: v for k, v in first.items() if k not in own
+        }:
             problems.append(f"{where}: differs from {first_where} beyond its entrypoint and deadline")
     return problems

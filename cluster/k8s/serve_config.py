@@ -5,16 +5,18 @@ validated by `deployments.app_args.parse_app_args`; the others (batch, ray, kube
 defaults there, so changing them does not redeploy the app. Per-size deployment options are also
 written as Serve config overrides: that is where each size is pinned to its worker group (a custom
 resource in `ray_actor_options`), and editing autoscaling there is a light in-place update on a live
-cluster.
+cluster. The ingress's override carries only its `user_config` (the run-time shadow settings):
+editing it in the RayService reaches the running replicas' `reconfigure`, without a restart.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cluster.config import ClusterConfig
+from cluster.config import INGRESS_DEPLOYMENT_NAME, ClusterConfig
 from cluster.k8s.groups import GroupPlan
 from cluster.k8s.yamlio import dump_yaml
+from cluster.shadow_config import RUNTIME_FIELDS, ingress_user_config
 
 APP_IMPORT_PATH = "deployments.app:build_app"
 # What `deployments.app:build_app` and the ingress read of the cluster config.
@@ -33,8 +35,16 @@ def container_cluster_config(config: ClusterConfig) -> dict[str, Any]:
 
 
 def serve_app_config(config: ClusterConfig) -> dict[str, Any]:
-    """The config sections the Serve app reads, for its builder args."""
+    """The config sections the Serve app reads, for its builder args.
+
+    `router.shadow` keeps only the fields fixed at replica start: its run-time fields live in the
+    ingress's `user_config` alone (`ingress_override`). In the args too, a change of the sample
+    rate would change the app's code version, and Serve would rebuild the app and restart every
+    replica, model servers included, instead of reconfiguring the ingress in place.
+    """
     data = container_cluster_config(config)
+    shadow = data["router"]["shadow"]
+    data["router"]["shadow"] = {key: value for key, value in shadow.items() if key not in RUNTIME_FIELDS}
     return {key: data[key] for key in SERVE_APP_SECTIONS}
 
 
@@ -63,6 +73,19 @@ def deployment_overrides(config: ClusterConfig, plans: list[GroupPlan]) -> list[
     return overrides
 
 
+def ingress_override(config: ClusterConfig) -> dict[str, Any]:
+    """The ingress's Serve config `deployments` entry: its name and `user_config` only.
+
+    The same `user_config` the local app builder sets in code (`ingress_user_config`), and the only
+    place of the run-time shadow fields (the args leave them out). Serve applies a change of an
+    override's `user_config` in place: with the app's args, import path and runtime env unchanged
+    the app is not rebuilt, and each ingress replica gets `reconfigure` without a restart, so
+    `kubectl edit` of this one field, or a re-render after changing them in the config, switches
+    shadow answers on a running RayService. Every other option keeps the builder's value.
+    """
+    return {"name": INGRESS_DEPLOYMENT_NAME, "user_config": ingress_user_config(config.router.shadow)}
+
+
 def serve_config(config: ClusterConfig, plans: list[GroupPlan]) -> dict[str, Any]:
     """The Serve config (ServeDeploySchema) the RayService deploys."""
     serving = config.serving
@@ -75,7 +98,7 @@ def serve_config(config: ClusterConfig, plans: list[GroupPlan]) -> dict[str, Any
                 "route_prefix": serving.route_prefix,
                 "import_path": APP_IMPORT_PATH,
                 "args": {"config": serve_app_config(config)},
-                "deployments": deployment_overrides(config, plans),
+                "deployments": [*deployment_overrides(config, plans), ingress_override(config)],
             }
         ],
     }

@@ -3,7 +3,9 @@
 the end of the answer, and low confidence: a low quantile of the answer's per-token probabilities
 under a threshold (Gupta et al. 2024, "Language model cascades: token-level uncertainty and
 beyond": quantiles of per-token probability defer better than the mean log-probability, which
-drifts with answer length), or, where an old config still sets it, the mean log-probability."""
+drifts with answer length), or, where an old config still sets it, the mean log-probability. The
+threshold is the configured `min_token_prob`, or the one the calibration artifact carries when
+`threshold_from_artifact` is on (`applied_min_token_prob`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 from cluster.router_config import EscalationConfig
+from deployments.router.calibration import EscalationThreshold
 
 
 def token_prob_quantile(logprobs: Sequence[float], q: float) -> float | None:
@@ -40,6 +43,26 @@ def is_looping(text: str, window: int, min_repeats: int) -> bool:
     return any(tail[period:] == tail[:-period] for period in range(1, window // min_repeats + 1))
 
 
+def artifact_threshold_problem(config: EscalationConfig, artifact: EscalationThreshold) -> str | None:
+    """Why the artifact's threshold does not apply to this config (None when it does)."""
+    if not config.threshold_from_artifact:
+        return "router.escalation.threshold_from_artifact is off"
+    if not math.isclose(artifact.token_prob_quantile, config.token_prob_quantile):
+        return (
+            f"it was chosen on the {artifact.token_prob_quantile} quantile of per-token probabilities; "
+            f"router.escalation.token_prob_quantile is {config.token_prob_quantile}"
+        )
+    return None
+
+
+def applied_min_token_prob(config: EscalationConfig, artifact: EscalationThreshold | None) -> float | None:
+    """The low-confidence threshold in force: the artifact's when there is one that applies, else the
+    configured `min_token_prob` (None: the rule is off)."""
+    if artifact is None or artifact_threshold_problem(config, artifact) is not None:
+        return config.min_token_prob
+    return artifact.min_token_prob
+
+
 def escalation_reason(
     config: EscalationConfig,
     *,
@@ -48,10 +71,13 @@ def escalation_reason(
     thinking_unfinished: bool,
     completion_text: str,
     token_logprobs: Sequence[float] = (),
+    artifact: EscalationThreshold | None = None,
 ) -> str | None:
     """The reason to escalate an answer (`cut_off_thinking`, `looping`, `low_confidence`), or None.
 
-    Does not look at sizes: whether a larger size exists is the router's question.
+    `artifact` is the calibration artifact's threshold, if any (`applied_min_token_prob` decides
+    whether it replaces the configured one). Does not look at sizes: whether a larger size exists is
+    the router's question.
     """
     if not config.enabled:
         return None
@@ -59,10 +85,15 @@ def escalation_reason(
         return "cut_off_thinking"
     if is_looping(completion_text, config.loop_window_chars, config.loop_min_repeats):
         return "looping"
-    if config.min_token_prob is not None:
+    threshold = applied_min_token_prob(config, artifact)
+    if threshold is not None:
         quantile = token_prob_quantile(token_logprobs, config.token_prob_quantile)
-        if quantile is not None and quantile < config.min_token_prob:
+        if quantile is not None and quantile < threshold:
             return "low_confidence"
-    if config.min_mean_logprob is not None and mean_logprob is not None and mean_logprob < config.min_mean_logprob:
+    if (
+        config.min_mean_logprob is not None
+        and mean_logprob is not None
+        and mean_logprob < config.min_mean_logprob
+    ):
         return "low_confidence"
     return None

@@ -3,8 +3,10 @@
 The ingress checks the URI every `interval_s`; when the file's bytes changed it parses and checks
 them (kind, schema version, served sizes, the scorer it was fitted on) and swaps the router's
 `calibration` in one attribute store, so a request in flight sees the old or the new one whole. A bad
-or mismatched artifact is refused, the one in use kept, and the refusal logged once per distinct
-file (not on every check). A missing file is no error: no calibration yet.
+or mismatched artifact (an escalation threshold out of range included) is refused, the one in use
+kept, and the refusal logged once per distinct file (not on every check). A missing file is no
+error: no calibration yet. The escalation threshold an artifact carries rides with it: the router
+reads it from the calibration in use (`Router.min_token_prob`), so it changes in the same swap.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 
 from deployments.object_store import ObjectStore
 from deployments.router.calibration import parse_calibration
+from deployments.router.escalation import artifact_threshold_problem
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,17 @@ class CalibrationReloader:
         self.router.calibration = calibration
         self.loaded_digest = digest
         self.loads += 1
-        log.info("loaded router calibration %s (version %s)", self.uri, calibration.version or "?")
+        log.info(
+            "loaded router calibration %s (version %s); escalation min_token_prob now %s",
+            self.uri,
+            calibration.version or "?",
+            self.router.min_token_prob,
+        )
+        rule = self.router.config.escalation
+        if calibration.escalation is not None and rule.threshold_from_artifact:
+            problem = artifact_threshold_problem(rule, calibration.escalation)
+            if problem is not None:  # logged once per file: a file is loaded once
+                log.warning("not applying the calibration's escalation threshold: %s", problem)
         return "loaded"
 
     def start(self) -> None:

@@ -16,7 +16,7 @@ from cluster.router_config import RouterConfig
 from deployments.engines.base import ChatMessage
 from deployments.router import agreement
 from deployments.router.calibration import Calibration
-from deployments.router.escalation import escalation_reason
+from deployments.router.escalation import applied_min_token_prob, escalation_reason
 from deployments.router.policy import RouteDecision, RoutingPolicy, SizeCapacity
 from deployments.router.quality import QualityTable, prior_table
 from deployments.router.routing_input import RoutingInput, from_request
@@ -27,7 +27,9 @@ from deployments.router.scorers import build_scorer
 def quality_table(config: RouterConfig, scorer: Scorer | None) -> QualityTable:
     """The table of P(correct | group, level, size): the learned artifact's label-refined one when
     it has one, else the model-card priors."""
-    artifact = getattr(scorer, "artifact", None) or getattr(getattr(scorer, "learned", None), "artifact", None)
+    artifact = getattr(scorer, "artifact", None) or getattr(
+        getattr(scorer, "learned", None), "artifact", None
+    )
     refined = getattr(artifact, "quality", None)
     return refined if refined is not None else prior_table(config.priors_path)
 
@@ -191,6 +193,7 @@ class Router:
         None; None as well when escalation is off or the size is already the largest served."""
         if self.next_size_up(decision.size) is None:
             return None
+        calibration = self.calibration  # read once: the reloader may swap it meanwhile
         return escalation_reason(
             self.config.escalation,
             mean_logprob=mean_logprob,
@@ -198,7 +201,16 @@ class Router:
             thinking_unfinished=thinking_unfinished,
             completion_text=completion_text,
             token_logprobs=token_logprobs,
+            artifact=calibration.escalation if calibration is not None else None,
         )
+
+    @property
+    def min_token_prob(self) -> float | None:
+        """The low-confidence threshold in force now: the calibration artifact's where
+        `escalation.threshold_from_artifact` lets it apply, else the configured one."""
+        calibration = self.calibration
+        artifact = calibration.escalation if calibration is not None else None
+        return applied_min_token_prob(self.config.escalation, artifact)
 
     def second_sample_kind(self, decision: RouteDecision, text: str) -> str | None:
         """With `escalation.disagreement` on: how a second sample of this answer would be compared

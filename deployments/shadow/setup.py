@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cluster.config import ClusterConfig
-from cluster.shadow_config import ShadowConfig
+from cluster.shadow_config import apply_user_config
 from deployments.object_store import ObjectStore
 from deployments.router.reload import CalibrationReloader
 from deployments.shadow.runner import ShadowRunner
@@ -31,6 +31,9 @@ class LearningLoop:
     def __init__(self, config: ClusterConfig, clients: Mapping[str, Any], capacity, router, metrics=None):
         store = ObjectStore(config.object_store.resolved_endpoint(), config.object_store.region)
         shadow = config.router.shadow
+        # `reconfigure` applies each user_config on top of the config's settings, never on top of
+        # the last one applied: a replica started later gets the same settings as one running since.
+        self.base_shadow = shadow
         self.writer = (
             LabelWriter(shadow.output, store, shadow.flush_rows, shadow.max_buffer_s)
             if shadow.output
@@ -54,21 +57,22 @@ class LearningLoop:
             self.reloader.start()
 
     def reconfigure(self, user_config: Mapping[str, Any] | None) -> None:
-        """Apply Serve's `user_config` (`{"shadow": {...}}`, fields of `router.shadow`) without a
-        restart: sampling on or off, its rate and limits. The output cannot change at run time.
+        """Apply Serve's `user_config` (`{"shadow": {...}}`, the fields of
+        `cluster.shadow_config.RUNTIME_FIELDS`) without a restart: sampling on or off, its rate and
+        limits. A field the user_config leaves out takes the cluster config's value. Checked even
+        where no label output is configured, so a user_config that tries to turn sampling on there
+        fails loudly instead of doing nothing.
 
         Raises:
-            pydantic.ValidationError: for an unknown or invalid field (Serve then keeps the old one).
+            ValueError: for an unknown key or field, one that cannot change at run time, or an
+                invalid value (Serve then reports the update as failed).
         """
-        if not user_config or "shadow" not in user_config or self.shadow is None:
+        settings = apply_user_config(self.base_shadow, user_config)
+        if self.shadow is None:
             return
-        settings = dict(self.shadow.config.model_dump(), **user_config["shadow"])
-        settings["output"] = self.shadow.config.output
-        self.shadow.reconfigure(ShadowConfig.model_validate(settings))
+        self.shadow.reconfigure(settings)
         log.info(
-            "shadow answers now %s at rate %s",
-            "on" if self.shadow.config.enabled else "off",
-            self.shadow.config.sample_rate,
+            "shadow answers now %s at rate %s", "on" if settings.enabled else "off", settings.sample_rate
         )
 
     async def close(self) -> None:

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+# The quantile of per-token probabilities the threshold is chosen on: the label rows' `prob_q10`.
+QUANTILE = 0.1
+
 
 def escalation_threshold(rows: Sequence[Mapping[str, Any]], target_quality: float) -> dict[str, Any]:
     """The smallest `min_token_prob` whose kept answers reach `target_quality`, and its cost.

@@ -6,7 +6,8 @@ driver gathers the fitting rows, refits the per-size calibration starting from t
 (`--current`, else `router.reload.calibration_uri`, else identity), and writes the candidate to
 `--out` (default: the reload URI, so the ingress picks it up) only when it beats the one in use on a
 held-out slice of the same labels. The report (JSON on stdout) holds the read counts, the gate's
-figures and the escalation threshold the labels call for at `--target-quality`.
+figures and the escalation threshold the labels call for at `--target-quality`; a written artifact
+carries that threshold too (`escalation`), for ingresses with `threshold_from_artifact` on.
 
 Exit codes: 0 written or kept by the gate, 1 bad input (no label files, no usable rows, bad config).
 """
@@ -17,9 +18,12 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cluster.cli import EXIT_FAILURE, add_config_arguments
+
+if TYPE_CHECKING:
+    from deployments.router.calibration import Calibration
 
 READ_TASK_CPUS = 0.25
 
@@ -160,10 +164,28 @@ def retrain(
         "written": None,
     }
     if gate.accepted and out_uri:
-        store.write_atomic(out_uri, gate.candidate.to_json().encode())
+        candidate = with_escalation(gate.candidate, report["escalation"])
+        store.write_atomic(out_uri, candidate.to_json().encode())
         report["written"] = out_uri
         report["version"] = version
+        report["escalation"]["in_artifact"] = candidate.escalation is not None
     return report
+
+
+def with_escalation(candidate: Calibration, escalation: dict[str, Any]) -> Calibration:
+    """The candidate `Calibration` carrying the threshold of an `escalation_threshold` report; as it
+    is when the labels call for none (no rows, or no threshold reaches the target): the ingress then
+    keeps its configured `min_token_prob`."""
+    import dataclasses
+
+    from deployments.router.calibration import EscalationThreshold
+    from pipelines.router_training.confidence import QUANTILE
+
+    if escalation.get("min_token_prob") is None:
+        return candidate
+    threshold = EscalationThreshold(escalation["min_token_prob"], QUANTILE, escalation["target_quality"])
+    report = {**candidate.report, "escalation": dict(escalation)}
+    return dataclasses.replace(candidate, escalation=threshold, report=report)
 
 
 def retrain_command(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from cluster.config import ClusterConfig, load_config
 from cluster.k8s.batch_jobs import batch_entrypoint
 from cluster.k8s.render import render_all
 from cluster.k8s.serve_config import SERVE_APP_SECTIONS
+from cluster.shadow_config import RUNTIME_FIELDS, apply_user_config, ingress_user_config
 from deployments.app_args import parse_app_args
 
 pytestmark = pytest.mark.unit
@@ -82,10 +83,54 @@ def test_serve_args_carry_only_what_the_app_reads_and_parse_with_the_app_model(f
     assert not {"batch", "ray", "kubernetes"} & set(app["args"]["config"])
     parsed = parse_app_args(app["args"])
     assert str(parsed.cache_dir) == "/home/ray/.cache/qwen-cluster"
-    expected = load_config(profile="gpu").model_dump(
-        mode="json", include=set(SERVE_APP_SECTIONS) - {"cache_dir"}
-    )
+    config = load_config(profile="gpu")
+    # The shadow's run-time fields are in the ingress's user_config instead (next test).
+    parsed.router.shadow = apply_user_config(parsed.router.shadow, ingress_user_config(config.router.shadow))
+    expected = config.model_dump(mode="json", include=set(SERVE_APP_SECTIONS) - {"cache_dir"})
     assert parsed.model_dump(mode="json", include=set(SERVE_APP_SECTIONS) - {"cache_dir"}) == expected
+
+
+def test_the_ingress_override_carries_the_run_time_shadow_settings_and_only_them(
+    files: dict[str, str],
+) -> None:
+    config = load_config(profile="gpu")
+    app = serve_config(files)["applications"][0]
+    ingress = {d["name"]: d for d in app["deployments"]}["openai-ingress"]
+    assert set(ingress) == {"name", "user_config"}
+    assert ingress["user_config"] == ingress_user_config(config.router.shadow)
+    assert set(ingress["user_config"]["shadow"]) == set(RUNTIME_FIELDS)
+    assert not set(RUNTIME_FIELDS) & set(app["args"]["config"]["router"]["shadow"])
+    # What an ingress replica runs: the args' fixed fields, then Serve's reconfigure(user_config).
+    args_shadow = parse_app_args(app["args"]).router.shadow
+    assert apply_user_config(args_shadow, ingress["user_config"]) == config.router.shadow
+
+
+def test_switching_shadow_answers_reconfigures_the_ingress_without_redeploying(files: dict[str, str]) -> None:
+    from ray.serve._private.deploy_utils import get_app_code_version
+    from ray.serve.schema import ServeApplicationSchema
+
+    data = load_config(profile="gpu").model_dump()
+    assert data["router"]["shadow"]["enabled"]
+    data["router"]["shadow"] |= {"enabled": False, "sample_rate": 0.05, "store_text": True}
+    changed = render_all(ClusterConfig.model_validate(data))
+    before, after = serve_config(files), serve_config(changed)
+    # Nor a new Ray cluster: KubeRay rolls one out for changes outside serveConfigV2.
+    assert {**ray_service(changed)["spec"], "serveConfigV2": ""} == {
+        **ray_service(files)["spec"],
+        "serveConfigV2": "",
+    }
+    old_app, new_app = before["applications"][0], after["applications"][0]
+    # Serve rebuilds the app, restarting every replica, exactly when its code version changes.
+    assert get_app_code_version(ServeApplicationSchema.model_validate(old_app)) == get_app_code_version(
+        ServeApplicationSchema.model_validate(new_app)
+    )
+    old_deployments = {d["name"]: d for d in old_app["deployments"]}
+    new_deployments = {d["name"]: d for d in new_app["deployments"]}
+    assert [name for name in new_deployments if new_deployments[name] != old_deployments[name]] == [
+        "openai-ingress"
+    ]
+    assert new_deployments["openai-ingress"]["user_config"]["shadow"]["enabled"] is False
+    assert {**before, "applications": []} == {**after, "applications": []}
 
 
 def test_changing_batch_settings_does_not_redeploy_the_serve_app(files: dict[str, str]) -> None:
@@ -113,7 +158,7 @@ def test_serve_config_passes_ray_serves_own_schema(files: dict[str, str]) -> Non
 def test_each_size_is_pinned_to_its_group_with_its_own_autoscaling(files: dict[str, str]) -> None:
     config = load_config(profile="gpu")
     overrides = {d["name"]: d for d in serve_config(files)["applications"][0]["deployments"]}
-    assert list(overrides) == ["model-0_8b", "model-2b", "model-4b", "model-9b"]
+    assert list(overrides) == ["model-0_8b", "model-2b", "model-4b", "model-9b", "openai-ingress"]
     groups = {g["groupName"]: g for g in ray_service(files)["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
     assert list(groups) == ["gpu-0-8b-2b", "gpu-4b", "gpu-9b", "cpu"]
     for model in config.models:

@@ -108,6 +108,24 @@ def _batch_in_args(document: dict) -> None:
     save()
 
 
+def _ingress_user_config(shadow: dict) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        serve, save = serve_app(document)
+        for deployment in serve["applications"][0]["deployments"]:
+            if deployment["name"] == "openai-ingress":
+                deployment["user_config"]["shadow"] |= shadow
+        save()
+
+    return change
+
+
+def _no_ingress_override(document: dict) -> None:
+    serve, save = serve_app(document)
+    deployments = serve["applications"][0]["deployments"]
+    deployments[:] = [d for d in deployments if d["name"] != "openai-ingress"]
+    save()
+
+
 def _head_cpus(document: dict) -> None:
     document["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = "1"
 
@@ -138,6 +156,13 @@ def _restart_always(document: dict) -> None:
         (SERVICE, _override("model-4b", "resources", {"qwen_gpu_4b": 2.0}), "no worker group offers that"),
         (SERVICE, _bad_args, "args.config is invalid"),
         (SERVICE, _head_cpus, 'rayStartParams num-cpus must be "0"'),
+        (
+            SERVICE,
+            _ingress_user_config({"sample_rate": 1.5}),
+            "openai-ingress user_config is refused",
+        ),
+        (SERVICE, _ingress_user_config({"output": "s3://x/"}), "cannot change ['output'] at run time"),
+        (SERVICE, _no_ingress_override, "no openai-ingress override with the shadow user_config"),
         (SERVICE, _batch_in_args, "args.config carries `batch`, which the app does not read"),
         (
             SERVICE,
@@ -155,6 +180,9 @@ def _restart_always(document: dict) -> None:
         "unplaceable",
         "bad-args",
         "head-cpus",
+        "ingress-sample-rate",
+        "ingress-fixed-field",
+        "no-ingress-override",
         "unread-args",
         "negative-deletion-delay",
     ],

@@ -1,6 +1,7 @@
 """The retrain's pieces without Ray: reading label files, the refit, its gate, the escalation threshold."""
 
 import io
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -78,3 +79,30 @@ def test_records_of_another_scorer_are_skipped_with_a_count():
     rows, counts = read_label_file("mixed", parquet(to_table(records)), scorer="features")
     assert counts.skipped_other_scorer == 5 and counts.records == 20
     assert len({r["request_hash"] for r in rows}) == 15
+
+
+def test_the_retrain_writes_the_escalation_threshold_into_the_artifact(tmp_path, monkeypatch):
+    from deployments.router.calibration import EscalationThreshold, parse_calibration
+    from pipelines.router_training import retrain as job
+
+    rows, _ = read_label_file("sim", parquet(to_table(sim.records(4000, seed=3))))
+    monkeypatch.setattr(job, "read_labels", lambda *args, **kwargs: (rows, {"records": 4000}))
+    common = {"scorer": "features", "served": tuple(sim.SIZES), "current_uri": None, "target_quality": 0.75}
+    out = tmp_path / "calibration.json"
+    report = job.retrain("s3://labels/shadow/", out_uri=str(out), **common)
+    assert report["accepted"] and report["written"] == str(out)
+    escalation = report["escalation"]
+    assert escalation["min_token_prob"] is not None and escalation["in_artifact"] is True
+    artifact = parse_calibration(out.read_bytes(), served_sizes=sim.SIZES, scorer="features")
+    assert artifact.escalation == EscalationThreshold(escalation["min_token_prob"], 0.1, 0.75)
+    assert artifact.report["escalation"]["share_escalated"] == escalation["share_escalated"]
+
+    # Labels that call for no threshold (no user answer with probabilities): the artifact carries
+    # none, so an ingress keeps its configured min_token_prob.
+    for row in rows:
+        row["prob_q10"] = None
+    bare = tmp_path / "bare.json"
+    report = job.retrain("s3://labels/shadow/", out_uri=str(bare), **common)
+    assert report["written"] == str(bare) and report["escalation"]["in_artifact"] is False
+    assert parse_calibration(bare.read_bytes()).escalation is None
+    assert "escalation" not in json.loads(bare.read_text())

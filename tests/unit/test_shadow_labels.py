@@ -13,7 +13,7 @@ from cluster.router_config import EscalationConfig, RouterConfig
 from cluster.shadow_config import ShadowConfig
 from deployments.object_store import ObjectStore
 from deployments.router import agreement
-from deployments.router.calibration import Calibration, SizeCurve, parse_calibration
+from deployments.router.calibration import Calibration, EscalationThreshold, SizeCurve, parse_calibration
 from deployments.router.escalation import escalation_reason, token_prob_quantile
 from deployments.router.reload import CalibrationReloader
 from deployments.router.router import Router
@@ -189,9 +189,9 @@ def test_a_killed_writer_leaves_no_partial_file(tmp_path, monkeypatch):
     assert [f for _, _, fs in os.walk(tmp_path) for f in fs] == []
 
 
-def calibration_text(scorer="features", sizes=("0.8b",), version="v1"):
+def calibration_text(scorer="features", sizes=("0.8b",), version="v1", escalation=None):
     curves = {s: SizeCurve(0.5, 1.2, -0.3) for s in sizes}
-    return Calibration(curves, scorer, version).to_json()
+    return Calibration(curves, scorer, version, escalation=escalation).to_json()
 
 
 def test_calibration_round_trips_and_refuses_what_does_not_fit():
@@ -209,6 +209,111 @@ def test_calibration_round_trips_and_refuses_what_does_not_fit():
     ]:
         with pytest.raises(ValueError, match=problem):
             parse_calibration(text, served_sizes=["0.8b", "2b"], scorer="features")
+
+
+def test_the_escalation_threshold_round_trips_and_an_artifact_without_it_still_loads():
+    threshold = EscalationThreshold(0.12, 0.1, 0.8)
+    text = calibration_text(escalation=threshold)
+    assert json.loads(text)["escalation"] == {
+        "min_token_prob": 0.12,
+        "token_prob_quantile": 0.1,
+        "target_quality": 0.8,
+    }
+    assert parse_calibration(text, served_sizes=["0.8b"], scorer="features").escalation == threshold
+    # Written before the field existed (same schema version, no key) or with null: no threshold.
+    old = calibration_text()
+    assert "escalation" not in json.loads(old) and json.loads(old)["schema_version"] == 1
+    assert parse_calibration(old).escalation is None
+    body = json.loads(old) | {"escalation": None}
+    assert parse_calibration(json.dumps(body)).escalation is None
+    partial = json.loads(old) | {"escalation": {"min_token_prob": 0}}
+    assert parse_calibration(json.dumps(partial)).escalation == EscalationThreshold(0.0, 0.1, None)
+
+
+@pytest.mark.parametrize(
+    ("escalation", "problem"),
+    [
+        ({"min_token_prob": 1.5}, r"min_token_prob 1.5 is outside \[0, 1\]"),
+        ({"min_token_prob": -0.01}, "outside"),
+        ({"min_token_prob": "0.1"}, "must be a finite number"),
+        ({"min_token_prob": True}, "must be a finite number"),
+        ({"min_token_prob": float("nan")}, "must be a finite number"),
+        ({"min_token_prob": 0.1, "token_prob_quantile": 1.0}, r"token_prob_quantile 1.0 is outside \(0, 1\)"),
+        ({"min_token_prob": 0.1, "target_quality": 2}, "target_quality"),
+        ({"token_prob_quantile": 0.1}, "object with min_token_prob"),
+        (0.1, "object with min_token_prob"),
+    ],
+)
+def test_an_escalation_threshold_out_of_range_is_refused(escalation, problem):
+    body = json.loads(calibration_text()) | {"escalation": escalation}
+    with pytest.raises(ValueError, match=problem):
+        parse_calibration(json.dumps(body), served_sizes=["0.8b"], scorer="features")
+
+
+def test_reload_applies_the_artifacts_threshold_when_the_config_allows_it(tmp_path, caplog):
+    def routers(**escalation):
+        config = RouterConfig(enabled=True, scorer="features", escalation={"enabled": True, **escalation})
+        router = Router(config, ["0.8b", "2b"])
+        return router, CalibrationReloader(router, str(tmp_path / "calibration.json"), ObjectStore())
+
+    on, on_reloader = routers(min_token_prob=0.05, threshold_from_artifact=True)
+    off, off_reloader = routers(min_token_prob=0.05)
+    assert on.min_token_prob == off.min_token_prob == 0.05  # nothing loaded yet: the configured one
+    (tmp_path / "calibration.json").write_text(calibration_text(escalation=EscalationThreshold(0.3)))
+    assert on_reloader.check() == off_reloader.check() == "loaded"
+    assert on.min_token_prob == 0.3 and off.min_token_prob == 0.05
+    # Applied where it counts: an answer whose 0.1 quantile is 0.2 now escalates on `on` only.
+    decision = on.route(prompt="hi there")
+    assert decision.size == "0.8b"
+    answer = {
+        "mean_logprob": -0.5,
+        "finish_reason": "stop",
+        "thinking_unfinished": False,
+        "completion_text": "x",
+        "token_logprobs": [math.log(0.2)] * 10,
+    }
+    assert on.escalation(decision, **answer) == "low_confidence"
+    assert off.escalation(decision, **answer) is None
+    # Hot reload: a newer artifact's threshold replaces it; one without a threshold gives the config's back.
+    (tmp_path / "calibration.json").write_text(
+        calibration_text(version="v2", escalation=EscalationThreshold(0.1))
+    )
+    assert on_reloader.check() == "loaded" and on.min_token_prob == 0.1
+    assert on.escalation(decision, **answer) is None
+    (tmp_path / "calibration.json").write_text(calibration_text(version="v3"))
+    assert on_reloader.check() == "loaded" and on.min_token_prob == 0.05
+    # A threshold chosen on another quantile than the config's is not applied, and it is said once.
+    other, other_reloader = routers(token_prob_quantile=0.25, threshold_from_artifact=True)
+    (tmp_path / "calibration.json").write_text(
+        calibration_text(version="v4", escalation=EscalationThreshold(0.3))
+    )
+    with caplog.at_level("WARNING"):
+        assert other_reloader.check() == "loaded"
+        assert other_reloader.check() == "unchanged"
+    assert other.calibration.version == "v4" and other.min_token_prob == 0.05
+    assert (
+        sum("not applying the calibration's escalation threshold" in r.message for r in caplog.records) == 1
+    )
+
+
+def test_a_hot_reloaded_threshold_out_of_range_is_refused_and_the_old_artifact_kept(tmp_path, caplog):
+    config = RouterConfig(
+        enabled=True, scorer="features", escalation={"enabled": True, "threshold_from_artifact": True}
+    )
+    router = Router(config, ["0.8b", "2b"])
+    path = tmp_path / "calibration.json"
+    reloader = CalibrationReloader(router, str(path), ObjectStore())
+    path.write_text(calibration_text(version="v1", escalation=EscalationThreshold(0.2)))
+    assert reloader.check() == "loaded" and router.min_token_prob == 0.2
+    body = json.loads(calibration_text(version="v2")) | {"escalation": {"min_token_prob": 7.0}}
+    path.write_text(json.dumps(body))
+    with caplog.at_level("ERROR"):
+        assert reloader.check() == "refused"
+        assert reloader.check() == "refused"
+    assert (
+        sum("refused calibration" in r.message and "min_token_prob" in r.message for r in caplog.records) == 1
+    )
+    assert router.calibration.version == "v1" and router.min_token_prob == 0.2
 
 
 def test_reloader_swaps_a_good_artifact_and_refuses_a_bad_one_once(tmp_path, caplog):
