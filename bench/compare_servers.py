@@ -288,6 +288,8 @@ data["models"][0]["engine"].update(json.loads(engine))
 if checkpoint:
     data["models"][0].update(checkpoint=checkpoint, random_weights=False)
 data["router"]["enabled"] = False
+# `vllm serve` has no request time limit: a c32 x 128 decode of the real-size checkpoint takes minutes.
+data["serving"].get("ingress", {})["request_timeout_s"] = 900.0
 data["cache_dir"] = cache
 data["serving"]["port"] = port
 open(path, "w").write(yaml.safe_dump(data, sort_keys=False))
