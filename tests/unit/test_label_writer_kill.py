@@ -36,6 +36,9 @@ class Writer:
             [sys.executable, str(PROC), str(output), tag, stop],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # Unbuffered: `until` waits on the pipe with select(), which cannot see lines a buffered
+            # reader already pulled in with an earlier one (the test then waited out its timeout).
+            bufsize=0,
         )
         self.reports: list[dict] = []
 
