@@ -15,26 +15,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from realsize_checkpoint import REAL_TEXT_DIMENSIONS
+
 from cluster.catalog import CATALOG
 from cluster.config import EngineConfig
 from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from deployments.engines.demo_models import build_image_processor, build_tokenizer, ensure_demo_models
 from deployments.engines.transformers_engine import TransformersEngine
 
-# A 0.8B-class layout: 3 Gated DeltaNet layers (16 heads of 128) per full-attention layer.
+# The real Qwen3.5-0.8B text layout (bench/realsize_checkpoint.py), with its context and rope.
 FULL_SIZE_TEXT = {
-    "vocab_size": 248_320,
-    "hidden_size": 1024,
-    "intermediate_size": 3584,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 2,
-    "head_dim": 256,
-    "linear_num_key_heads": 16,
-    "linear_num_value_heads": 16,
-    "linear_key_head_dim": 128,
-    "linear_value_head_dim": 128,
-    "linear_conv_kernel_dim": 4,
+    **REAL_TEXT_DIMENSIONS,
     "max_position_embeddings": 262_144,
     "rope_parameters": {
         "rope_type": "default",
@@ -43,7 +34,6 @@ FULL_SIZE_TEXT = {
         "mrope_section": [11, 11, 10],
         "mrope_interleaved": True,
     },
-    "tie_word_embeddings": True,
 }
 FULL_SIZE_VISION = {
     "depth": 12,
