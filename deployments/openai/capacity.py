@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from cluster.config import ClusterConfig, ModelConfig
+from deployments.background import stop_task
 from deployments.engines.base import EngineOverloadedError
 from deployments.router import SizeCapacity
 
@@ -318,8 +319,5 @@ class CapacityTracker:
 
     async def close(self) -> None:
         """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None

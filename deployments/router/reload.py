@@ -12,10 +12,10 @@ reads it from the calibration in use (`Router.min_token_prob`), so it changes in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 
+from deployments.background import stop_task
 from deployments.object_store import ObjectStore
 from deployments.router.calibration import parse_calibration
 from deployments.router.escalation import artifact_threshold_problem
@@ -97,8 +97,5 @@ class CalibrationReloader:
 
     async def close(self) -> None:
         """Stop checking."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None

@@ -16,7 +16,6 @@ records it still buffered (at most `max_buffer_s` of them).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from deployments.background import stop_task
 from deployments.object_store import ObjectStore, join_uri
 from deployments.shadow.labels import to_table
 
@@ -162,11 +162,8 @@ class LabelWriter:
 
     async def close(self) -> None:
         """Stop the loop and write what is buffered."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await self.flush_all()
 
 
