@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cluster.base_config import StrictModel
+from cluster.base_config import StrictModel, check_cron_schedule
 from cluster.batch_config import TASK_NAMES
 from cluster.catalog import ModelSize
 from cluster.retrain_job_config import RetrainJobConfig
@@ -203,9 +203,7 @@ class BatchJobConfig(StrictModel):
     @field_validator("schedule")
     @classmethod
     def _five_fields(cls, schedule: str) -> str:
-        if len(schedule.split()) != 5 and not schedule.startswith("@"):
-            raise ValueError("schedule must have five cron fields or be a @macro")
-        return schedule
+        return check_cron_schedule(schedule)
 
 
 class MonitoringConfig(StrictModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from cluster.base_config import StrictModel
+from cluster.base_config import StrictModel, check_cron_schedule
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -36,6 +36,4 @@ class RetrainJobConfig(StrictModel):
     @field_validator("schedule")
     @classmethod
     def _five_fields(cls, schedule: str) -> str:
-        if len(schedule.split()) != 5 and not schedule.startswith("@"):
-            raise ValueError("schedule must have five cron fields or be a @macro")
-        return schedule
+        return check_cron_schedule(schedule)
