@@ -3,7 +3,6 @@ levels, and its training and leave-one-source-out evaluation on a small syntheti
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -27,24 +26,9 @@ from pipelines.router_training.difficulty_training import train_difficulty
 from pipelines.router_training.irt_training import level_cuts, level_targets, source_weights
 from pipelines.router_training.loso import pair_gap
 from pipelines.router_training.public_table import PublicRow, save_table
+from tests.support.embedders import HashingEmbedder
 
 pytestmark = pytest.mark.unit
-
-
-class HashingEmbedder:
-    """A deterministic bag-of-words embedder: fast, needs no model, and carries real signal."""
-
-    dim = 32
-
-    def encode(self, texts, batch_size=32):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in text.lower().split():
-                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-            norm = np.linalg.norm(out[row])
-            if norm:
-                out[row] /= norm
-        return out
 
 
 def tiny_artifact(names=SIGNAL_NAMES, dim=32) -> DifficultyArtifact:
@@ -111,7 +95,7 @@ def test_artifact_checks_its_shapes():
 
 
 def test_scorer_gives_estimates_levels_and_a_difficulty_that_rise_with_b():
-    scorer = DifficultyScorer(tiny_artifact(), HashingEmbedder())
+    scorer = DifficultyScorer(tiny_artifact(), HashingEmbedder(dim=32))
     short, long = scorer.score_many([from_prompt("hi"), from_prompt("word " * 3000)])
     for result in (short, long):
         assert set(result.estimates) == set(SIZES)
@@ -125,7 +109,7 @@ def test_scorer_gives_estimates_levels_and_a_difficulty_that_rise_with_b():
 
 def test_router_routes_by_the_scorers_estimates():
     config = RouterConfig(enabled=True, scorer="learned", quality_tolerance=0.1)
-    router = Router(config, ("0.8b", "4b"), scorer=DifficultyScorer(tiny_artifact(), HashingEmbedder()))
+    router = Router(config, ("0.8b", "4b"), scorer=DifficultyScorer(tiny_artifact(), HashingEmbedder(dim=32)))
     easy = router.route(prompt="hi")
     assert easy.size == "0.8b" and set(easy.estimates) == {"0.8b", "4b"}
     hard = router.route(prompt="word " * 3000)
@@ -181,7 +165,7 @@ def test_training_reports_every_source_and_never_replaces_the_shipped_artifact(t
     before = DEFAULT_DIFFICULTY_ARTIFACT.read_bytes() if DEFAULT_DIFFICULTY_ARTIFACT.exists() else None
     out = tmp_path / "artifact.json"
     run = train_difficulty(
-        table, models, None, out, embedder=HashingEmbedder(), settings=EmbeddingSettings(int8=False),
+        table, models, None, out, embedder=HashingEmbedder(dim=32), settings=EmbeddingSettings(int8=False),
         report_path=tmp_path / "report.txt",
     )
     assert {s.source for s in run.report.sources} == {"mmlu_pro", "beta", "gamma"}

@@ -23,26 +23,11 @@ from deployments.router.learned import LearnedScorer
 from deployments.router.routing_input import RoutingInput
 from pipelines.router_training.dataset import DatasetError
 from pipelines.router_training.training import train
+from tests.support.embedders import HashingEmbedder
 
 pytestmark = pytest.mark.unit
 
 SEED_SET = Path(__file__).resolve().parents[2] / "training" / "router" / "data" / "prompts.jsonl"
-
-
-class HashingEmbedder:
-    """A deterministic bag-of-words embedder: fast, needs no model, and carries real signal."""
-
-    dim = 64
-
-    def encode(self, texts, batch_size=32):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in text.lower().split():
-                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-            norm = np.linalg.norm(out[row])
-            if norm:
-                out[row] /= norm
-        return out
 
 
 def tiny_artifact() -> LearnedArtifact:
@@ -134,7 +119,7 @@ def _small_training_file(tmp_path: Path, per_phrasing: int = 3) -> Path:
 
 def test_training_learns_levels_and_families_with_a_simple_embedder(tmp_path):
     data = _small_training_file(tmp_path)
-    artifact, report, written = train(data, tmp_path / "artifact.json", embedder=HashingEmbedder())
+    artifact, report, written = train(data, tmp_path / "artifact.json", embedder=HashingEmbedder(dim=64))
     assert written.is_file() and written.stat().st_size < 300_000
     assert report.train_rows > 300 and set(report.heldout) == {"heldout_family", "heldout_phrasing"}
     # Far above the 25% of guessing among four levels on phrasings it never saw.
@@ -142,7 +127,7 @@ def test_training_learns_levels_and_families_with_a_simple_embedder(tmp_path):
     stored = json.loads(written.read_text())
     assert stored["schema_version"] == SCHEMA_VERSION
     assert stored["training"]["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
-    scorer = LearnedScorer(LearnedArtifact.load(written), embedder=HashingEmbedder())
+    scorer = LearnedScorer(LearnedArtifact.load(written), embedder=HashingEmbedder(dim=64))
     easy = scorer.score(RoutingInput(query="Hi! How are you today?"))
     hard = scorer.score(RoutingInput(query="Prove that there are infinitely many primes. Give a rigorous proof."))
     assert easy.difficulty < hard.difficulty
@@ -159,7 +144,7 @@ def test_correct_rows_refine_the_quality_table(tmp_path):
     ]
     correct = tmp_path / "correct.jsonl"
     correct.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    narrow = type("Hash8", (HashingEmbedder,), {"dim": 8})()  # the tiny artifact reads 8-wide embeddings
+    narrow = HashingEmbedder(dim=8)  # the tiny artifact reads 8-wide embeddings
     artifact, report, written = train(None, tmp_path / "out.json", correct=correct, base=base, embedder=narrow)
     assert report.correct_rows == 40
     cell = artifact.quality.cells["maths"][3]
@@ -177,7 +162,7 @@ def test_a_malformed_row_names_file_and_line_and_writes_nothing(tmp_path):
     )
     out = tmp_path / "out.json"
     with pytest.raises(DatasetError, match=r"bad.jsonl:2: `level`"):
-        train(data, out, embedder=HashingEmbedder())
+        train(data, out, embedder=HashingEmbedder(dim=64))
     assert not out.exists() and list(tmp_path.iterdir()) == [data]
 
 
