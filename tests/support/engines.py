@@ -44,3 +44,10 @@ def engine_runner(demo_cache: Path, max_model_len: int) -> Callable[..., Any]:
         return asyncio.run(main())
 
     return run
+
+
+def demo_model_entries(sizes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Config `models` entries serving `sizes` from the random-weight demo checkpoints: CPU, float32,
+    a 2,048-token context and one torch thread each, as the service-level unit tests run them."""
+    engine = {"device": "cpu", "dtype": "float32", "max_model_len": 2048, "torch_threads": 1}
+    return [{"size": size, "random_weights": True, "engine": dict(engine)} for size in sizes]

@@ -11,6 +11,7 @@ from deployments.model_server import ModelServer
 from deployments.openai.capacity import CapacityTracker
 from deployments.openai.dispatch import Dispatcher, LocalModelClient
 from deployments.router import RouteDecision, Router, build_router
+from tests.support.engines import demo_model_entries
 
 pytestmark = pytest.mark.unit
 
@@ -41,19 +42,7 @@ def test_a_second_sample_is_wanted_only_for_verifiable_answers_below_the_largest
 def test_two_disagreeing_samples_escalate_one_size_up(demo_cache):
     config = parse_config(
         {
-            "models": [
-                {
-                    "size": s,
-                    "random_weights": True,
-                    "engine": {
-                        "device": "cpu",
-                        "dtype": "float32",
-                        "max_model_len": 2048,
-                        "torch_threads": 1,
-                    },
-                }
-                for s in ("0.8b", "2b")
-            ],
+            "models": demo_model_entries(("0.8b", "2b")),
             "router": {
                 "enabled": True,
                 "scorer": "features",

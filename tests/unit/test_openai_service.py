@@ -12,6 +12,7 @@ from deployments.openai.capacity import CapacityTracker
 from deployments.openai.dispatch import LocalModelClient
 from deployments.openai.service import OpenAIService
 from deployments.router import build_router
+from tests.support.engines import demo_model_entries
 
 pytestmark = pytest.mark.unit
 
@@ -25,9 +26,7 @@ HARD = (
 
 def make_config(demo_cache, **router):
     config = parse_config({
-        "models": [{"size": s, "random_weights": True,
-                    "engine": {"device": "cpu", "dtype": "float32", "max_model_len": 2048, "torch_threads": 1}}
-                   for s in ("0.8b", "2b", "4b", "9b")],
+        "models": demo_model_entries(("0.8b", "2b", "4b", "9b")),
         "router": {"enabled": True, "scorer": "features", **router},
         "serving": {"default_model": "auto"},
     })

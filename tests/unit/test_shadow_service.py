@@ -14,6 +14,7 @@ from deployments.openai.dispatch import LocalModelClient
 from deployments.openai.service import OpenAIService
 from deployments.router import build_router
 from deployments.shadow.setup import LearningLoop
+from tests.support.engines import demo_model_entries
 
 pytestmark = pytest.mark.unit
 
@@ -21,19 +22,7 @@ pytestmark = pytest.mark.unit
 def make_config(demo_cache, output, **shadow):
     config = parse_config(
         {
-            "models": [
-                {
-                    "size": s,
-                    "random_weights": True,
-                    "engine": {
-                        "device": "cpu",
-                        "dtype": "float32",
-                        "max_model_len": 2048,
-                        "torch_threads": 1,
-                    },
-                }
-                for s in ("0.8b", "2b", "9b")
-            ],
+            "models": demo_model_entries(("0.8b", "2b", "9b")),
             "router": {
                 "enabled": True,
                 "scorer": "features",

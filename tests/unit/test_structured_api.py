@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 
 from cluster.config import parse_config
+from tests.support.engines import demo_model_entries
 from tests.support.openai_shapes import (
     assemble_tool_calls,
     check_chat_chunks,
@@ -72,19 +73,7 @@ def config(demo_cache):
 
     config = parse_config(
         {
-            "models": [
-                {
-                    "size": size,
-                    "random_weights": True,
-                    "engine": {
-                        "device": "cpu",
-                        "dtype": "float32",
-                        "max_model_len": 2048,
-                        "torch_threads": 1,
-                    },
-                }
-                for size in ("0.8b", "4b")
-            ],
+            "models": demo_model_entries(("0.8b", "4b")),
             "router": {"enabled": True, "scorer": "features"},
             "serving": {"default_model": SMALL, "limits": {"max_n": 4}},
         }
