@@ -180,18 +180,8 @@ class LearnedArtifact:
             raise ValueError(f"router artifact {path} is not JSON: {error}") from None
         if not isinstance(document, dict) or not str(document.get("format", "")).startswith(ARTIFACT_FORMAT):
             raise ValueError(f"{path} is not a router artifact (format {ARTIFACT_FORMAT!r})")
-        version = document.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ArtifactMismatchError(
-                f"router artifact {path} has schema version {version!r}; this code reads version "
-                f"{SCHEMA_VERSION}: retrain it with `qwen-cluster router train`"
-            )
-        embedding = document.get("embedding") or {}
-        if embedding.get("model") != EMBEDDING_MODEL:
-            raise ArtifactMismatchError(
-                f"router artifact {path} was trained on embedding model {embedding.get('model')!r}; "
-                f"this code embeds with {EMBEDDING_MODEL!r}: retrain it with `qwen-cluster router train`"
-            )
+        check_compatible(document, f"router artifact {path}", SCHEMA_VERSION)
+        embedding = document["embedding"]  # present: check_compatible read its model
         quality = document.get("quality")
         return cls(
             feature_names=tuple(document["feature_names"]),
@@ -210,6 +200,23 @@ class LearnedArtifact:
             ),
             quality=None if quality is None else QualityTable.from_json(quality),
             training=document.get("training", {}),
+        )
+
+
+def check_compatible(document: dict[str, Any], name: str, schema_version: int) -> None:
+    """Raise ArtifactMismatchError unless the artifact `document` (called `name` in the message) has
+    `schema_version` and was trained on the embedding model this code embeds with."""
+    version = document.get("schema_version")
+    if version != schema_version:
+        raise ArtifactMismatchError(
+            f"{name} has schema version {version!r}; this code reads version "
+            f"{schema_version}: retrain it with `qwen-cluster router train`"
+        )
+    embedding = document.get("embedding") or {}
+    if embedding.get("model") != EMBEDDING_MODEL:
+        raise ArtifactMismatchError(
+            f"{name} was trained on embedding model {embedding.get('model')!r}; "
+            f"this code embeds with {EMBEDDING_MODEL!r}: retrain it with `qwen-cluster router train`"
         )
 
 

@@ -31,10 +31,9 @@ import numpy as np
 
 from cluster.catalog import SIZES
 from deployments.router.artifact import (
-    EMBEDDING_MODEL,
-    ArtifactMismatchError,
     EmbeddingSettings,
     LinearHead,
+    check_compatible,
     difficulty_from_levels,
     write_atomically,
 )
@@ -191,17 +190,8 @@ class DifficultyArtifact:
         Raises:
             ArtifactMismatchError: for another schema version or embedding model than this code's.
         """
-        if document.get("schema_version") != DIFFICULTY_SCHEMA_VERSION:
-            raise ArtifactMismatchError(
-                f"difficulty artifact {path} has schema version {document.get('schema_version')!r}; this code "
-                f"reads version {DIFFICULTY_SCHEMA_VERSION}: retrain it with `qwen-cluster router train`"
-            )
-        embedding = document.get("embedding") or {}
-        if embedding.get("model") != EMBEDDING_MODEL:
-            raise ArtifactMismatchError(
-                f"difficulty artifact {path} was trained on embedding model {embedding.get('model')!r}; "
-                f"this code embeds with {EMBEDDING_MODEL!r}: retrain it with `qwen-cluster router train`"
-            )
+        check_compatible(document, f"difficulty artifact {path}", DIFFICULTY_SCHEMA_VERSION)
+        embedding = document["embedding"]  # present: check_compatible read its model
         return cls(
             input_names=tuple(document["input_names"]),
             input_mean=np.asarray(document["input_mean"], dtype=np.float32),
