@@ -281,7 +281,10 @@ def summarize(level: LevelResult, unit: str, value) -> dict:
 DEMO_CUT_SCRIPT = """
 import json, sys, yaml
 from cluster.config import load_config
-path, cache, port, engine, checkpoint = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+path, cache, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# Optional: engine overrides as JSON and a checkpoint path (bench/cpu_per_request.py passes neither).
+engine = sys.argv[4] if len(sys.argv) > 4 else "{}"
+checkpoint = sys.argv[5] if len(sys.argv) > 5 else ""
 data = load_config(profile="demo").model_dump(mode="json")
 data["models"] = [m for m in data["models"] if m["size"] == "0.8b"]
 data["models"][0]["engine"].update(json.loads(engine))
@@ -355,10 +358,12 @@ def project_up(
     return server
 
 
-def project_server(cache: Path, scratch: Path, settings: ServeSettings) -> Server:
-    """This project's `qwen-cluster up` (the working tree) on the transformers engine."""
-    checkpoint = "" if settings.is_demo else str(settings.checkpoint)
-    engine = {"kind": "transformers", "dtype": settings.dtype}
+def project_server(cache: Path, scratch: Path, settings: ServeSettings | None = None) -> Server:
+    """This project's `qwen-cluster up` (the working tree) on the transformers engine: with this
+    run's checkpoint and dtype, or (no `settings`, as bench/cpu_per_request.py calls it) on the demo
+    profile's own engine settings."""
+    checkpoint = "" if settings is None or settings.is_demo else str(settings.checkpoint)
+    engine = {} if settings is None else {"kind": "transformers", "dtype": settings.dtype}
     return project_up(
         "project", REPO, cache, scratch, dict(os.environ), Path(sys.executable), engine, checkpoint
     )
