@@ -101,21 +101,25 @@ def test_two_clusters_serve_side_by_side_and_a_killed_one_starts_again(demo_conf
         os.killpg(a.pid, signal.SIGKILL)
         a.wait(timeout=30)
         # The actor's worker notices its raylet is gone and exits (seconds, or tens of seconds on a
-        # loaded machine); its HAProxy stays, reparented, holding the port.
+        # loaded machine). Its HAProxy then either stays, reparented and holding the port (what `up`
+        # must clean up), or exits with it (seen on fresh CI machines); never is it still held by a
+        # live worker of the dead cluster.
         deadline = time.monotonic() + 120
         while True:
             ours = local_haproxy.find_ours(local_haproxy.state_dir(port_a))
-            if ours and all(stale for _, stale in ours):
+            if all(stale for _, stale in ours):
                 break
             held = [(proc.pid, proc.parent() and proc.parent().cmdline()[:1]) for proc, _ in ours]
-            assert time.monotonic() < deadline, f"expected HAProxy to outlive the killed cluster: {held}"
+            assert time.monotonic() < deadline, f"a worker of the killed cluster still holds HAProxy: {held}"
             time.sleep(0.5)
+        left_behind = bool(ours)
         assert chat(port_b) == 200
 
         again = start(config_a, tmp_path / "a-again.log")
         processes.append(again)
         wait_ready(again, port_a, tmp_path / "a-again.log")
-        assert "stopped HAProxy left by a cluster" in (tmp_path / "a-again.log").read_text()
+        if left_behind:
+            assert "stopped HAProxy left by a cluster" in (tmp_path / "a-again.log").read_text()
         assert chat(port_b) == 200
     finally:
         for process in processes:
