@@ -76,7 +76,7 @@ SHADOW = Metric(
     "qwen_shadow_total",
     "counter",
     "Shadow answers by size and outcome (answered, dropped_busy, preempted, timeout, error, judge_*); per "
-    "request (empty size): sampled, skipped_busy, recorded, failed. Never part of a user's usage.",
+    "request (empty size): sampled, skipped_busy, skipped_host_cpu, recorded, failed. Never part of a user's usage.",
     ("size", "outcome"),
 )
 SERVING_METRICS = (REQUESTS, ERRORS, LATENCY, TIME_TO_FIRST_TOKEN, TOKENS, ROUTES, SHADOW)

@@ -57,6 +57,17 @@ class ShadowConfig(StrictModel):
             "share of its admission limit and none wait; otherwise the shadow answer is dropped."
         ),
     )
+    max_host_cpu: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "Sample only while this host's CPUs were busy less than this share (all cores) in each "
+            "of the last five seconds. For deployments whose sizes share the ingress host's CPUs (the cpu and "
+            "demo profiles), where an idle size is not an idle core. None: not checked, as on GPU "
+            "workers, where each size has its own accelerator."
+        ),
+    )
     max_in_flight_per_size: int = Field(
         1, ge=1, le=64, description="Shadow answers running at once per size on this ingress replica."
     )
@@ -132,6 +143,7 @@ RUNTIME_FIELDS = (
     "store_text",
     "seed",
     "max_busy_fraction",
+    "max_host_cpu",
     "max_in_flight_per_size",
     "pause_after_refusal_s",
     "timeout_s",

@@ -4,7 +4,9 @@ went out, and one label record is written for it.
 Rules that keep it off the user's path:
 - it starts only after the response was sent (a Starlette background task that just schedules it);
 - nothing is sampled while the cluster is loaded: any size with requests waiting in this ingress
-  replica's line, or past `max_busy_fraction` of its admission limit (`skipped_busy`);
+  replica's line, or past `max_busy_fraction` of its admission limit (`skipped_busy`); and, where
+  `max_host_cpu` is set (sizes sharing the ingress host's CPUs), while the host's CPUs were busier
+  than that share in any of the last five seconds (`skipped_host_cpu`);
 - a shadow size must be idle: its user requests plus shadow answers in flight on this ingress
   replica under `max_busy_fraction` of its admission limit, a ready replica, and fewer than
   `max_in_flight_per_size` shadow answers running there. Otherwise that size's answer is dropped
@@ -36,6 +38,7 @@ from cluster.catalog import SIZES
 from cluster.shadow_config import ShadowConfig
 from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from deployments.router import agreement
+from deployments.shadow.host_cpu import HostCpu
 from deployments.shadow.labels import SCHEMA_VERSION, answer_entry, digest, request_hash
 from deployments.shadow.stream import StreamTap
 from deployments.shadow.writer import LabelWriter
@@ -65,6 +68,7 @@ class ShadowRunner:
         writer: where records go; None when no output is configured.
         metrics: `ServingMetrics`, or None.
         rng: the sampling decision's random source (tests seed it).
+        host_cpu: the host's CPU reading, asked only when `max_host_cpu` is set.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class ShadowRunner:
         writer: LabelWriter | None,
         metrics=None,
         rng: random.Random | None = None,
+        host_cpu: HostCpu | None = None,
     ):
         self.config = config
         self.clients = dict(clients)
@@ -82,6 +87,7 @@ class ShadowRunner:
         self.writer = writer
         self.metrics = metrics
         self.rng = rng or random.Random()
+        self.host_cpu = host_cpu if host_cpu is not None or config.max_host_cpu is None else HostCpu()
         self.generating: set[asyncio.Future] = set()
         self.refused_at = float("-inf")
         self.running: dict[str, int] = dict.fromkeys(self.clients, 0)
@@ -91,6 +97,8 @@ class ShadowRunner:
     def reconfigure(self, config: ShadowConfig) -> None:
         """Take new settings (enabled, sample_rate, ...) now; the output and writer stay as built."""
         self.config = config
+        if config.max_host_cpu is not None and self.host_cpu is None:
+            self.host_cpu = HostCpu()
 
     # ---- sampling ------------------------------------------------------------------------------
     def draw(self, route) -> list[str] | None:
@@ -133,7 +141,16 @@ class ShadowRunner:
         if self.busy():
             self._count("", "skipped_busy")  # not sampled: shadow work waits for a quiet moment
             return True
+        if self._host_cpu_busy():
+            self._count("", "skipped_host_cpu")
+            return True
         return False
+
+    def _host_cpu_busy(self) -> bool:
+        limit = self.config.max_host_cpu
+        if limit is None or self.host_cpu is None:
+            return False
+        return self.host_cpu.busy_share() >= limit
 
     async def _schedule(self, route, generation, result, endpoint: str, sizes: list[str]) -> None:
         # Run here, once the response went out (Starlette skips background work when sending
