@@ -1,0 +1,215 @@
+"""How the router routes public maths prompts of known tier, and what retraining on them would do.
+
+    python training/router/tier_probe.py --mirror DIR [--per-source 200] [--recipes all]
+
+Reads public_tiers.yaml's sources from DIR (bare git snapshots, as build_public.py), drops rows that
+match an evaluation question (public_sources.yaml's `exclusions`) and counts them, then samples
+2 x `--per-source` prompts per source (seeded): the first half trains, the second half is held out.
+
+Prints, per source, the share of its held-out prompts each size gets, and how many reach the tier's
+size, within one size, and the tier-0/1 "easy to 0.8b/2b" and tier-3 "hard to 4b/9b" shares:
+- `shipped`: the shipped router (the demo profile's learned scorer and quality policy);
+- each recipe retrained on the templates' training split plus the public tier rows' training halves:
+  `tiers` (the shipped recipe: ridge blended 0.8 with the hand-set feature scorer), `tiers-blend0.5`
+  (blend 0.5), `feature-residual` (the hand-set feature weights corrected by a ridge fit of the
+  residual on the 19 features, alpha 1e4, then the same blend). For each recipe also the template
+  figures (5-fold leave-families-out CV over the training families, and the held-out template rows)
+  and the leave-one-source-out shares (trained without the source at all). Nothing is written: this
+  is the evidence for issue 28's next step, not a training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from build_public import exclusion_questions, git_file  # noqa: E402
+from cross_validate import CachedEmbedder, family_folds  # noqa: E402
+
+from cluster.catalog import SIZES  # noqa: E402
+from cluster.router_config import RouterConfig  # noqa: E402
+from deployments.engines.base import ChatMessage  # noqa: E402
+from deployments.router.artifact import EmbeddingSettings, LinearHead  # noqa: E402
+from deployments.router.features import FEATURE_NAMES  # noqa: E402
+from deployments.router.learned import LearnedScorer  # noqa: E402
+from deployments.router.router import Router  # noqa: E402
+from deployments.router.routing_input import from_request  # noqa: E402
+from pipelines.router_training import training  # noqa: E402
+from pipelines.router_training.dataset import LabeledRow, load_rows  # noqa: E402
+from pipelines.router_training.evaluation import evaluate  # noqa: E402
+from pipelines.router_training.public_table import Exclusion  # noqa: E402
+
+TEMPLATES = HERE / "data" / "prompts.jsonl"
+FAMILY_BY_TIER = {0: "word_problem", 1: "word_problem", 2: "competition_math", 3: "competition_math"}
+
+
+def tier_rows(mirror: Path, per_source: int, seed: int) -> tuple[dict[str, list[LabeledRow]], Counter]:
+    """2 x `per_source` labelled rows per source (fewer where a source has fewer), and the counts of
+    rows dropped as evaluation questions, duplicates or malformed, by source and reason."""
+    spec = yaml.safe_load((HERE / "public_tiers.yaml").read_text())
+    public = yaml.safe_load((HERE / "public_sources.yaml").read_text())
+    exclusion = Exclusion(exclusion_questions(mirror, public["exclusions"]))
+    dropped: Counter = Counter()
+    out: dict[str, list[LabeledRow]] = {}
+    for name, source in spec["sources"].items():
+        texts: set[str] = set()
+        for path in source["files"]:
+            for line in git_file(mirror, source["repo"], source["commit"], path).decode().splitlines():
+                try:
+                    record = json.loads(line)
+                    text = " ".join(str(record[f]).strip() for f in source["text"]).strip()
+                except (ValueError, KeyError, TypeError):
+                    dropped[(name, "malformed")] += 1
+                    continue
+                if not text:
+                    dropped[(name, "empty")] += 1
+                elif text in texts:
+                    dropped[(name, "duplicate")] += 1
+                else:
+                    texts.add(text)
+        ordered = sorted(texts)
+        random.Random(seed).shuffle(ordered)
+        kept = []
+        for text in ordered:
+            if len(kept) == 2 * per_source:
+                break
+            match = exclusion.match(text)
+            if match is not None:
+                dropped[(name, f"evaluation set {match}")] += 1
+                continue
+            kept.append(text)
+        level = int(source["tier"])
+        out[name] = [
+            LabeledRow(
+                request=from_request([ChatMessage(role="user", content=text)], None),
+                family=FAMILY_BY_TIER[level],
+                group="maths",
+                level=level,
+                size=SIZES[level],
+                split="train",
+            )
+            for text in kept
+        ]
+    return out, dropped
+
+
+def feature_residual_head(alpha: float) -> Callable:
+    """A level-head fit: the hand-set feature level plus a ridge fit of the residual on the features
+    alone, then blended with the full ridge as the shipped recipe blends."""
+
+    def fit(inputs: np.ndarray, levels: np.ndarray, weights: np.ndarray, prior) -> LinearHead:
+        from sklearn.linear_model import Ridge
+
+        dim = inputs.shape[1] - len(FEATURE_NAMES)
+        residual = levels - (inputs @ prior[0] + prior[1])
+        correction = Ridge(alpha=alpha).fit(inputs[:, dim:], residual, sample_weight=weights)
+        p_coef = prior[0] + np.concatenate([np.zeros(dim), correction.coef_])
+        p_intercept = prior[1] + correction.intercept_
+        return SHIPPED_FIT(inputs, levels, weights, (p_coef, p_intercept))
+
+    return fit
+
+
+SHIPPED_FIT = training._fit_level_head
+
+
+def shares(router: Router, rows: Sequence[LabeledRow]) -> str:
+    """Size shares of `rows`' decisions and the tier figures, as one line."""
+    sizes = [d.size for d in router.decide_many([r.request for r in rows])]
+    counts = Counter(sizes)
+    level = rows[0].level
+    at_tier = sum(s == SIZES[level] for s in sizes) / len(sizes)
+    within = sum(abs(SIZES.index(s) - level) <= 1 for s in sizes) / len(sizes)
+    small = sum(s in SIZES[:2] for s in sizes) / len(sizes)
+    large = 1 - small
+    side = f"easy->0.8b/2b {small:.2f}" if level <= 1 else f"hard->4b/9b {large:.2f}"
+    split = "/".join(f"{counts[s] / len(sizes):.2f}" for s in SIZES)
+    return f"{split}  tier {at_tier:.2f}  within one {within:.2f}  {side}"
+
+
+def template_figures(rows, decisions) -> str:
+    report = evaluate(rows, decisions, SIZES)
+    return (
+        f"exact {report.accuracy:.3f}  within one {report.within_one:.3f}  Spearman {report.spearman:.3f}  "
+        f"9b->4b/9b {report.hard_to_large:.3f}  0.8b->0.8b {report.trivial_to_smallest:.3f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mirror", type=Path, required=True, help="folder of owner+name/repo snapshots")
+    parser.add_argument("--per-source", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipes", default="tiers,tiers-blend0.5,feature-residual")
+    args = parser.parse_args(argv)
+    rows, dropped = tier_rows(args.mirror, args.per_source, args.seed)
+    for (name, reason), count in sorted(dropped.items()):
+        print(f"dropped {count} rows of {name}: {reason}")
+    held = {name: r[len(r) // 2 :] for name, r in rows.items()}
+    train = {name: r[: len(r) // 2] for name, r in rows.items()}
+    print(", ".join(f"{name} {len(r)}" for name, r in held.items()), "held-out rows per source\n")
+
+    from cluster.config import load_config
+    from deployments.router.embeddings import SentenceEmbedder
+
+    shipped = Router(load_config(profile="demo").router, SIZES)
+    print("shipped router (0.8b/2b/4b/9b shares):")
+    for name, r in held.items():
+        print(f"  {name:<14} tier {r[0].level}  {shares(shipped, r)}")
+
+    templates = load_rows(TEMPLATES, require_label=True)
+    fit_templates = [r for r in templates if not r.heldout]
+    held_templates = [r for r in templates if r.heldout]
+    embedder = CachedEmbedder(SentenceEmbedder.for_settings(EmbeddingSettings()))
+    config = RouterConfig()
+
+    def router_for(fit_rows) -> Router:
+        artifact = training.fit_artifact(fit_rows, embedder, EmbeddingSettings())
+        return Router(config, SIZES, scorer=LearnedScorer(artifact, embedder))
+
+    recipes = {
+        "tiers": (SHIPPED_FIT, training.LEVEL_FEATURE_BLEND),
+        "tiers-blend0.5": (SHIPPED_FIT, 0.5),
+        "feature-residual": (feature_residual_head(1e4), training.LEVEL_FEATURE_BLEND),
+    }
+    shipped_blend = training.LEVEL_FEATURE_BLEND
+    for recipe in args.recipes.split(","):
+        fit, blend = recipes[recipe]
+        training._fit_level_head, training.LEVEL_FEATURE_BLEND = fit, blend
+        try:
+            public = [r for rs in train.values() for r in rs]
+            cv_rows, cv_decisions = [], []
+            for fold in family_folds(fit_templates, 5, args.seed):
+                test = [r for r in fit_templates if r.family in fold]
+                router = router_for([r for r in fit_templates if r.family not in fold] + public)
+                cv_rows += test
+                cv_decisions += router.decide_many([r.request for r in test])
+            full = router_for(fit_templates + public)
+            print(f"\n{recipe}:")
+            print(f"  templates, CV          {template_figures(cv_rows, cv_decisions)}")
+            held_decisions = full.decide_many([r.request for r in held_templates])
+            print(f"  templates, held out    {template_figures(held_templates, held_decisions)}")
+            for name, r in held.items():
+                alone = router_for(fit_templates + [x for n, xs in train.items() if n != name for x in xs])
+                print(f"  {name:<14} split half {shares(full, r)}")
+                print(f"  {'':<14} source out {shares(alone, r)}")
+        finally:
+            training._fit_level_head, training.LEVEL_FEATURE_BLEND = SHIPPED_FIT, shipped_blend
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
