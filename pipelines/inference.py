@@ -138,6 +138,7 @@ class InferenceStage:
             messages=self.catalog.messages(row),
             enable_thinking=row["thinking"],
             stream=False,  # the job joins the answer: engines may produce it in one piece
+            answer_logprobs=False,  # and reads no token probabilities
         )
 
     async def _chat(self, size: str, request: GenerationRequest) -> tuple[list[str], Any]:

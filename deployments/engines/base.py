@@ -142,6 +142,10 @@ class GenerationRequest:
     # produce the answer in one final delta (vLLM's FINAL_ONLY outputs, as `vllm serve` asks for
     # non-streamed requests), which saves a wake-up and a copy per token.
     stream: bool = True
+    # Whether the caller reads the answer's per-token log-probabilities (the last delta's `logprobs`:
+    # escalation and shadow labels do). False lets an engine skip them: vLLM then computes no
+    # log-softmax over the vocabulary per token and no logprob entries (the batch job sets it).
+    answer_logprobs: bool = True
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

@@ -73,7 +73,9 @@ def vllm_sampling_kwargs(request: GenerationRequest, defaults) -> dict[str, Any]
         "presence_penalty": pick(params.presence_penalty, defaults.presence_penalty),
         "stop": list(params.stop),
         "seed": params.seed,
-        "logprobs": params.top_logprobs if params.logprobs else 0,
+        # 0: the sampled token's own log-probability (the answer's, for escalation and labels); None:
+        # none at all, for a caller that reads neither (GenerationRequest.answer_logprobs).
+        "logprobs": params.top_logprobs if params.logprobs else (0 if request.answer_logprobs else None),
         "frequency_penalty": pick(params.frequency_penalty, 0.0),
         "logit_bias": dict(params.logit_bias) or None,
     }

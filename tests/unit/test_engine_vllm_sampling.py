@@ -30,6 +30,18 @@ def test_logprobs_penalties_and_bias_translate():
     assert plain["logprobs"] == 0 and plain["frequency_penalty"] == 0.0 and plain["logit_bias"] is None
 
 
+def test_a_caller_that_reads_no_token_probabilities_gets_none_computed():
+    model = load_config(profile="gpu").model_by_name("qwen3.5-4b")
+    chat = [ChatMessage("user", ["hi"])]
+    skipped = GenerationRequest("r", SamplingParams(), messages=chat, answer_logprobs=False)
+    assert vllm_sampling_kwargs(skipped, model.spec.sampling(False))["logprobs"] is None
+    # An explicit `logprobs` request still wins: the client asked for them.
+    asked = GenerationRequest(
+        "r", SamplingParams(logprobs=True, top_logprobs=2), messages=chat, answer_logprobs=False
+    )
+    assert vllm_sampling_kwargs(asked, model.spec.sampling(False))["logprobs"] == 2
+
+
 def test_structured_outputs_translate_to_vllm_names():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     assert vllm_structured_kwargs(None) is None
