@@ -81,13 +81,13 @@ class ShadowRunner:
         rng: random.Random | None = None,
         host_cpu: HostCpu | None = None,
     ):
-        self.config = config
         self.clients = dict(clients)
         self.capacity = capacity
         self.writer = writer
         self.metrics = metrics
         self.rng = rng or random.Random()
-        self.host_cpu = host_cpu if host_cpu is not None or config.max_host_cpu is None else HostCpu()
+        self.host_cpu = host_cpu
+        self.reconfigure(config)
         self.generating: set[asyncio.Future] = set()
         self.refused_at = float("-inf")
         self.running: dict[str, int] = dict.fromkeys(self.clients, 0)
@@ -98,7 +98,7 @@ class ShadowRunner:
         """Take new settings (enabled, sample_rate, ...) now; the output and writer stay as built."""
         self.config = config
         if config.max_host_cpu is not None and self.host_cpu is None:
-            self.host_cpu = HostCpu()
+            self.host_cpu = HostCpu()  # its first window starts now
 
     # ---- sampling ------------------------------------------------------------------------------
     def draw(self, route) -> list[str] | None:
@@ -148,9 +148,8 @@ class ShadowRunner:
 
     def _host_cpu_busy(self) -> bool:
         limit = self.config.max_host_cpu
-        if limit is None or self.host_cpu is None:
-            return False
-        return self.host_cpu.busy_share() >= limit
+        # reconfigure built a reading whenever a limit is set
+        return limit is not None and self.host_cpu.busy_share() >= limit
 
     async def _schedule(self, route, generation, result, endpoint: str, sizes: list[str]) -> None:
         # Run here, once the response went out (Starlette skips background work when sending
