@@ -5,8 +5,9 @@ The corpus is `bench/batch_throughput.py`'s shape on a local folder: half the pa
 PDFs (a text layer and a coloured box), half single 800x600 images (PNG and JPEG). Our job reads the
 folder itself (`qwen-cluster batch --input DIR --task describe`). For Ray Data LLM, `page_rows`
 renders each PDF page with pypdfium2 at our job's resolution (110 dpi, shrunk to the engine's
-`image_max_pixels`) and passes images as they are; `describe_messages` asks what our `describe` task
-asks, in the OpenAI chat format its multimodal stage parses, the image as a data URL.
+`image_max_pixels`) and passes images as they are; `describe_messages` asks exactly what our
+`describe` task asks (the job's own `TaskCatalog` writes the text), in the OpenAI chat format its
+multimodal stage parses, the image as a data URL.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ PAGES_PER_PDF = 5
 PDF_DPI = 110
 # The demo profile's engine.image_max_pixels: both runs hand the engine pages of at most this size.
 IMAGE_MAX_PIXELS = 200_704
-# Our `describe` task's instruction (pipelines/tasks.py), so both runs ask the same thing.
-DESCRIBE = "Describe this {subject} in detail: what it shows, its layout and its key content."
-TEXT_LAYER = "\n\nThe page's text layer (may be incomplete or out of order):\n{text}"
 
 
 def write_pages(folder: Path, pages: int) -> int:
@@ -58,11 +56,13 @@ def _data_url(data: bytes, mime: str) -> str:
 
 def page_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
     """Ray Data `flat_map` over `read_binary_files(..., include_paths=True)`: one row per page."""
+    from pipelines.schema import KIND_IMAGE, KIND_PDF_PAGE
+
     path, data = row["path"], row["bytes"]
     name = Path(path).name
     if not name.endswith(".pdf"):
         mime = "image/png" if name.endswith(".png") else "image/jpeg"
-        return [{"id": name, "image_url": _data_url(data, mime), "text": "", "kind": "image"}]
+        return [{"id": name, "image_url": _data_url(data, mime), "text": "", "kind": KIND_IMAGE}]
     import pypdfium2 as pdfium
 
     pdf = pdfium.PdfDocument(data)
@@ -84,7 +84,7 @@ def page_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
                     "id": f"{name}#page={index + 1}",
                     "image_url": _data_url(buffer.getvalue(), "image/png"),
                     "text": text,
-                    "kind": "pdf_page",
+                    "kind": KIND_PDF_PAGE,
                 }
             )
     finally:
@@ -92,14 +92,20 @@ def page_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def describe_messages(row: dict[str, Any], system: str | None) -> list[dict[str, Any]]:
-    """The chat our `describe` task sends for this page, in OpenAI's format."""
-    subject = "document page" if row["kind"] == "pdf_page" else "image"
-    instruction = DESCRIBE.format(subject=subject)
-    if row["text"]:
-        instruction += TEXT_LAYER.format(text=row["text"])
-    content = [{"type": "image_url", "image_url": {"url": row["image_url"]}}, {"type": "text", "text": instruction}]
-    messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
-    if system:
-        messages.insert(0, {"role": "system", "content": system})
+def describe_messages(row: dict[str, Any], catalog) -> list[dict[str, Any]]:
+    """The chat our `describe` task sends for this page (`catalog`: the job's `TaskCatalog`), in
+    OpenAI's format: the catalog writes the system message and the instruction with the page's text
+    layer; the image goes first, as a data URL."""
+    work_row = {
+        "task": "describe", "kind": row["kind"], "prompt": None, "image": None, "text": row["text"],
+        "source_uri": row["id"], "page": 1,
+    }  # fmt: skip
+    messages: list[dict[str, Any]] = []
+    for message in catalog.messages(work_row):
+        (text,) = message.content  # no image was given: the text alone
+        if message.role == "system":
+            messages.append({"role": "system", "content": text})
+        else:
+            image = {"type": "image_url", "image_url": {"url": row["image_url"]}}
+            messages.append({"role": message.role, "content": [image, {"type": "text", "text": text}]})
     return messages

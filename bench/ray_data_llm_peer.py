@@ -147,10 +147,15 @@ def peer_main(args: argparse.Namespace) -> int:
         prepare_multimodal_stage={"enabled": True, "chat_template_content_format": "openai"} if pages else False,
     )
     system = args.system_prompt
+    if pages:
+        from cluster.batch_config import TaskSettings
+        from pipelines.tasks import TaskCatalog
+
+        catalog = TaskCatalog(TaskSettings(system_prompt=system))
 
     def preprocess(row: dict) -> dict:
         if pages:
-            messages = peer_pages.describe_messages(row, system)
+            messages = peer_pages.describe_messages(row, catalog)
         else:
             messages = [{"role": "user", "content": f"{PROMPT}\n\nDocument:\n{row['text']}"}]
             if system:
