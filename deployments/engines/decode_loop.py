@@ -141,6 +141,13 @@ class DecodeLoop:
     # ---- worker thread ---------------------------------------------------------------------------
     def run(self) -> None:
         """Admit, prefill and decode until stopped; on a crash fail every open row and re-raise."""
+        if str(self.device).startswith("cpu"):
+            # Qwen3.5's linear-attention states decay towards zero and reach subnormal floats, which
+            # x86 cores compute one to two orders of magnitude slower: a prefill chunk carrying such a
+            # state took 130 ms instead of 33-36 (bench/engine_denormals.py). Flushing them
+            # to zero changes only values below 1.2e-38. The flag is per thread: this is the thread
+            # that runs every forward (torch's own intra-op threads follow it).
+            torch.set_flush_denormal(True)
         try:
             with torch.inference_mode():
                 while self._admit():

@@ -300,3 +300,26 @@ def test_vision_batches_respect_the_token_budget():
     ]
     assert all(len(g) * max(r.prompt.num_tokens for r in g) <= 1000 or len(g) == 1 for g in groups)
     assert [r for g in groups for r in g] == rows  # order kept, nothing lost
+
+
+def test_forwards_run_with_subnormal_floats_flushed_to_zero(run_engine):
+    # Decaying linear-attention states reach subnormal floats, which x86 computes 5-50x slower
+    # (bench/engine_denormals.py): every forward must see them flushed to zero.
+    import torch
+
+    seen = []
+
+    def probe(module, args, output):
+        tiny = torch.tensor(1e-39, dtype=torch.float32)  # subnormal in float32
+        seen.append(float(tiny * 1.0))
+
+    async def body(engine):
+        handle = engine._model.register_forward_hook(probe)
+        try:
+            await collect(engine, request("hello there", temperature=0.0, max_tokens=3))
+        finally:
+            handle.remove()
+
+    run_engine(body)
+    assert seen and all(value == 0.0 for value in seen)
+    assert float(torch.tensor(1e-39, dtype=torch.float32) * 1.0) != 0.0  # this thread is untouched
