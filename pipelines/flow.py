@@ -42,7 +42,7 @@ def _read(plan: JobPlan, items: list[dict[str, Any]], done_ref, **reader_kwargs)
 
     cpu = plan.spec.config.batch.cpu_stages
     blocks = max(1, min(len(items), math.ceil(len(items) / cpu.documents_per_batch)))
-    return ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+    expanded = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
         ReadAndExpand,
         fn_constructor_kwargs={
             "storage_options": plan.storage_options,
@@ -55,6 +55,11 @@ def _read(plan: JobPlan, items: list[dict[str, Any]], done_ref, **reader_kwargs)
         compute=ActorPoolStrategy(min_size=cpu.reader_min_actors, max_size=cpu.reader_max_actors),
         num_cpus=cpu.num_cpus,
     )
+    # Ray Data joins a task's output tables into blocks of up to 128 MiB, so one JSONL file of text
+    # rows (or a long PDF) came out as one block: one inference task, one busy actor whatever the
+    # pool's size, and no result written until the whole file was done. Blocks of `rows_per_task`
+    # rows spread the rows over every actor and stream them to the writer.
+    return expanded.repartition(target_num_rows_per_block=cpu.rows_per_task)
 
 
 def light_dataset(plan: JobPlan, items: list[dict[str, Any]], done_ref):
