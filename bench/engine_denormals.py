@@ -91,9 +91,9 @@ def main() -> int:
     import json
 
     import torch
+    from batch_tree import demo_config
 
     from deployments.engines.demo_models import ensure_demo_models
-    from batch_tree import demo_config
 
     torch.set_num_threads(1)
     scratch = Path(tempfile.mkdtemp(prefix="bench-denormals-"))
