@@ -124,3 +124,16 @@ def client(served):
 
     with OpenAI(base_url=served.base_url, api_key="unused", max_retries=0, timeout=60) as openai_client:
         yield openai_client
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray for the module's tests (left alone when one is already running)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=4, include_dashboard=False)
+    yield
+    if started:
+        ray.shutdown()

@@ -18,18 +18,6 @@ ROWS = 100
 ROWS_PER_TASK = 16
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def test_one_manifest_of_text_rows_is_cut_into_blocks_of_rows_per_task(tmp_path, demo_config, local_ray):
     import ray
 

@@ -67,18 +67,6 @@ def corpus(s3_server):
     )
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=4, include_dashboard=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def read_partition(s3_server, prefix: str) -> pa.Table:
     fs = pafs.S3FileSystem(endpoint_override=s3_server.endpoint_url, region="us-east-1")
     dataset = pads.dataset(f"{BUCKET}/{prefix}", filesystem=fs, format="parquet", partitioning="hive")

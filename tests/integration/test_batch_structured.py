@@ -47,16 +47,8 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
+def _ray_for_both_jobs(local_ray):
     """One local Ray for both jobs (the command joins it instead of starting its own each time)."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=4, include_dashboard=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 def job_config(tmp_path, demo_cache) -> str:
