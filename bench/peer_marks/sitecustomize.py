@@ -35,7 +35,12 @@ if _MARK:
         "ray.llm._internal.batch.stages.vllm_engine_stage": ("vLLMEngineWrapper", "generate_async"),
     }
 
+    _marked = []  # set once this process has seen the mark written: later rows skip the syscall
+
     def _mark() -> None:
+        if _marked:
+            return
+        _marked.append(True)
         try:
             fd = os.open(_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
