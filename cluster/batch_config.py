@@ -99,9 +99,11 @@ class ActorPoolSettings(StrictModel):
         ge=1,
         le=64,
         description=(
-            "Ray Data tasks one actor runs at once. Each task submits up to 4 batches concurrently, and the "
-            "engine batches all of them together, so this times 4 times batch_size should cover the engine's "
-            "max_batch_size."
+            "Ray Data tasks one actor runs at once. Each task carries one block of "
+            "`cpu_stages.rows_per_task` rows (or one batch, when batch_size is larger) and submits its "
+            "batches together, and the engine batches every row in flight: an actor holds about this times "
+            "max(rows_per_task, batch_size) rows (measured: 2 tasks, blocks of 32, batch_size 8: 64 rows; "
+            "batch_size 64: 128), which should cover the engine's max_batch_size."
         ),
     )
     num_cpus: float = Field(1.0, ge=0, description="Logical CPUs one actor reserves.")
