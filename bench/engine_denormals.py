@@ -28,7 +28,8 @@ from ray_data_llm_peer import PROMPT, SIZE, write_rows  # noqa: E402
 
 
 def chunk_timer():
-    """Wrap transformers' chunked Gated DeltaNet rule; returns (seconds, calls) with a state."""
+    """Wrap transformers' chunked Gated DeltaNet rule; the dict returned sums the seconds and calls
+    of the chunks that carry a state."""
     from transformers.models.qwen3_5 import modeling_qwen3_5 as qwen
 
     original = qwen.torch_chunk_gated_delta_rule

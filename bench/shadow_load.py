@@ -8,11 +8,12 @@ non-streamed, max_tokens 8, distinct prompts) with shadow answers off and at sam
 `--rounds` times; the switch is the ingress's `reconfigure`, called through a handle on its one
 replica (what a user_config change runs), so both settings see the same replicas. Prints p50, p99 and
 requests/s of each setting over all its phases, and their ratio. Then overload runs (concurrency
-256), interleaved, with shadow off and with shadow at sample_rate 1.0, counting user 429s in each, and finally
-a quiet phase (one request every 2 s for four phase lengths, all drawn) that shows shadows still
-run where the host has headroom, and finally the label records written against the records the
-ingress counted (`ray_qwen_shadow_total{outcome="recorded"}`). `--max-host-cpu` sets `router.shadow.max_host_cpu` (default: the demo profile's, 0.8;
-`none` turns the host-CPU rule off). Traffic goes to 127.0.0.1 only.
+256), interleaved, with shadow off and with shadow at sample_rate 1.0, counting user 429s in each,
+then a quiet phase (one request every 2 s for four phase lengths, all drawn) that shows shadows
+still run where the host has headroom, and finally the label records written against the records
+the ingress counted (`ray_qwen_shadow_total{outcome="recorded"}`). `--max-host-cpu` sets
+`router.shadow.max_host_cpu` (default: the demo profile's, 0.8; `none` turns the host-CPU rule
+off). Traffic goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from jsonschema import Draft202012Validator
 
 from cluster.cli import EXIT_OK, main
 
-pytestmark = pytest.mark.integration
+# One local Ray for both jobs: the command joins it instead of starting its own each time.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_ray")]
 
 LABELS = ["invoice", "receipt", "letter"]
 # Bounded fields, so even a random-weight model closes the object within the token budget.
@@ -44,11 +45,6 @@ def corpus(tmp_path_factory):
     for name, text in DOCUMENTS.items():
         (folder / name).write_text(text)
     return folder
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _ray_for_both_jobs(local_ray):
-    """One local Ray for both jobs (the command joins it instead of starting its own each time)."""
 
 
 def job_config(tmp_path, demo_cache) -> str:
