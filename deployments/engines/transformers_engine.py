@@ -149,6 +149,7 @@ class TransformersEngine(Engine):
                 grammars=self._grammars,
                 max_batch_size=self.config.max_batch_size,
                 batch_wait_s=self.config.batch_wait_ms / 1000,
+                prefill_defer_steps=self.config.prefill_defer_steps,
                 loop=loop,
             )
             self._worker = _start_daemon(loop, self._loop_runner.run, name="qwen-decode-loop")

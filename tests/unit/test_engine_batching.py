@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from deployments.engines.base import ChatMessage, GenerationRequest, ImageInput, SamplingParams
-from deployments.engines.decode_loop import EngineLoopError
+from deployments.engines.decode_loop import DecodeLoop, EngineLoopError
 from tests.support.engines import collect, engine_runner
 
 pytestmark = pytest.mark.unit
@@ -323,3 +323,65 @@ def test_forwards_run_with_subnormal_floats_flushed_to_zero(run_engine):
     run_engine(body)
     assert seen and all(value == 0.0 for value in seen)
     assert float(torch.tensor(1e-39, dtype=torch.float32) * 1.0) != 0.0  # this thread is untouched
+
+
+def policy_loop(
+    running: int, waiting: int, *, steps: int = 2, max_batch_size: int = 32, prefilling: bool = False
+):
+    """A decode loop with `running` rows decoding and `waiting` in its inbox (no model: only the
+    admission policy is exercised)."""
+    loop = DecodeLoop(
+        model=None, device="cpu", pad_id=0, image_token_id=0, vocab_size=8, output=None, grammars=None,
+        max_batch_size=max_batch_size, batch_wait_s=0.0, loop=None, prefill_defer_steps=steps,
+    )  # fmt: skip
+    loop._rows = [object()] * running
+    loop._inbox.extend([object()] * waiting)
+    if prefilling:
+        loop._prefills.append(object())
+    return loop
+
+
+def test_arrivals_wait_at_most_the_configured_steps_while_the_batch_is_half_full():
+    loop = policy_loop(running=16, waiting=3)
+    assert [loop._defer_admission() for _ in range(4)] == [True, True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("running", "waiting", "steps", "prefilling"),
+    [
+        (15, 3, 2, False),  # under half full: a small batch gains nothing from waiting
+        (16, 8, 2, False),  # a quarter of the batch waits: prefill it now
+        (16, 0, 2, False),  # nothing waits
+        (16, 3, 0, False),  # switched off
+        (16, 3, 2, True),  # a prefill runs anyway this step
+    ],
+)
+def test_arrivals_are_admitted_at_once_otherwise(running, waiting, steps, prefilling):
+    assert not policy_loop(running, waiting, steps=steps, prefilling=prefilling)._defer_admission()
+
+
+def test_a_deferred_arrival_waits_its_steps_and_answers_as_alone(run_engine):
+    target = dict(temperature=0.0, max_tokens=8)
+
+    async def body(engine):
+        alone = await collect(engine, request("the row under test", **target))
+        keep_going = {i: -100.0 for i in engine._eos_ids}
+        started = asyncio.Event()
+        # Four long rows fill half of a batch of 8, so one arrival (under a quarter) may wait 3 steps.
+        long_rows = [
+            asyncio.create_task(
+                first_delta_then_rest(
+                    engine, request(f"long {i}", max_tokens=200, logit_bias=keep_going), started
+                )
+            )
+            for i in range(4)
+        ]
+        await started.wait()
+        await asyncio.sleep(0.05)
+        under_test = await collect(engine, request("the row under test", **target))
+        await asyncio.gather(*long_rows)
+        return alone, under_test, engine._loop_runner.deferred_steps
+
+    alone, under_test, deferred_steps = run_engine(body, max_batch_size=8, prefill_defer_steps=3)
+    assert under_test[0] == alone[0] and under_test[1].finish_reason == alone[1].finish_reason
+    assert deferred_steps == 3  # it waited the full three steps (nothing else arrived), then joined
