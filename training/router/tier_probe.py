@@ -12,7 +12,10 @@ size, within one size, and the tier-0/1 "easy to 0.8b/2b" and tier-3 "hard to 4b
 - each recipe retrained on the templates' training split plus the public tier rows' training halves:
   `tiers` (the shipped recipe: ridge blended 0.8 with the hand-set feature scorer), `tiers-blend0.5`
   (blend 0.5), `feature-residual` (the hand-set feature weights corrected by a ridge fit of the
-  residual on the 19 features, alpha 1e4, then the same blend). For each recipe also the template
+  residual on the 19 features, alpha 1e4, then the same blend), `maths-gated` (the `tiers` fit, then a
+  ridge fit, alpha 100, of the maths rows' level residual on the standardized features, added to the
+  level estimate in proportion to the family head's probability of the maths group, so that other
+  groups keep the shipped estimate). For each recipe also the template
   figures (5-fold leave-families-out CV over the training families, and the held-out template rows)
   and the leave-one-source-out shares (trained without the source at all). Nothing is written: this
   is the evidence for issue 28's next step, not a training run.
@@ -43,7 +46,7 @@ from cluster.catalog import SIZES  # noqa: E402
 from cluster.router_config import RouterConfig  # noqa: E402
 from deployments.engines.base import ChatMessage  # noqa: E402
 from deployments.router.artifact import EmbeddingSettings, LinearHead  # noqa: E402
-from deployments.router.features import FEATURE_NAMES  # noqa: E402
+from deployments.router.features import FEATURE_NAMES, extract_features  # noqa: E402
 from deployments.router.learned import LearnedScorer  # noqa: E402
 from deployments.router.router import Router  # noqa: E402
 from deployments.router.routing_input import from_request  # noqa: E402
@@ -124,6 +127,70 @@ def feature_residual_head(alpha: float) -> Callable:
 
 
 SHIPPED_FIT = training._fit_level_head
+GATED_GROUP, GATED_ALPHA = "maths", 100.0
+
+
+def level_estimate(artifact, inputs: np.ndarray) -> np.ndarray:
+    """The level position e the shipped level head's softmax centres on ((2k e - k^2) / w^2)."""
+    width2 = training.LEVEL_WIDTH**2
+    return inputs @ (artifact.level.coef[1] * width2 / 2) + (artifact.level.intercept[1] * width2 + 1) / 2
+
+
+class GroupGatedScorer(LearnedScorer):
+    """The learned scorer plus a correction of its level estimate, linear in the standardized
+    features, that counts in proportion to the family head's probability of one task group."""
+
+    def __init__(self, artifact, embedder, group: str, coef: np.ndarray):
+        super().__init__(artifact, embedder)
+        self.group, self.coef = group, coef
+
+    def score_many(self, requests, features=None):
+        from deployments.router.artifact import difficulty_from_levels
+        from deployments.router.learned import embedding_text, feature_matrix
+        from deployments.router.score_result import ScoreResult
+
+        if features is None:
+            features = [extract_features(r) for r in requests]
+        results = super().score_many(requests, features)
+        if not results:
+            return results
+        embeddings = self.embedder.encode([embedding_text(r) for r in requests])
+        inputs = self.artifact.inputs(embeddings, feature_matrix(features, self.artifact.feature_names))
+        gate = np.asarray([r.groups.get(self.group, 0.0) for r in results])
+        level = level_estimate(self.artifact, inputs) + gate * (inputs[:, embeddings.shape[1] :] @ self.coef)
+        k = np.arange(len(results[0].levels))
+        logits = (2 * np.outer(level, k) - k**2) / training.LEVEL_WIDTH**2
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        difficulties = difficulty_from_levels(probabilities)
+        return [
+            ScoreResult(
+                difficulty=float(difficulty),
+                features=r.features,
+                levels=tuple(float(p) for p in row),
+                groups=r.groups,
+                family=r.family,
+            )
+            for r, row, difficulty in zip(results, probabilities, difficulties, strict=True)
+        ]
+
+
+def gated_scorer(fit_rows, embedder) -> GroupGatedScorer:
+    """The `tiers` fit plus the maths-gated correction fitted on the maths rows of `fit_rows`."""
+    from sklearn.linear_model import Ridge
+
+    from deployments.router.learned import embedding_text, feature_matrix
+
+    artifact = training.fit_artifact(fit_rows, embedder, EmbeddingSettings())
+    rows = [r for r in fit_rows if r.group == GATED_GROUP]
+    embeddings = embedder.encode([embedding_text(r.request) for r in rows])
+    inputs = artifact.inputs(embeddings, feature_matrix([extract_features(r.request) for r in rows]))
+    residual = np.asarray([training._level(r) for r in rows], dtype=float) - level_estimate(artifact, inputs)
+    # No intercept: a constant shift of every maths-looking request cost the templates more (measured).
+    fit = Ridge(alpha=GATED_ALPHA, fit_intercept=False).fit(
+        inputs[:, embeddings.shape[1] :], residual, sample_weight=training._phrasing_weights(rows)
+    )
+    return GroupGatedScorer(artifact, embedder, GATED_GROUP, fit.coef_)
 
 
 def shares(router: Router, rows: Sequence[LabeledRow]) -> str:
@@ -148,12 +215,20 @@ def template_figures(rows, decisions) -> str:
     )
 
 
+def family_exact(rows, decisions) -> str:
+    """Exact size per template family, for where a recipe gains or loses."""
+    hits: dict[str, list[bool]] = {}
+    for row, decision in zip(rows, decisions, strict=True):
+        hits.setdefault(row.family, []).append(decision.size == row.size)
+    return ", ".join(f"{family} {sum(h) / len(h):.2f}" for family, h in sorted(hits.items()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirror", type=Path, required=True, help="folder of owner+name/repo snapshots")
     parser.add_argument("--per-source", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--recipes", default="tiers,tiers-blend0.5,feature-residual")
+    parser.add_argument("--recipes", default="tiers,tiers-blend0.5,feature-residual,maths-gated")
     args = parser.parse_args(argv)
     rows, dropped = tier_rows(args.mirror, args.per_source, args.seed)
     for (name, reason), count in sorted(dropped.items()):
@@ -176,18 +251,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedder = CachedEmbedder(SentenceEmbedder.for_settings(EmbeddingSettings()))
     config = RouterConfig()
 
-    def router_for(fit_rows) -> Router:
-        artifact = training.fit_artifact(fit_rows, embedder, EmbeddingSettings())
-        return Router(config, SIZES, scorer=LearnedScorer(artifact, embedder))
+    def plain_scorer(fit_rows, embedder) -> LearnedScorer:
+        return LearnedScorer(training.fit_artifact(fit_rows, embedder, EmbeddingSettings()), embedder)
 
     recipes = {
-        "tiers": (SHIPPED_FIT, training.LEVEL_FEATURE_BLEND),
-        "tiers-blend0.5": (SHIPPED_FIT, 0.5),
-        "feature-residual": (feature_residual_head(1e4), training.LEVEL_FEATURE_BLEND),
+        "tiers": (SHIPPED_FIT, training.LEVEL_FEATURE_BLEND, plain_scorer),
+        "tiers-blend0.5": (SHIPPED_FIT, 0.5, plain_scorer),
+        "feature-residual": (feature_residual_head(1e4), training.LEVEL_FEATURE_BLEND, plain_scorer),
+        "maths-gated": (SHIPPED_FIT, training.LEVEL_FEATURE_BLEND, gated_scorer),
     }
     shipped_blend = training.LEVEL_FEATURE_BLEND
     for recipe in args.recipes.split(","):
-        fit, blend = recipes[recipe]
+        fit, blend, make_scorer = recipes[recipe]
+
+        def router_for(fit_rows, make_scorer=make_scorer) -> Router:
+            return Router(config, SIZES, scorer=make_scorer(fit_rows, embedder))
+
         training._fit_level_head, training.LEVEL_FEATURE_BLEND = fit, blend
         try:
             public = [r for rs in train.values() for r in rs]
@@ -200,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             full = router_for(fit_templates + public)
             print(f"\n{recipe}:")
             print(f"  templates, CV          {template_figures(cv_rows, cv_decisions)}")
+            print(f"  {'':<22} {family_exact(cv_rows, cv_decisions)}")
             held_decisions = full.decide_many([r.request for r in held_templates])
             print(f"  templates, held out    {template_figures(held_templates, held_decisions)}")
             for name, r in held.items():
