@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 PREFILL_CHUNK_TOKENS = 2048
 # How long an idle loop waits for requests still being tokenized, so a burst lands in one admission.
 BURST_WAIT_S = 0.05
+# Admission sizes kept for diagnostics: the latest only, as a server runs for weeks.
+ADMISSIONS_KEPT = 1024
 
 
 def vision_batches(rows: list[Row], budget: int = PREFILL_CHUNK_TOKENS) -> list[list[Row]]:
@@ -114,7 +116,7 @@ class DecodeLoop:
         self._state: BatchState | None = None
         self._params: SamplingBatch | None = None
         self._outbox = Outbox(loop)
-        self.admissions: list[int] = []  # rows per admission (diagnostics and tests)
+        self.admissions: deque[int] = deque(maxlen=ADMISSIONS_KEPT)  # rows per admission, latest
         self.deferred_steps = 0  # steps arrivals sat out (diagnostics and tests)
 
     # ---- event-loop side -------------------------------------------------------------------------

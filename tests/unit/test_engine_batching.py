@@ -270,7 +270,7 @@ def test_image_rows_prefilled_together_match_each_row_alone(run_engine):
         together = await asyncio.gather(
             *(collect(engine, request(text, images=images, **eos_free)) for text, images in rows)
         )
-        return alone, together, engine._loop_runner.admissions[before:]
+        return alone, together, list(engine._loop_runner.admissions)[before:]
 
     alone, together, admissions = run_engine(body)
     assert admissions == [len(rows)]
