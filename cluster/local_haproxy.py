@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -58,14 +59,44 @@ def state_dir(serving_port: int, root: Path = STATE_ROOT) -> Path:
     return root / f"qwen-haproxy-{os.getuid()}-{serving_port}"
 
 
-def free_port(host: str = "") -> int:
-    """A TCP port nobody listens on right now (on every interface, as HAProxy binds these two)."""
+# Where chosen ports come from: above Ray's worker ports (10002-19999 by default) and below the
+# kernel's ephemeral range, from which every port bound to 0 and every outgoing connection takes
+# one. A port picked there while Ray starts its own processes was taken by one of them before Serve's
+# proxy bound it ("Failed to bind to address", seen once in the kill -9 restart test).
+CHOSEN_PORTS = (20000, 32768)
+
+
+def ephemeral_floor(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
+    """The lowest port of the kernel's ephemeral range (32768 where it cannot be read)."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return CHOSEN_PORTS[1]
+
+
+def free_port(host: str = "", tries: int = 64, exclude: Iterable[int] = ()) -> int:
+    """A TCP port nobody listens on right now (on every interface, as HAProxy binds these two), from
+    `CHOSEN_PORTS` below the ephemeral range and not in `exclude`; a kernel-chosen one if none of
+    `tries` is free."""
+    low, high = CHOSEN_PORTS[0], min(CHOSEN_PORTS[1], ephemeral_floor())
+    taken = set(exclude)
+    for port in random.sample(range(low, high), min(tries, max(0, high - low))):
+        if port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
-def haproxy_env(serving_port: int, environ: dict[str, str] | None = None, root: Path = STATE_ROOT) -> dict[str, str]:
+def haproxy_env(
+    serving_port: int, environ: dict[str, str] | None = None, root: Path = STATE_ROOT
+) -> dict[str, str]:
     """Ray's HAProxy variables for a local cluster serving on `serving_port`, and `OWNER_ENV`.
 
     The files go to `state_dir(serving_port)`; the ports of `PORT_ENVS` are chosen free. A variable
@@ -82,8 +113,11 @@ def haproxy_env(serving_port: int, environ: dict[str, str] | None = None, root: 
     folder = state_dir(serving_port, root)
     wanted = {key: str(folder / name) for key, name in FILE_ENVS.items()}
     wanted[STATE_BASE_ENV] = str(folder)
+    chosen_ports: list[int] = []
     for key in PORT_ENVS:
-        wanted[key] = environ.get(key) or str(free_port())
+        if not environ.get(key):
+            chosen_ports.append(free_port(exclude=chosen_ports))
+        wanted[key] = environ.get(key) or str(chosen_ports[-1])
     chosen = {key: environ.get(key, value) for key, value in wanted.items()}
     chosen[OWNER_ENV] = str(serving_port)
     return chosen

@@ -20,8 +20,12 @@ NODE_ID = "f" * 56  # Ray's node ids are 56 hex characters; Ray puts one between
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    keys = [*local_haproxy.OWNED_ENVS, local_haproxy.OWNER_ENV, *local.SERVE_ENV_DEFAULTS,
-            *local.LOCAL_SERVE_ENV_DEFAULTS]
+    keys = [
+        *local_haproxy.OWNED_ENVS,
+        local_haproxy.OWNER_ENV,
+        *local.SERVE_ENV_DEFAULTS,
+        *local.LOCAL_SERVE_ENV_DEFAULTS,
+    ]
     for key in keys:
         monkeypatch.setenv(key, "")  # so teardown restores the variable, or its absence
         monkeypatch.delenv(key)
@@ -37,9 +41,45 @@ def test_each_serving_port_gets_its_own_files_and_free_extra_ports(clean_env):
     assert first["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] == str(folder)
     assert {first[key].rsplit("/", 1)[0] for key in local_haproxy.FILE_ENVS} == {str(folder)}
     assert second["RAY_SERVE_HAPROXY_SOCKET_PATH"].startswith(str(local_haproxy.state_dir(18001)) + "/")
-    ports = [int(env[key]) for env in (first, second) for key in local_haproxy.PORT_ENVS]
-    # Not Ray's fixed defaults (HAProxy metrics and stats, the fallback proxy's HTTP and gRPC)
-    assert len(set(ports)) == 8 and not {9101, 8404, 8500, 9500} & set(ports)
+    for env in (first, second):
+        ports = {int(env[key]) for key in local_haproxy.PORT_ENVS}
+        # Four different ports, none of Ray's fixed defaults (HAProxy metrics and stats, the fallback
+        # proxy's HTTP and gRPC)
+        assert len(ports) == 4 and not {9101, 8404, 8500, 9500} & ports
+
+
+def test_chosen_ports_stay_out_of_the_ephemeral_range_and_skip_held_ones(tmp_path, monkeypatch):
+    range_file = tmp_path / "ip_local_port_range"
+    range_file.write_text("32768\t60999\n")
+    assert local_haproxy.ephemeral_floor(range_file) == 32768
+    assert local_haproxy.ephemeral_floor(tmp_path / "missing") == local_haproxy.CHOSEN_PORTS[1]
+    low, high = local_haproxy.CHOSEN_PORTS
+    assert all(
+        low <= local_haproxy.free_port() < min(high, local_haproxy.ephemeral_floor()) for _ in range(20)
+    )
+
+    # A range of three ports: one held by a listener, one excluded, so only the third can come back.
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+        first = local_haproxy.free_port()
+        held.bind(("", first))
+        held.listen()
+        monkeypatch.setattr(local_haproxy, "CHOSEN_PORTS", (first, first + 3))
+        monkeypatch.setattr(local_haproxy, "ephemeral_floor", lambda: 65536)
+        free_third = {first + 2} if port_is_free(first + 2) else set()
+        chosen = {local_haproxy.free_port(exclude=[first + 1]) for _ in range(10)}
+        assert first not in chosen and first + 1 not in chosen
+        if free_third:  # else another process holds it and the kernel's choice comes back
+            assert chosen == free_third
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+        return True
 
 
 def test_the_admin_socket_path_fits_a_unix_socket_address():
