@@ -115,9 +115,11 @@ def haproxy_env(
     wanted[STATE_BASE_ENV] = str(folder)
     chosen_ports: list[int] = []
     for key in PORT_ENVS:
-        if not environ.get(key):
+        value = environ.get(key)
+        if not value:
             chosen_ports.append(free_port(exclude=chosen_ports))
-        wanted[key] = environ.get(key) or str(chosen_ports[-1])
+            value = str(chosen_ports[-1])
+        wanted[key] = value
     chosen = {key: environ.get(key, value) for key, value in wanted.items()}
     chosen[OWNER_ENV] = str(serving_port)
     return chosen

@@ -60,7 +60,6 @@ def test_chosen_ports_stay_out_of_the_ephemeral_range_and_skip_held_ones(tmp_pat
 
     # A range of three ports: one held by a listener, one excluded, so only the third can come back.
     with socket.socket() as held:
-        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
         first = local_haproxy.free_port()
         held.bind(("", first))
         held.listen()
