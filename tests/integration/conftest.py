@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import pytest
 
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# The ports a local cluster of ours takes (below the ephemeral range, where Ray's own processes do
+# not take theirs while it starts); the other test modules import it from here.
+from cluster.local_haproxy import free_port
 
 
 @dataclass
@@ -66,7 +62,7 @@ def served(demo_cache, tmp_path_factory, s3_server):
     config = load_config(profile="demo")
     config.cache_dir = demo_cache
     config.serving.port = free_port()
-    config.ray.metrics_export_port = free_port()
+    config.ray.metrics_export_port = free_port(exclude=[config.serving.port])
     config.ray.num_cpus = 8
     config.object_store.endpoint_url = s3_server.endpoint_url
     config.serving.media.s3.allow = ["images"]  # the bucket test_image_from_s3 reads

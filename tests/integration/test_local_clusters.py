@@ -86,7 +86,8 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def test_two_clusters_serve_side_by_side_and_a_killed_one_starts_again(demo_config, tmp_path):
-    port_a, port_b = free_port(), free_port()
+    port_a = free_port()
+    port_b = free_port(exclude=[port_a])
     config_a, config_b = (write_config(demo_config, port, tmp_path) for port in (port_a, port_b))
     processes = []
     try:

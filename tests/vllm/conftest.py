@@ -61,7 +61,7 @@ def served(demo_cache, vllm_env, s3_server):  # noqa: F811 - the integration tie
     config = parse_config(data)
     config.cache_dir = demo_cache
     config.serving.port = free_port()
-    config.ray.metrics_export_port = free_port()
+    config.ray.metrics_export_port = free_port(exclude=[config.serving.port])
     config.ray.num_cpus = 4
     config.object_store.endpoint_url = s3_server.endpoint_url
     config.serving.media.s3.allow = ["images"]
