@@ -23,11 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def percentile_ms(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[int(q * (len(ordered) - 1))] * 1e3 if ordered else float("nan")
+from compare_servers import percentile  # noqa: E402
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -91,7 +89,8 @@ async def run(args: argparse.Namespace) -> None:
     for setting in settings:
         print(
             f"  prefill_defer_steps {setting}: {statistics.median(rates[setting]):6.1f} req/s (median), "
-            f"TTFT p50 {percentile_ms(ttfts[setting], 0.5):.0f} ms, p99 {percentile_ms(ttfts[setting], 0.99):.0f} ms"
+            f"TTFT p50 {percentile(ttfts[setting], 0.5) * 1e3:.0f} ms, "
+            f"p99 {percentile(ttfts[setting], 0.99) * 1e3:.0f} ms"
         )
     print(
         f"  ratio {on}/{off} per pair: {' '.join(f'{r:.2f}' for r in ratios)}; "
