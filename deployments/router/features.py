@@ -19,7 +19,6 @@ from deployments.router.keywords import (
     FAMILY_WORDS,
     FOREIGN_WORDS,
     GATED_CODE_WORDS,
-    GATED_PROOF_PHRASES,
     HIGHER_ORDER_STEMS,
     PHRASES,
 )
@@ -33,25 +32,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "code",
     "multi_step",
     "reasoning",
-    "proof",
-    "step_by_step",
     "competition",
     "non_english",
-    "simple",
     "demand",
     "parts",
     "material",
     "systems",
-    "depth",
     "symbolic",
-    "puzzle",
 )
 
 # A request of this many tokens or more counts as fully long (log scale below it).
 LONG_PROMPT_TOKENS = 8192
 LENGTH_SCALE_TOKENS = 32
-# Beyond this many tokens a prompt is no longer "simple", whatever its cues.
-SIMPLE_MAX_TOKENS = 200
 # The language check reads this many characters of the query.
 LANGUAGE_SAMPLE_CHARS = 1200
 # What a request asks for (its verbs and its parts) is read from the head of its instruction: a
@@ -93,32 +85,13 @@ _CODE_ASK = re.compile(
     r"\b(?:function|functions|class|classes|method|program|script|query|code|library)\b"
 )
 _SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
-# The shapes of the classic short logic questions, which no keyword names: an ordering puzzle chains
-# comparisons ("A is taller than B, B is taller than C"), a syllogism chains quantified premises
-# ("all X are Y ... some Y are Z"), a blood-relation puzzle asks how people named by kinship are
-# related, a direction puzzle turns or casts a shadow and asks the direction, a trick question counts
-# "all but N". One comparison, one premise or one relative is ordinary prose; two of them are the
-# puzzle's shape. These patterns start at letters, so they read only the instruction's head.
-_COMPARISON = re.compile(
-    r"\b(?:older|younger|taller|shorter|heavier|lighter|faster|slower|richer|poorer|bigger|smaller|"
-    r"larger|stronger|weaker|cheaper|earlier|later) than\b"
-)
-_PREMISE = re.compile(r"\b(?:all|some|no|every|none of the)\s+\w+\s+(?:are|is)\b")
-_KINSHIP = re.compile(
-    r"\b(?:brothers?|sisters?|sons?|daughters?|father|mother|uncle|aunt|cousin|nephew|niece|"
-    r"grand(?:son|daughter|father|mother)|husband|wife)\b"
-)
-_KINSHIP_ASK = re.compile(r"\bhow many\b|\brelated\b|\brelation\b|\bwho is\b")
-_DIRECTION_ASK = re.compile(r"\bwhich direction\b|\bfacing\b")
-_DIRECTION_MOVE = re.compile(r"\bturn(?:s|ed)? (?:left|right)\b|\bshadow\b")
-_ALL_BUT = re.compile(r"\ball but (?:\d+|one|two|three|four|five|six|seven|eight|nine|ten)\b")
 _NUMBERED_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 _NON_LATIN = re.compile(
     r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 )
 
-_COMPETITION_NAMES = frozenset(FAMILY_WORDS["competition"])
 _WORD_FAMILY: dict[str, str] = {word: family for family, words in FAMILY_WORDS.items() for word in words}
+_WORD_FAMILY.update(dict.fromkeys(GATED_CODE_WORDS, "code"))
 
 
 def _saturate(count: float, half: float) -> float:
@@ -130,22 +103,6 @@ def _length_scale(tokens: int) -> float:
     """Tokens on a log scale in [0, 1]: 0 for none, 1 at `LONG_PROMPT_TOKENS` and beyond."""
     scale = math.log1p(tokens / LENGTH_SCALE_TOKENS) / math.log1p(LONG_PROMPT_TOKENS / LENGTH_SCALE_TOKENS)
     return min(1.0, scale)
-
-
-def puzzle_shapes(text: str) -> int:
-    """How many logic-puzzle shapes the lowercased `text` has (see `_COMPARISON` and below)."""
-    shapes = 0
-    if len(_COMPARISON.findall(text)) >= 2:
-        shapes += 1
-    if len(_PREMISE.findall(text)) >= 2:
-        shapes += 1
-    if len(_KINSHIP.findall(text)) >= 2 and _KINSHIP_ASK.search(text):
-        shapes += 1
-    if _DIRECTION_ASK.search(text) and _DIRECTION_MOVE.search(text):
-        shapes += 1
-    if "all but" in text and _ALL_BUT.search(text):
-        shapes += 1
-    return shapes
 
 
 def estimate_tokens(text: str) -> int:
@@ -195,12 +152,11 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     numbered_items = len(_NUMBERED_ITEM.findall(cue_text))
     variables = len(_VARIABLE.findall(lowered))
 
-    # Competition and proof phrases ("find all", "show that") are ordinary prose too: they count only
-    # where the text is about mathematics.
+    # Competition phrases ("find all", "such that") are ordinary prose too: they count only where the
+    # text is about mathematics.
     mathematical = hits["math"] + math_symbols > 0 or variables >= 2
     if not mathematical:
-        hits["competition"] = sum(1 for w in _WORD.findall(lowered) if w in _COMPETITION_NAMES)
-        hits["proof"] -= sum(lowered.count(phrase) for phrase in GATED_PROOF_PHRASES)
+        hits["competition"] = 0
     instruction = split.instruction if split.instruction.strip() else request.context
     instruction = instruction[:INSTRUCTION_HEAD_CHARS].lower()
     # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
@@ -211,13 +167,11 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
     )
     parts = sum(instruction.count(joiner) for joiner in CONJUNCTIONS)
-    hits["puzzle"] += puzzle_shapes(instruction)
     # Words such as "function", "class" or "table" count only where the text is about code: another
     # code word, code symbols, or an ask to write code.
     if gated_code and (hits["code"] or code_symbols or _CODE_ASK.search(instruction)):
         hits["code"] += gated_code
     length = _length_scale(tokens)
-    simple = _saturate(hits["simple"], 1.0) if tokens + material_tokens <= SIMPLE_MAX_TOKENS else 0.0
     features = {
         "length": length,
         "turns": min(1.0, (request.user_turns - 1) / 4),
@@ -225,13 +179,10 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         "math": _saturate(hits["math"] + math_symbols, 3.0),
         "code": _saturate(hits["code"] + 2 * code_symbols, 3.0),
         # Word problems chain several quantities: numbers past the second count as steps.
-        "multi_step": _saturate(hits["multi_step"] + max(0, numbers - 2) + numbered_items * 0.5, 3.0),
+        "multi_step": _saturate(max(0, numbers - 2) + numbered_items * 0.5, 3.0),
         "reasoning": _saturate(hits["reasoning"], 2.0),
-        "proof": _saturate(hits["proof"], 1.0),
-        "step_by_step": _saturate(hits["step_by_step"], 1.0),
         "competition": _saturate(hits["competition"], 1.0),
         "non_english": non_english_share(request.query[:LANGUAGE_SAMPLE_CHARS]),
-        "simple": simple,
         # Cross-family signs of a hard request, however short: verbs that ask to analyse, evaluate or
         # create, and how many parts the request joins together.
         "demand": _saturate(higher_order, 2.0),
@@ -240,8 +191,6 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         # long-context one, whatever the instruction asks.
         "material": _length_scale(material_tokens),
         "systems": _saturate(hits["systems"], 1.0),
-        "depth": _saturate(hits["depth"], 1.0),
-        "puzzle": _saturate(hits["puzzle"], 1.0),
         # One-letter variables in mathematical text: algebra and competition problems, not sums.
         "symbolic": _saturate(variables, 2.0) if mathematical else 0.0,
         "tokens": float(tokens + material_tokens),

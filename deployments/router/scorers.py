@@ -31,7 +31,7 @@ def _clip(value: float) -> float:
 # is one level). Set by hand from a least-squares fit on the training split of
 # training/router/data/prompts.jsonl, keeping every cue's sign sensible (an unconstrained search
 # overfits that set: it gave competition problems a negative weight); the later cues (demand, parts,
-# material, systems, symbolic, puzzle, depth) and the weights they moved were chosen by
+# material, systems, symbolic) and the weights they moved were chosen by
 # leave-families-out cross-validation (training/router/cross_validate.py); see training/router/README.md.
 # The bias sits below the first quarter so that a prompt with no cue at all (a greeting) lands on
 # the smallest size, and the hard cues together reach the top quarter, so every size is reachable.
@@ -43,18 +43,13 @@ FEATURE_WEIGHTS: Mapping[str, float] = {
     "code": 0.15,
     "multi_step": 0.10,
     "reasoning": 0.55,
-    "proof": 0.60,
-    "step_by_step": 0.10,
     "competition": 0.50,
     "non_english": 0.05,
-    "simple": -0.40,
     "demand": 0.80,
     "parts": 0.25,
     "material": 0.20,
     "systems": 0.60,
-    "depth": 0.30,
     "symbolic": 0.50,
-    "puzzle": 0.40,
 }
 FEATURE_BIAS = 0.16
 # Softness of the feature scorer's level estimate: the score's distance to each level's centre,
@@ -76,11 +71,10 @@ def feature_groups(features: Mapping[str, float]) -> dict[str, float]:
     """Task groups of the quality table guessed from cues, as weights summing to 1."""
     cues = {
         "vision": 2.0 * features["images"],
-        "maths": features["math"] + features["competition"] + features["proof"],
+        "maths": features["math"] + features["competition"],
         "coding": 1.5 * features["code"],
         "long_context": max(0.0, max(features["length"], features["material"]) - 0.55) * 4.0,
         "multilingual": features["non_english"],
-        "instruction": 0.6 * features["simple"],
     }
     cues = {group: value for group, value in cues.items() if value > 0.15}
     if not cues:
