@@ -60,7 +60,6 @@ TABLES = (
     "PHRASES",
     "HIGHER_ORDER_STEMS",
     "CONJUNCTIONS",
-    "GATED_PROOF_PHRASES",
     "GATED_CODE_WORDS",
     "FOREIGN_WORDS",
 )
@@ -83,7 +82,7 @@ def table_entries() -> dict[str, tuple[str, ...]]:
 def patched(removal: Removal) -> Iterator[None]:
     """keywords.py's tables (and what features.py derived from them) without `removal`'s entries."""
     saved = {name: getattr(keywords, name) for name in TABLES}
-    saved_derived = (features._WORD_FAMILY, features._COMPETITION_NAMES)
+    saved_derived = features._WORD_FAMILY
     try:
         for name in TABLES:
             value = saved[name]
@@ -97,12 +96,12 @@ def patched(removal: Removal) -> Iterator[None]:
             setattr(features, name, new)
         words = features.FAMILY_WORDS
         features._WORD_FAMILY = {w: f for f, ws in words.items() for w in ws}
-        features._COMPETITION_NAMES = frozenset(words["competition"])
+        features._WORD_FAMILY.update(dict.fromkeys(features.GATED_CODE_WORDS, "code"))
         yield
     finally:
         for name in TABLES:
             setattr(features, name, saved[name])
-        features._WORD_FAMILY, features._COMPETITION_NAMES = saved_derived
+        features._WORD_FAMILY = saved_derived
 
 
 def fired(texts: Sequence[str]) -> set[tuple[str, str]]:
@@ -123,7 +122,7 @@ def fired(texts: Sequence[str]) -> set[tuple[str, str]]:
             for entry in entries:
                 if table.startswith(("FAMILY_WORDS", "GATED_CODE_WORDS")):
                     hit = entry in words
-                elif table.startswith(("PHRASES", "GATED_PROOF_PHRASES")):
+                elif table.startswith("PHRASES"):
                     hit = entry in lowered
                 elif table == "HIGHER_ORDER_STEMS":
                     hit = any(w.startswith(entry) for w in head_words)
@@ -261,45 +260,9 @@ def variants(bench: Bench) -> dict[str, Callable[[], Removal]]:
 
         return removal
 
-    quiet = [
-        "FAMILY_WORDS:competition",
-        "PHRASES:proof",
-        "PHRASES:step_by_step",
-        "PHRASES:reasoning",
-        "PHRASES:multi_step",
-        "PHRASES:puzzle",
-        "PHRASES:depth",
-        "PHRASES:simple",
-        "FAMILY_WORDS:multi_step",
-    ]
-    mixed = ["FOREIGN_WORDS", "FAMILY_WORDS:proof", "FAMILY_WORDS:simple", "PHRASES:systems"]
-    kept = [
-        "FAMILY_WORDS:math",
-        "FAMILY_WORDS:code",
-        "FAMILY_WORDS:reasoning",
-        "PHRASES:competition",
-        "HIGHER_ORDER_STEMS",
-    ]
-    out["A: unfired + quiet lists"] = combined(quiet)
-    out["B: A + mixed lists"] = combined(quiet + mixed)
-    light = ["FAMILY_WORDS:proof", "FAMILY_WORDS:simple"]
-    out["A2: A + proof and simple words"] = combined(quiet + light)
-    out["C: A2 + kept lists train-fired only"] = combined(quiet + light, kept)
-    for table in [*kept, "FOREIGN_WORDS", "PHRASES:systems"]:
-        out[f"A2 + {table} train-fired only"] = combined(quiet + light, [table])
-    # Pruning that measured as no loss one list at a time, together.
-    neutral = ["FAMILY_WORDS:code", "PHRASES:competition", "FOREIGN_WORDS", "PHRASES:systems"]
-    out["D: A2 + neutral lists train-fired only"] = combined(quiet + light, neutral)
-    out["E: D + maths words train-fired only"] = combined(quiet + light, [*neutral, "FAMILY_WORDS:math"])
+    for table in table_entries():
+        out[f"{table} train-fired only"] = combined([], [table])
     return out
-
-
-SHAPES_OFF = "; no puzzle shapes"
-
-
-def without_shapes(name: str) -> bool:
-    """Whether variant `name` also turns off the puzzle-shape regexes (features.puzzle_shapes)."""
-    return name.endswith(SHAPES_OFF)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -318,15 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = sum(len(v) for v in table_entries().values())
     for name in names:
         start = time.time()
-        removal = known[name.removesuffix(SHAPES_OFF)]()
+        removal = known[name]()
         left = total - sum(len(v) for v in removal.values())
-        shapes = features.puzzle_shapes
-        if without_shapes(name):
-            features.puzzle_shapes = lambda text: 0
-        try:
-            figures = bench.measure(removal)
-        finally:
-            features.puzzle_shapes = shapes
+        figures = bench.measure(removal)
         cells = " | ".join(f"{figures[key]:.3f}" for key, _ in COLUMNS)
         print(f"| {name} | {left} | {cells} |  [{time.time() - start:.0f} s]", flush=True)
     return 0
