@@ -214,9 +214,9 @@ def test_routed_run_answers_each_page_with_its_size(s3_server, corpus, demo_cach
     # A pool per size (one branch each), or one branch whose actors hold both sizes.
     data = job_config(demo_cache, colocate_sizes=colocate, colocated_pool={"batch_size": 2, "num_cpus": 1})
     data["models"] = [m for m in data["models"] if m["size"] in ("0.8b", "2b")]
-    # The feature scorer puts the corpus's images and one-line texts below 0.5, its notes and PDF
-    # pages (long text layers) above, so a threshold at 0.5 sends rows to both sizes.
-    thresholds = (0.5, 0.99, 1.0)
+    # The feature scorer puts the corpus's images, notes and one-line texts below 0.39 (0.20-0.38),
+    # its PDF pages (long text layers) above (0.41), so a threshold at 0.39 sends rows to both sizes.
+    thresholds = (0.39, 0.99, 1.0)
     data["router"].update(enabled=True, scorer="features", policy="thresholds", thresholds=list(thresholds))
     # The corpus is small enough for the driver to route it; this run covers the Ray Data light pass.
     data["batch"]["cpu_stages"]["local_routing_max_documents"] = 0
