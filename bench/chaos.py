@@ -35,20 +35,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # serve_load's raw HTTP client
 
+from cluster.local_haproxy import free_port  # noqa: E402
 from tests.support.chaos import kill_replicas, replica_actor_names, run_load, wait_for_health  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def demo_config(cache: Path, limit: int):
@@ -163,7 +156,9 @@ async def burst_httpx(base_url: str, concurrency: int = 128) -> dict:
     return burst_figures("burst_httpx_", results, concurrency)
 
 
-def wait_for_running(app: str, deployment: str, replicas: int, killed: list[str], timeout_s: float = 180.0) -> float:
+def wait_for_running(
+    app: str, deployment: str, replicas: int, killed: list[str], timeout_s: float = 180.0
+) -> float:
     """Block until `deployment` is back to `replicas` RUNNING replicas, none of them one of the
     `killed` actors; returns when (monotonic). With a second replica serving throughout, /healthz
     never goes 503, so this is the recovery. RUNNING counts come from the ingress's own counter;
@@ -270,7 +265,9 @@ def run_single_node(args, scenarios: list[str]) -> dict:
                 recovered = lambda: wait_for_running(app, "openai-ingress", args.ingress_replicas, killed)  # noqa: E731
             figures["ingress_replicas"] = args.ingress_replicas
             figures.update(
-                asyncio.run(fault_under_load(base_url, fault, args.load_seconds, "ingress", recovered=recovered))
+                asyncio.run(
+                    fault_under_load(base_url, fault, args.load_seconds, "ingress", recovered=recovered)
+                )
             )
     finally:
         local.shutdown()
@@ -374,7 +371,10 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, default=4, help="max_ongoing_requests of 0.8b")
     parser.add_argument(
-        "--ingress-replicas", type=int, default=1, help="ingress replicas (2: one keeps serving while the other is killed)"
+        "--ingress-replicas",
+        type=int,
+        default=1,
+        help="ingress replicas (2: one keeps serving while the other is killed)",
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qwen-cluster")
     args = parser.parse_args()

@@ -43,7 +43,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,9 +62,11 @@ WORKLOADS = ("c1", "c8", "c32", "c128", "ttft c1", "short c16", "mixed c16", "de
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nobody listens on, from the range local clusters choose from (below the kernel's
+    ephemeral range, which the servers' own processes draw from: cluster/local_haproxy.py)."""
+    from cluster.local_haproxy import free_port as cluster_free_port
+
+    return cluster_free_port()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -34,11 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from cluster.local_haproxy import free_port  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
