@@ -12,7 +12,7 @@ size, within one size, and the tier-0/1 "easy to 0.8b/2b" and tier-3 "hard to 4b
 - each recipe retrained on the templates' training split plus the public tier rows' training halves:
   `tiers` (the shipped recipe: ridge blended 0.8 with the hand-set feature scorer), `tiers-blend0.5`
   (blend 0.5), `feature-residual` (the hand-set feature weights corrected by a ridge fit of the
-  residual on the 19 features, alpha 1e4, then the same blend), `maths-gated` (the `tiers` fit, then a
+  residual on the transparent features, alpha 1e4, then the same blend), `maths-gated` (the `tiers` fit, then a
   ridge fit, alpha 100, of the maths rows' level residual on the standardized features, added to the
   level estimate in proportion to the family head's probability of the maths group, so that other
   groups keep the shipped estimate). For each recipe also the template
