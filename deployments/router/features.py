@@ -86,6 +86,7 @@ _CODE_ASK = re.compile(
 )
 _SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
 _NUMBERED_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
+_SENTENCE_MARKS = (".", "!", "?", "¿", "¡", "\n", "。", "！", "？")
 _NON_LATIN = re.compile(
     r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 )
@@ -103,6 +104,21 @@ def _length_scale(tokens: int) -> float:
     """Tokens on a log scale in [0, 1]: 0 for none, 1 at `LONG_PROMPT_TOKENS` and beyond."""
     scale = math.log1p(tokens / LENGTH_SCALE_TOKENS) / math.log1p(LONG_PROMPT_TOKENS / LENGTH_SCALE_TOKENS)
     return min(1.0, scale)
+
+
+def joined_parts(text: str) -> int:
+    """How many joiners (`CONJUNCTIONS`) in `text` join parts of a sentence: one that follows a
+    single word of its sentence ("Hi, how are you?", "Hola, ¿qué tal?", "First, ...") sets off an
+    interjection or an opener, not a part."""
+    parts = 0
+    for joiner in CONJUNCTIONS:
+        start = text.find(joiner)
+        while start >= 0:
+            sentence_start = max(text.rfind(mark, 0, start) for mark in _SENTENCE_MARKS) + 1
+            if len(text[sentence_start:start].split()) >= 2:
+                parts += 1
+            start = text.find(joiner, start + 1)
+    return parts
 
 
 def estimate_tokens(text: str) -> int:
@@ -166,7 +182,7 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         for word in _WORD.findall(instruction)
         if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
     )
-    parts = sum(instruction.count(joiner) for joiner in CONJUNCTIONS)
+    parts = joined_parts(instruction)
     # Words such as "function", "class" or "table" count only where the text is about code: another
     # code word, code symbols, or an ask to write code.
     if gated_code and (hits["code"] or code_symbols or _CODE_ASK.search(instruction)):

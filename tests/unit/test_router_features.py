@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from deployments.engines.base import ChatMessage, ImageInput
-from deployments.router.features import FEATURE_NAMES, estimate_tokens, extract_features, non_english_share
+from deployments.router.features import (
+    FEATURE_NAMES,
+    estimate_tokens,
+    extract_features,
+    joined_parts,
+    non_english_share,
+)
 from deployments.router.routing_input import CUE_HEAD_CHARS, RoutingInput, from_messages
 from deployments.router.scorers import FEATURE_WEIGHTS, FeatureScorer
 
@@ -185,7 +191,10 @@ def test_every_size_is_reachable_with_the_feature_scorer():
         "Implement a thread-safe LRU cache in Python and explain its complexity.",
         "Prove that there are infinitely many primes p such that p^2 + 2 is not prime; find all positive integers n with n^2 + 1 | n^3 + 5.",
     ]
-    levels = [max(range(4), key=level_probabilities(scorer.score(RoutingInput(query=p)).difficulty).__getitem__) for p in prompts]
+    levels = [
+        max(range(4), key=level_probabilities(scorer.score(RoutingInput(query=p)).difficulty).__getitem__)
+        for p in prompts
+    ]
     assert [SIZES[k] for k in levels] == list(SIZES)
 
 
@@ -372,3 +381,18 @@ def test_competition_vocabulary_counts_in_mathematical_text(text):
 )
 def test_one_line_build_asks_carry_the_systems_cue(text):
     assert features_of(text)["systems"] >= 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("compare rust, go and zig.", 2),
+        ("cover the causes, the course and the consequences of the war.", 2),
+        ("hi, how are you?", 0),
+        ("hola, ¿qué tal?", 0),
+        ("thanks, bye! and good luck.", 0),
+        ("first, list the steps. then explain them and compare.", 1),
+    ],
+)
+def test_joined_parts_skip_a_comma_after_one_opening_word(text, parts):
+    assert joined_parts(text) == parts
