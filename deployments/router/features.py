@@ -91,8 +91,17 @@ _NON_LATIN = re.compile(
     r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 )
 
-_WORD_FAMILY: dict[str, str] = {word: family for family, words in FAMILY_WORDS.items() for word in words}
-_WORD_FAMILY.update(dict.fromkeys(GATED_CODE_WORDS, "code"))
+
+def word_families(
+    family_words: dict[str, tuple[str, ...]], gated_code_words: frozenset[str]
+) -> dict[str, str]:
+    """Each keyword's family, for one dictionary lookup per word (gated code words are code words)."""
+    families = {word: family for family, words in family_words.items() for word in words}
+    families.update(dict.fromkeys(gated_code_words, "code"))
+    return families
+
+
+_WORD_FAMILY = word_families(FAMILY_WORDS, GATED_CODE_WORDS)
 
 
 def _saturate(count: float, half: float) -> float:
@@ -104,6 +113,14 @@ def _length_scale(tokens: int) -> float:
     """Tokens on a log scale in [0, 1]: 0 for none, 1 at `LONG_PROMPT_TOKENS` and beyond."""
     scale = math.log1p(tokens / LENGTH_SCALE_TOKENS) / math.log1p(LONG_PROMPT_TOKENS / LENGTH_SCALE_TOKENS)
     return min(1.0, scale)
+
+
+def instruction_head(request: RoutingInput) -> str:
+    """The lowercased head of the request's instruction (of its other turns when the query has none),
+    where what it asks for (its verbs and its parts) is read."""
+    split = request.split
+    instruction = split.instruction if split.instruction.strip() else request.context
+    return instruction[:INSTRUCTION_HEAD_CHARS].lower()
 
 
 def joined_parts(text: str) -> int:
@@ -173,8 +190,7 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     mathematical = hits["math"] + math_symbols > 0 or variables >= 2
     if not mathematical:
         hits["competition"] = 0
-    instruction = split.instruction if split.instruction.strip() else request.context
-    instruction = instruction[:INSTRUCTION_HEAD_CHARS].lower()
+    instruction = instruction_head(request)
     # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
     # again: one word, one cue.
     higher_order = sum(

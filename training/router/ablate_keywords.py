@@ -19,6 +19,7 @@ A list earns its place only if dropping it lowers these figures by more than the
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,7 @@ from deployments.router.artifact import EmbeddingSettings, difficulty_from_level
 from deployments.router.features import extract_features  # noqa: E402
 from deployments.router.learned import LearnedScorer, feature_matrix  # noqa: E402
 from deployments.router.router import Router  # noqa: E402
+from deployments.router.routing_input import RoutingInput  # noqa: E402
 from pipelines.router_training import training  # noqa: E402
 from pipelines.router_training.dataset import load_rows  # noqa: E402
 from pipelines.router_training.difficulty_training import (  # noqa: E402
@@ -94,9 +96,7 @@ def patched(removal: Removal) -> Iterator[None]:
             else:
                 new = type(value)(w for w in value if w not in removal.get(name, ()))
             setattr(features, name, new)
-        words = features.FAMILY_WORDS
-        features._WORD_FAMILY = {w: f for f, ws in words.items() for w in ws}
-        features._WORD_FAMILY.update(dict.fromkeys(features.GATED_CODE_WORDS, "code"))
+        features._WORD_FAMILY = features.word_families(features.FAMILY_WORDS, features.GATED_CODE_WORDS)
         yield
     finally:
         for name in TABLES:
@@ -111,11 +111,10 @@ def fired(texts: Sequence[str]) -> set[tuple[str, str]]:
     tables = table_entries()
     out: set[tuple[str, str]] = set()
     for text in texts:
-        request = features_input(text)
+        request = RoutingInput(query=text)
         lowered = request.cue_text().lower()
         words = set(features._WORD.findall(lowered))
-        instruction = request.split.instruction if request.split.instruction.strip() else request.context
-        head = instruction[: features.INSTRUCTION_HEAD_CHARS].lower()
+        head = features.instruction_head(request)
         head_words = set(features._WORD.findall(head))
         sample = set(features._WORD.findall(request.query[: features.LANGUAGE_SAMPLE_CHARS].lower()))
         for table, entries in tables.items():
@@ -133,13 +132,6 @@ def fired(texts: Sequence[str]) -> set[tuple[str, str]]:
                 if hit:
                     out.add((table, entry))
     return out
-
-
-def features_input(text: str):
-    """A one-turn request of `text`, as the scorers see it."""
-    from deployments.router.routing_input import RoutingInput
-
-    return RoutingInput(query=text)
 
 
 class Bench:
@@ -173,7 +165,7 @@ class Bench:
         with patched(removal):
             cv = cross_validate(self.train, self.embedder, folds, 0, self.settings)
             report = evaluate(cv["rows"], cv["learned"], SIZES)
-            out["cv_exact"], out["cv_within"] = report.accuracy, report.within_one
+            out["cv_exact"] = report.accuracy
             artifact = training.fit_artifact(self.train, self.embedder, self.settings)
             router = Router(config, SIZES, scorer=LearnedScorer(artifact, self.embedder))
             decisions = router.decide_many([r.request for r in self.heldout])
@@ -192,7 +184,6 @@ class Bench:
                 else:
                     hard.append(np.mean([s >= 2 for s in chosen]))
             out["tier_easy_small"], out["tier_hard_large"] = float(np.mean(easy)), float(np.mean(hard))
-            out["tier_min"] = float(min(easy + hard))
             cues = feature_matrix([extract_features(r) for r in self.public_requests], artifact.feature_names)
             embeddings = self.corpus.embeddings[self.public]
             difficulty = difficulty_from_levels(
@@ -234,33 +225,26 @@ def variants(bench: Bench) -> dict[str, Callable[[], Removal]]:
         + [r.request.query for rows in bench.tiers.values() for r in rows]
         + [r.query for r in bench.public_requests]
     )
-    out: dict[str, Callable[[], Removal]] = {"baseline": dict}
-
-    def unfired() -> Removal:
-        keep = fired(texts)
-        return {t: {e for e in es if (t, e) not in keep} for t, es in table_entries().items()}
-
-    out["unfired"] = unfired
-    for table in table_entries():
-        out[f"drop {table}"] = lambda table=table: {table: set(table_entries()[table])}
     train_texts = [r.request.query for r in bench.train]
+    # What occurs in the data is the same for every variant: found once, when a variant first asks.
+    found = functools.cache(lambda train: fired(train_texts if train else texts))
 
     def combined(drop_lists: Sequence[str], train_only: Sequence[str] = ()) -> Callable[[], Removal]:
         def removal() -> Removal:
-            keep, keep_train = fired(texts), fired(train_texts) if train_only else set()
             out: Removal = {}
             for table, entries in table_entries().items():
                 if table in drop_lists:
                     out[table] = set(entries)
-                elif table in train_only:
-                    out[table] = {e for e in entries if (table, e) not in keep_train}
                 else:
+                    keep = found(table in train_only)
                     out[table] = {e for e in entries if (table, e) not in keep}
             return out
 
         return removal
 
-    for table in table_entries():
+    out: dict[str, Callable[[], Removal]] = {"baseline": dict, "unfired": combined([])}
+    for table, entries in table_entries().items():
+        out[f"drop {table}"] = lambda table=table, entries=entries: {table: set(entries)}
         out[f"{table} train-fired only"] = combined([], [table])
     return out
 
