@@ -125,7 +125,7 @@ def main() -> int:
     if args.cache:
         config.cache_dir = args.cache
     config.serving.port = free_port()
-    config.ray.metrics_export_port = free_port()
+    config.ray.metrics_export_port = free_port(exclude=[config.serving.port])
     max_host_cpu = config.router.shadow.max_host_cpu
     if args.max_host_cpu is not None:
         max_host_cpu = None if args.max_host_cpu == "none" else float(args.max_host_cpu)

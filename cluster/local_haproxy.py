@@ -74,6 +74,16 @@ def ephemeral_floor(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range"))
         return CHOSEN_PORTS[1]
 
 
+def port_is_free(port: int, host: str = "") -> bool:
+    """Whether a TCP socket can bind `port` on `host` (every interface by default) right now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port(host: str = "", tries: int = 64, exclude: Iterable[int] = ()) -> int:
     """A TCP port nobody listens on right now (on every interface, as HAProxy binds these two), from
     `CHOSEN_PORTS` below the ephemeral range and not in `exclude`; a kernel-chosen one if none of
@@ -81,13 +91,7 @@ def free_port(host: str = "", tries: int = 64, exclude: Iterable[int] = ()) -> i
     low, high = CHOSEN_PORTS[0], min(CHOSEN_PORTS[1], ephemeral_floor())
     taken = set(exclude)
     for port in random.sample(range(low, high), min(tries, max(0, high - low))):
-        if port in taken:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
+        if port not in taken and port_is_free(port, host):
             return port
     with socket.socket() as sock:
         sock.bind((host, 0))

@@ -65,20 +65,11 @@ def test_chosen_ports_stay_out_of_the_ephemeral_range_and_skip_held_ones(tmp_pat
         held.listen()
         monkeypatch.setattr(local_haproxy, "CHOSEN_PORTS", (first, first + 3))
         monkeypatch.setattr(local_haproxy, "ephemeral_floor", lambda: 65536)
-        free_third = {first + 2} if port_is_free(first + 2) else set()
+        free_third = {first + 2} if local_haproxy.port_is_free(first + 2) else set()
         chosen = {local_haproxy.free_port(exclude=[first + 1]) for _ in range(10)}
         assert first not in chosen and first + 1 not in chosen
         if free_third:  # else another process holds it and the kernel's choice comes back
             assert chosen == free_third
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("", port))
-        except OSError:
-            return False
-        return True
 
 
 def test_the_admin_socket_path_fits_a_unix_socket_address():
