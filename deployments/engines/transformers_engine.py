@@ -158,7 +158,7 @@ class TransformersEngine(Engine):
         import torch
         from transformers import AutoImageProcessor, AutoTokenizer, Qwen3_5ForConditionalGeneration
 
-        from deployments.engines import gated_delta
+        from deployments.engines import linear_attention
         from deployments.engines.structured import GrammarCache
 
         if self.config.torch_threads:
@@ -179,7 +179,7 @@ class TransformersEngine(Engine):
         )
         model = Qwen3_5ForConditionalGeneration.from_pretrained(self.model_path, dtype=getattr(torch, dtype))
         model.to(device).eval()
-        gated_delta.install()
+        linear_attention.install()
         tokenizer.padding_side = "left"
         self._builder = PromptBuilder(
             tokenizer,
