@@ -1,23 +1,25 @@
-"""Qwen3.5's linear-attention layers (Gated DeltaNet) on the CPU: two functions in place of
+"""Qwen3.5's linear-attention layers (Gated DeltaNet) on the CPU: three functions in place of
 transformers' reference PyTorch code.
 
 transformers runs these layers through flash-linear-attention's and causal-conv1d's kernels when
-those packages are installed (GPU only) and otherwise through a reference written for readability.
-On the CPU two of its parts cost far more than their arithmetic (py-spy, docs/performance.md):
-- the one-token decode step multiplies the whole recurrent state (batch x heads x 128 x 128 floats)
+those packages are installed (GPU only) and otherwise through a reference written for readability,
+whose cost on the CPU is mostly memory passes and copies, not arithmetic (py-spy,
+docs/performance.md):
+- the one-token decode step multiplies the whole recurrent state (rows x heads x 128 x 128 floats)
   element by element four times, each pass making a temporary the size of the state: 38% of a
   decode step of the demo checkpoint;
-- the prefill's depthwise causal convolution runs as a grouped `conv1d` over a time-major tensor
-  seen channels-first, which oneDNN handles slowly: 14% of a batch-job inference actor.
+- the chunked prefill rule slices its chunks out of heads-major tensors and copies each product's
+  operands and result: 38% of a batch-job inference actor's decode thread;
+- the depthwise causal convolution runs as a grouped `conv1d` over a time-major tensor seen
+  channels-first, which oneDNN handles slowly: 14% of that thread.
 
-`recurrent_gated_delta_rule` computes the same recurrence with one batched product reading the
-state for both of its uses and two in-place passes updating it (4-5x faster at 32 rows);
-`causal_conv1d_fn` runs the same convolution as a channels-last depthwise `conv2d`, the layout the
-tensor already has, with no copy (4-7x faster). Results match the reference to float32 rounding
-(unit tests hold them to it). The chunked prefill rule stays transformers': a rewrite with fused
-solves and products measured no faster. `install` swaps each function into transformers' Qwen3.5
-module only where the reference is what would run: where the kernel packages are installed, their
-kernels stay.
+`recurrent_gated_delta_rule` reads the state once for both of its products and updates it in place
+(about 5x faster at 32 rows); `chunk_gated_delta_rule` keeps the reference's algorithm with
+chunk-major tensors and in-place products (1.2x on whole prompts, 1.8x on the engine's 64-token
+chunks of 32 rows); `causal_conv1d_fn` takes a time-major input as NHWC for oneDNN's depthwise
+`conv2d`, with no copy (3-7x). Results match the reference to float32 rounding (unit tests hold them
+to it). `install` swaps each function into transformers' Qwen3.5 module only where the reference is
+what would run: where a kernel package is installed, its kernels stay.
 """
 
 from __future__ import annotations
@@ -165,11 +167,6 @@ def chunk_gated_delta_rule(
     return out, (state if output_final_state else None)
 
 
-# Longest channels-first input the shifted taps take; conv1d's is faster past it (5 rows x 421: 3.0 ms
-# against 4.5).
-SHIFTED_TAPS_MAX_LENGTH = 128
-
-
 def causal_conv1d_fn(
     hidden_states: torch.Tensor,
     weight: torch.Tensor,
@@ -194,20 +191,11 @@ def causal_conv1d_fn(
             groups=channels,
         )
         out = out.squeeze(2)[:, :, :length]
-    elif length > SHIFTED_TAPS_MAX_LENGTH:
-        out = F.conv1d(frames, weight.unsqueeze(1), bias, padding=kernel - 1, groups=channels)[:, :, :length]
     else:
-        # A later chunk of many rows, joined to its cached context by the cache (channels-first,
-        # contiguous, short): the kernel's taps as shifted multiply-adds, about twice as fast as
-        # conv1d there (32 rows x 68: 4.5 against 8.4-10.9 ms); on long rows conv1d is faster.
-        # in float32, as conv1d accumulates: bfloat16 sums would round at every tap
-        padded = F.pad(frames.float(), (kernel - 1, 0))
-        weight = weight.float()
-        out = padded[:, :, kernel - 1 :] * weight[:, kernel - 1 :]
-        for tap in range(kernel - 1):
-            out.addcmul_(padded[:, :, tap : tap + length], weight[:, tap : tap + 1])
-        if bias is not None:
-            out += bias[:, None]
+        # A later chunk, joined to its cached context by the cache's concatenation (contiguous):
+        # conv1d as the reference runs it. Shifted multiply-adds measured 0.6x to 1.6x of it there,
+        # depending on the allocation they were given, so no gain to count on.
+        out = F.conv1d(frames, weight.unsqueeze(1), bias, padding=kernel - 1, groups=channels)[:, :, :length]
     if activation is not None:
         out = ACT2FN[activation](out)
     return out.to(hidden_states.dtype)
