@@ -17,7 +17,7 @@ figures and ratios are printed.
   mode unless `--vllm-compile`, prefix caching off, the same max model length and KV cache).
 - `transformers`: `transformers serve` from this venv, on a text-only copy of the checkpoint.
 - `ref`: this project as committed at `--project-ref`, exported from git and started with its own
-  `qwen-cluster up` on its own demo checkpoint: the product as it was, measured in the same run.
+  `qwen-cluster up`, on the run's checkpoint and dtype: the product as it was, measured in the same run.
 
 Checkpoints: `demo` is the tiny random-weight demo 0.8b (serving overhead dominates); `realsize` is
 a random-weight checkpoint with the real Qwen3.5-0.8B text dimensions (bench/realsize_checkpoint.py;
@@ -388,9 +388,11 @@ def project_vllm_server(cache: Path, scratch: Path, settings: ServeSettings) -> 
     return project_up("project-vllm", REPO, cache, scratch, env, settings.vllm_python, engine, checkpoint)
 
 
-def project_at_ref(ref: str, scratch: Path) -> Server:
-    """This project as committed at `ref`, on its own demo profile and checkpoint (same cut as
-    `project_server`), started from a git export of that commit with this venv's packages."""
+def project_at_ref(ref: str, scratch: Path, settings: ServeSettings | None = None) -> Server:
+    """This project as committed at `ref`, started from a git export of that commit with this venv's
+    packages, cut as `project_server` cuts the working tree: with this run's checkpoint and dtype,
+    or (no `settings`) on its own demo profile's engine settings. A ref whose config lacks those
+    fields fails to write its config, and the run reports it."""
     from git_tree import export_tree
 
     tree = scratch / f"tree-{ref}"
@@ -398,8 +400,10 @@ def project_at_ref(ref: str, scratch: Path) -> Server:
         tree.mkdir()
         export_tree(ref, tree)
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    checkpoint = "" if settings is None or settings.is_demo else str(settings.checkpoint)
+    engine = {} if settings is None else {"kind": "transformers", "dtype": settings.dtype}
     return project_up(
-        f"project@{ref}", tree, scratch / f"cache-{ref}", scratch, env, Path(sys.executable), {}, ""
+        f"project@{ref}", tree, scratch / f"cache-{ref}", scratch, env, Path(sys.executable), engine, checkpoint
     )
 
 
@@ -542,7 +546,7 @@ def start_server(name: str, cache: Path, scratch: Path, settings: ServeSettings,
     if name == "vllm":
         return vllm_server(scratch, settings)
     if name == "ref":
-        return project_at_ref(ref, scratch)
+        return project_at_ref(ref, scratch, settings)
     raise ValueError(f"unknown server {name!r}")
 
 
@@ -591,6 +595,8 @@ def main() -> int:
         kvcache_gib=args.kvcache_gib,
     )
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    if args.baseline == "ref":
+        args.baseline = f"project@{args.project_ref}"  # the name the `ref` server's figures carry
     rounds: list[dict[str, dict]] = []
     errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="compare-servers-") as scratch_name:

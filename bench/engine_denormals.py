@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ray_data_llm_peer import PROMPT, SIZE, write_rows  # noqa: E402
 
 
-def chunk_timer():
-    """Wrap transformers' chunked Gated DeltaNet rule; the dict returned sums the seconds and calls
-    of the chunks that carry a state."""
+def chunk_timer(totals: dict):
+    """Wrap the chunked Gated DeltaNet rule the engine runs (transformers' reference, or ours once
+    the engine has installed it); `totals` sums the seconds and calls of the chunks that carry a
+    state. Returns a function that unwraps it."""
     from transformers.models.qwen3_5 import modeling_qwen3_5 as qwen
 
     original = qwen.torch_chunk_gated_delta_rule
-    totals = {"seconds": 0.0, "calls": 0}
 
     def timed(*args, **kwargs):
         started = time.perf_counter()
@@ -44,10 +44,16 @@ def chunk_timer():
         return result
 
     qwen.torch_chunk_gated_delta_rule = timed
-    return totals
+
+    def unwrap() -> None:
+        qwen.torch_chunk_gated_delta_rule = original
+
+    return unwrap
 
 
-async def one_run(model, cache: Path, texts: list[str], inflight: int, flush: bool, totals: dict) -> float:
+async def one_run(
+    model, cache: Path, texts: list[str], inflight: int, flush: bool, totals: dict, max_tokens: int = 32
+) -> float:
     import torch
 
     from deployments.engines.base import ChatMessage, GenerationRequest, SamplingParams
@@ -57,15 +63,17 @@ async def one_run(model, cache: Path, texts: list[str], inflight: int, flush: bo
     if not flush:
         torch.set_flush_denormal = lambda on: False  # the engine's call does nothing this run
     engine = create_engine(model, cache)
+    unwrap = None
     try:
         await engine.start()
+        unwrap = chunk_timer(totals)
         limit = asyncio.Semaphore(inflight)
 
         async def answer(i: int, text: str) -> None:
             async with limit:
                 request = GenerationRequest(
                     request_id=f"row-{i}",
-                    sampling=SamplingParams(max_tokens=32, temperature=0.0),
+                    sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0),
                     messages=[ChatMessage(role="user", content=f"{PROMPT}\n\n{text}")],
                     answer_logprobs=False,
                     stream=False,
@@ -78,8 +86,28 @@ async def one_run(model, cache: Path, texts: list[str], inflight: int, flush: bo
         await asyncio.gather(*(answer(i, text) for i, text in enumerate(texts)))
         return time.perf_counter() - started
     finally:
+        if unwrap is not None:
+            unwrap()
         await engine.shutdown()
         torch.set_flush_denormal = real_flush
+
+
+def batch_load(prefix: str, rows: int):
+    """A scratch folder with the demo 0.8b checkpoint and `rows` of the batch job's documents:
+    `(scratch, model config, checkpoint cache, texts)`."""
+    import json
+
+    from batch_tree import demo_config
+
+    from deployments.engines.demo_models import ensure_demo_models
+
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    config = demo_config({"ray": {}, "sizes": 1, "router": {}, "batch": {}, "cache_dir": str(scratch)})
+    ensure_demo_models(config.cache_dir, sizes=[SIZE])
+    model = next(m for m in config.models if m.size == SIZE)
+    write_rows(scratch / "rows.jsonl", rows)
+    texts = [json.loads(line)["text"] for line in (scratch / "rows.jsonl").open()]
+    return scratch, model, config.cache_dir, texts
 
 
 def main() -> int:
@@ -89,25 +117,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    import json
-
     import torch
-    from batch_tree import demo_config
-
-    from deployments.engines.demo_models import ensure_demo_models
 
     torch.set_num_threads(1)
-    scratch = Path(tempfile.mkdtemp(prefix="bench-denormals-"))
-    config = demo_config({"ray": {}, "sizes": 1, "router": {}, "batch": {}, "cache_dir": str(scratch)})
-    ensure_demo_models(config.cache_dir, sizes=[SIZE])
-    model = next(m for m in config.models if m.size == SIZE)
-    write_rows(scratch / "rows.jsonl", args.rows)
-    texts = [json.loads(line)["text"] for line in (scratch / "rows.jsonl").open()]
-    totals = chunk_timer()
+    scratch, model, cache, texts = batch_load("bench-denormals-", args.rows)
+    totals: dict = {}
     figures: dict[bool, list[float]] = {False: [], True: []}
     for round_ in range(args.rounds):
         for flush in (False, True):
-            elapsed = asyncio.run(one_run(model, config.cache_dir, texts, args.inflight, flush, totals))
+            elapsed = asyncio.run(one_run(model, cache, texts, args.inflight, flush, totals))
             rate = len(texts) / elapsed
             figures[flush].append(rate)
             per_call = totals["seconds"] / max(1, totals["calls"]) * 1e3
