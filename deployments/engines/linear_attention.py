@@ -72,7 +72,7 @@ def recurrent_gated_delta_rule(
         # Updated in place: the layer stores the returned state into this same tensor of its cache
         # right after the call (a copy onto itself, which torch skips), so a copy would be two more
         # passes over the state for nothing.
-        state = initial_state.to(torch.float32)
+        state = initial_state.to(torch.float32).contiguous()
     flat_state = state.view(batch * heads, k_dim, v_dim)
     out = query.new_empty(batch, heads, length, v_dim)
     for t in range(length):
@@ -83,9 +83,8 @@ def recurrent_gated_delta_rule(
         )
         k_t = key[:, :, t].reshape(batch * heads, 1, k_dim)
         # delta = beta * (v - k (decay S)); S' = decay S + k^T delta; out = q S' = decay q S + (q.k) delta
-        delta = (value[:, :, t].reshape(batch * heads, 1, v_dim) - decay_t * reads[:, :1]) * beta[
-            :, :, t
-        ].reshape(batch * heads, 1, 1)
+        beta_t = beta[:, :, t].reshape(batch * heads, 1, 1)
+        delta = (value[:, :, t].reshape(batch * heads, 1, v_dim) - decay_t * reads[:, :1]) * beta_t
         q_dot_k = (query[:, :, t] * key[:, :, t]).sum(-1).reshape(batch * heads, 1, 1)
         out[:, :, t] = (decay_t * reads[:, 1:] + q_dot_k * delta).view(batch, heads, v_dim)
         flat_state.mul_(decay_t).baddbmm_(k_t.transpose(1, 2), delta)
@@ -153,7 +152,7 @@ def chunk_gated_delta_rule(
         state = query.new_zeros(batch, heads, k_dim, v_dim)
     else:
         # Updated in place, as in recurrent_gated_delta_rule.
-        state = initial_state.to(torch.float32)
+        state = initial_state.to(torch.float32).contiguous()
     flat_state = state.view(flat, k_dim, v_dim)
     out = query.new_empty(chunks, flat, size, v_dim)
     for i in range(chunks):

@@ -119,6 +119,19 @@ def test_a_float32_state_is_updated_in_place_and_returned_only_when_asked():
     assert none is None
 
 
+@pytest.mark.parametrize("rule", ["recurrent", "chunk"])
+def test_a_state_that_is_not_contiguous_is_read_correctly(rule):
+    query, key, value, g, beta, state = inputs(2, 3, 2, 16, 16)
+    strided = state.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, other strides
+    assert not strided.is_contiguous()
+    ours = getattr(linear_attention, f"{rule}_gated_delta_rule")
+    reference = REFERENCE if rule == "recurrent" else REFERENCE_CHUNK
+    expected_out, expected_state = reference(query, key, value, g, beta, initial_state=state.clone(), output_final_state=True)
+    out, new_state = ours(query, key, value, g, beta, initial_state=strided, output_final_state=True)
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(new_state, expected_state, rtol=1e-5, atol=1e-5)
+
+
 def test_install_replaces_the_reference_and_the_model_decodes_the_same(reference_restored):
     config = Qwen3_5TextConfig(
         vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
