@@ -14,6 +14,14 @@ REFERENCE_CHUNK = qwen.torch_chunk_gated_delta_rule
 REFERENCE_CONV = qwen.causal_conv1d_fn
 
 
+@pytest.fixture(autouse=True)
+def references_are_transformers():
+    # An engine started in this process installs ours into transformers' module: the references
+    # above must have been taken before that, or these tests would compare ours with ours.
+    for function in (REFERENCE, REFERENCE_CHUNK, REFERENCE_CONV):
+        assert function.__module__ == qwen.__name__, f"{function.__module__}: not transformers' reference"
+
+
 @pytest.fixture
 def reference_restored():
     yield
