@@ -229,23 +229,21 @@ def variants(bench: Bench) -> dict[str, Callable[[], Removal]]:
     # What occurs in the data is the same for every variant: found once, when a variant first asks.
     found = functools.cache(lambda train: fired(train_texts if train else texts))
 
-    def combined(drop_lists: Sequence[str], train_only: Sequence[str] = ()) -> Callable[[], Removal]:
+    def unfired(train_only: str | None = None) -> Callable[[], Removal]:
+        """Every entry that occurs in no measured text; for the `train_only` table, in no training text."""
+
         def removal() -> Removal:
-            out: Removal = {}
-            for table, entries in table_entries().items():
-                if table in drop_lists:
-                    out[table] = set(entries)
-                else:
-                    keep = found(table in train_only)
-                    out[table] = {e for e in entries if (table, e) not in keep}
-            return out
+            return {
+                table: {e for e in entries if (table, e) not in found(table == train_only)}
+                for table, entries in table_entries().items()
+            }
 
         return removal
 
-    out: dict[str, Callable[[], Removal]] = {"baseline": dict, "unfired": combined([])}
+    out: dict[str, Callable[[], Removal]] = {"baseline": dict, "unfired": unfired()}
     for table, entries in table_entries().items():
         out[f"drop {table}"] = lambda table=table, entries=entries: {table: set(entries)}
-        out[f"{table} train-fired only"] = combined([], [table])
+        out[f"{table} train-fired only"] = unfired(train_only=table)
     return out
 
 
