@@ -359,12 +359,20 @@ def project_up(
     return server
 
 
+def transformers_cut(settings: ServeSettings | None) -> tuple[dict, str]:
+    """The engine overrides and checkpoint a transformers-engine server of this project gets: the
+    run's dtype and (unless the demo) checkpoint, or nothing, so the tree's demo profile decides."""
+    if settings is None:
+        return {}, ""
+    checkpoint = "" if settings.is_demo else str(settings.checkpoint)
+    return {"kind": "transformers", "dtype": settings.dtype}, checkpoint
+
+
 def project_server(cache: Path, scratch: Path, settings: ServeSettings | None = None) -> Server:
     """This project's `qwen-cluster up` (the working tree) on the transformers engine: with this
     run's checkpoint and dtype, or (no `settings`, as bench/cpu_per_request.py calls it) on the demo
     profile's own engine settings."""
-    checkpoint = "" if settings is None or settings.is_demo else str(settings.checkpoint)
-    engine = {} if settings is None else {"kind": "transformers", "dtype": settings.dtype}
+    engine, checkpoint = transformers_cut(settings)
     return project_up(
         "project", REPO, cache, scratch, dict(os.environ), Path(sys.executable), engine, checkpoint
     )
@@ -400,10 +408,16 @@ def project_at_ref(ref: str, scratch: Path, settings: ServeSettings | None = Non
         tree.mkdir()
         export_tree(ref, tree)
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    checkpoint = "" if settings is None or settings.is_demo else str(settings.checkpoint)
-    engine = {} if settings is None else {"kind": "transformers", "dtype": settings.dtype}
+    engine, checkpoint = transformers_cut(settings)
     return project_up(
-        f"project@{ref}", tree, scratch / f"cache-{ref}", scratch, env, Path(sys.executable), engine, checkpoint
+        f"project@{ref}",
+        tree,
+        scratch / f"cache-{ref}",
+        scratch,
+        env,
+        Path(sys.executable),
+        engine,
+        checkpoint,
     )
 
 

@@ -26,8 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-NAMES = ("torch_recurrent_gated_delta_rule", "torch_chunk_gated_delta_rule", "causal_conv1d_fn")
-
 
 def per_call_ms(function, repeats: int) -> float:
     function()
@@ -80,7 +78,7 @@ def engine_rate(model, cache: Path, texts: list[str], inflight: int, max_tokens:
 
     from deployments.engines import linear_attention
 
-    saved = {name: getattr(qwen, name) for name in NAMES}
+    saved = {name: getattr(qwen, name) for name in linear_attention.REPLACEMENTS}
     install = linear_attention.install
     if not lean:
         linear_attention.install = lambda *args: []  # the engine's call keeps the reference

@@ -201,7 +201,7 @@ def causal_conv1d_fn(
 
 
 # transformers' name for each function, and the kernel package whose presence means it is not the reference
-_REPLACEMENTS = {
+REPLACEMENTS = {
     "torch_recurrent_gated_delta_rule": ("fla", recurrent_gated_delta_rule),
     "torch_chunk_gated_delta_rule": ("fla", chunk_gated_delta_rule),
     "causal_conv1d_fn": ("causal_conv1d", causal_conv1d_fn),
@@ -215,7 +215,7 @@ def install(modeling_module: ModuleType | None = None) -> list[str]:
     if modeling_module is None:
         from transformers.models.qwen3_5 import modeling_qwen3_5 as modeling_module
     replaced = []
-    for name, (package, function) in _REPLACEMENTS.items():
+    for name, (package, function) in REPLACEMENTS.items():
         if importlib.util.find_spec(package) is not None:
             continue
         if not callable(getattr(modeling_module, name, None)):
