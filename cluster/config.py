@@ -173,6 +173,13 @@ class DeploymentConfig(StrictModel):
         30.0, ge=0, description="Seconds a stopping replica waits for ongoing requests."
     )
 
+    @property
+    def min_replicas(self) -> int:
+        """Replicas the size always keeps (0: it may scale to zero)."""
+        if self.autoscaling_config is not None:
+            return self.autoscaling_config.min_replicas
+        return 1 if self.num_replicas is None else self.num_replicas
+
     @model_validator(mode="after")
     def _one_scaling_mode(self) -> DeploymentConfig:
         if self.num_replicas is not None and self.autoscaling_config is not None:
@@ -354,13 +361,14 @@ class IngressConfig(StrictModel):
     retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Longest time one request may take.")
     max_queue_wait_s: float | None = Field(
-        0.25,
+        1.0,
         ge=0,
         description=(
             "Longest time a request waits in the ingress's line for a slot of a full size before a 429 "
             "(as Triton's queue-policy timeout); 0 refuses as soon as the slots are full, None waits up "
-            "to request_timeout_s. Short, so the line absorbs bunched arrivals without turning overload "
-            "into seconds of queueing."
+            "to request_timeout_s. One second, the Retry-After a refused client waits anyway: a shorter "
+            "bound answered a burst of 128 clients with a storm of 429s whose handling took the cycles "
+            "the engine needed (docs/performance.md)."
         ),
     )
     cold_start_timeout_s: float = Field(
@@ -369,6 +377,14 @@ class IngressConfig(StrictModel):
         description=(
             "Extra time a request to a size with no ready replica (scaled to zero, restarting) is "
             "held while the size starts, before a 503 with Retry-After."
+        ),
+    )
+    colocate_single_size: bool = Field(
+        True,
+        description=(
+            "When exactly one size is enabled and it keeps at least one replica, run its engine inside "
+            "the ingress replica: one Serve deployment with the size's deployment options, one hop per "
+            "request instead of two (the ingress's num_replicas and num_cpus are then unused)."
         ),
     )
 
@@ -468,6 +484,34 @@ class ClusterConfig(StrictModel):
         """The enabled size whose public name or size tag is `name`."""
         key = name.lower().removeprefix("qwen3.5-")
         return next((m for m in self.enabled_models() if m.size == key), None)
+
+    def colocated_model(self) -> ModelConfig | None:
+        """The one enabled size whose engine runs inside the ingress replica, or None when the
+        ingress and each size are deployments of their own (`serving.ingress.colocate_single_size`)."""
+        enabled = self.enabled_models()
+        # A size that may scale to zero keeps an ingress of its own: something must answer health
+        # checks and hold requests while the size starts.
+        if (
+            self.serving.ingress.colocate_single_size
+            and len(enabled) == 1
+            and enabled[0].deployment.min_replicas
+        ):
+            return enabled[0]
+        return None
+
+    def serve_deployments(self) -> dict[str, tuple[ModelConfig, dict[str, Any]]]:
+        """The Serve deployments that run engines: name -> (size, `Deployment.options(...)`).
+
+        One per enabled size, or the colocated one (`colocated_model`), named as the ingress: it
+        takes the size's options, but as many requests at once as an ingress replica, since its own
+        admission holds those past the engine's slots and answers 429 as a separate ingress would.
+        """
+        colocated = self.colocated_model()
+        if colocated is None:
+            return {m.deployment_name: (m, m.deployment.serve_options()) for m in self.enabled_models()}
+        options = colocated.deployment.serve_options()
+        options["max_ongoing_requests"] = self.serving.ingress.max_ongoing_requests
+        return {INGRESS_DEPLOYMENT_NAME: (colocated, options)}
 
     @property
     def uses_random_weights(self) -> bool:

@@ -139,6 +139,15 @@ class ModelServer:
         await self.engine.shutdown()
 
 
+def ensure_demo_checkpoint(model: ModelConfig, cache_dir: Path) -> None:
+    """Generate the size's random-weight demo checkpoint under `cache_dir` if the size serves one and
+    this node lacks it (a replica may start on a node that never ran the demo)."""
+    if model.random_weights:
+        from deployments.engines.demo_models import ensure_demo_models
+
+        ensure_demo_models(cache_dir, [model.size])
+
+
 def make_model_deployment():
     """The Serve deployment class for one model size (options are applied by the app builder)."""
     from ray import serve
@@ -149,10 +158,7 @@ def make_model_deployment():
     class ModelDeployment(ModelServer):
         async def __init__(self, model: ModelConfig, cache_dir: str):
             logging.basicConfig(level=logging.INFO)
-            if model.random_weights:
-                from deployments.engines.demo_models import ensure_demo_models
-
-                ensure_demo_models(Path(cache_dir), [model.size])  # this node may not have it yet
+            ensure_demo_checkpoint(model, Path(cache_dir))
             ModelServer.__init__(self, model, Path(cache_dir))
             await self.start()
             await self.warm_up()

@@ -158,16 +158,20 @@ def _application(
         if key not in SERVE_APP_SECTIONS
     ]
     overrides = {d["name"]: d for d in app.get("deployments", [])}
-    problems += _ingress_problems(where, overrides.pop(INGRESS_DEPLOYMENT_NAME, None), config)
-    expected = {m.deployment_name: m for m in config.enabled_models()}
+    expected = config.serve_deployments()
+    cpu_total = 0.0
+    if config.colocated_model() is None:
+        problems += _ingress_problems(where, overrides.pop(INGRESS_DEPLOYMENT_NAME, None), config)
+        cpu_total = config.serving.ingress.num_cpus * config.serving.ingress.num_replicas
+    else:  # the one deployment is the ingress: its override carries the size's options too
+        problems += _user_config_problems(where, overrides.get(INGRESS_DEPLOYMENT_NAME), config)
     if set(overrides) != set(expected):
         problems.append(
-            f"{where}: deployment overrides {sorted(overrides)} differ from enabled sizes {sorted(expected)}"
+            f"{where}: deployment overrides {sorted(overrides)} differ from the config's {sorted(expected)}"
         )
     demand: dict[str, dict[str, float]] = {}
-    cpu_total = config.serving.ingress.num_cpus * config.serving.ingress.num_replicas
     for name in sorted(set(expected) & set(overrides)):
-        override, options = overrides[name], expected[name].deployment.serve_options()
+        override, (_, options) = overrides[name], expected[name]
         actor = override.get("ray_actor_options", {})
         problems += [
             f"{where}: {name} ray_actor_options.{key} is {actor.get(key)!r}, config says {value!r}"
@@ -207,11 +211,18 @@ def _ingress_problems(where: str, override: dict[str, Any] | None, config: Clust
         f"{where}: {INGRESS_DEPLOYMENT_NAME} override sets {key}; only user_config belongs there"
         for key in sorted(set(override) - {"name", "user_config"})
     ]
+    return problems + _user_config_problems(where, override, config)
+
+
+def _user_config_problems(where: str, override: dict[str, Any] | None, config: ClusterConfig) -> list[str]:
+    """The ingress override's `user_config` must be one its `reconfigure` accepts."""
+    if override is None:
+        return [f"{where}: no {INGRESS_DEPLOYMENT_NAME} override with the shadow user_config"]
     try:
         apply_user_config(config.router.shadow, override.get("user_config"))
     except ValueError as error:
-        problems.append(f"{where}: {INGRESS_DEPLOYMENT_NAME} user_config is refused: {error}")
-    return problems
+        return [f"{where}: {INGRESS_DEPLOYMENT_NAME} user_config is refused: {error}"]
+    return []
 
 
 def _serving_group_problems(group: dict[str, Any], offered: dict[str, float]) -> list[str]:

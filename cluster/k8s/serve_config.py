@@ -49,19 +49,19 @@ def serve_app_config(config: ClusterConfig) -> dict[str, Any]:
 
 
 def deployment_overrides(config: ClusterConfig, plans: list[GroupPlan]) -> list[dict[str, Any]]:
-    """Serve config `deployments` entries, one per enabled size.
+    """Serve config `deployments` entries, one per deployment that runs an engine (one per enabled
+    size, or the one colocated with the ingress, which also carries the ingress's `user_config`).
 
     `ray_actor_options` in a Serve config replaces the one in code as a whole, so it repeats num_cpus,
     num_gpus and accelerator_type from the config and adds the group's placement resource.
     """
     overrides = []
-    for model in config.enabled_models():
-        options = model.deployment.serve_options()
+    for name, (model, options) in config.serve_deployments().items():
         # plan_worker_groups has placed every enabled size in exactly one group.
         group = next(plan for plan in plans if model.size in plan.sizes)
         actor = dict(options["ray_actor_options"])
         actor["resources"] = {group.placement_resource: group.placement_amount(model)}
-        entry: dict[str, Any] = {"name": model.deployment_name}
+        entry: dict[str, Any] = {"name": name}
         if "autoscaling_config" in options:
             entry["autoscaling_config"] = options["autoscaling_config"]
         else:
@@ -69,6 +69,8 @@ def deployment_overrides(config: ClusterConfig, plans: list[GroupPlan]) -> list[
         entry["max_ongoing_requests"] = options["max_ongoing_requests"]
         entry["max_queued_requests"] = options["max_queued_requests"]
         entry["ray_actor_options"] = actor
+        if name == INGRESS_DEPLOYMENT_NAME:
+            entry["user_config"] = ingress_user_config(config.router.shadow)
         overrides.append(entry)
     return overrides
 
@@ -89,6 +91,9 @@ def ingress_override(config: ClusterConfig) -> dict[str, Any]:
 def serve_config(config: ClusterConfig, plans: list[GroupPlan]) -> dict[str, Any]:
     """The Serve config (ServeDeploySchema) the RayService deploys."""
     serving = config.serving
+    deployments = deployment_overrides(config, plans)
+    if config.colocated_model() is None:
+        deployments.append(ingress_override(config))
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": "0.0.0.0", "port": serving.port},
@@ -98,7 +103,7 @@ def serve_config(config: ClusterConfig, plans: list[GroupPlan]) -> dict[str, Any
                 "route_prefix": serving.route_prefix,
                 "import_path": APP_IMPORT_PATH,
                 "args": {"config": serve_app_config(config)},
-                "deployments": [*deployment_overrides(config, plans), ingress_override(config)],
+                "deployments": deployments,
             }
         ],
     }

@@ -128,7 +128,9 @@ class CapacityTracker:
 
     def __init__(self, config: ClusterConfig, counter: ReplicaCounter | None = None, refresh_s: float = 2.0):
         self.models: dict[str, ModelConfig] = {m.size: m for m in config.enabled_models()}
-        self.ingress_replicas = config.serving.ingress.num_replicas
+        # A replica that runs its size's engine itself (one size, colocated) admits for that engine
+        # alone; separate ingress replicas share the size's replicas between them.
+        self.ingress_replicas = 1 if config.colocated_model() else config.serving.ingress.num_replicas
         self.max_queue_wait_s = config.serving.ingress.max_queue_wait_s
         self.counter = counter
         self.refresh_s = refresh_s
@@ -168,10 +170,7 @@ class CapacityTracker:
         """Sizes that should always have a ready replica (not allowed to scale to zero)."""
         expected = []
         for size, model in self.models.items():
-            scaling = model.deployment.autoscaling_config
-            fixed = model.deployment.num_replicas
-            minimum = scaling.min_replicas if scaling is not None else (1 if fixed is None else fixed)
-            if minimum > 0:
+            if model.deployment.min_replicas > 0:
                 expected.append(size)
         return expected
 

@@ -11,11 +11,12 @@ from deployments.openai.capacity import CapacityTracker, running_replicas
 pytestmark = pytest.mark.unit
 
 
-def make_config(ingress_replicas=1, **deployments):
+def make_config(ingress_replicas=1, colocate=False, **deployments):
     models = []
     for size, deployment in deployments.items():
         models.append({"size": size.replace("_", "."), "random_weights": True, "deployment": deployment})
-    return parse_config({"models": models, "serving": {"ingress": {"num_replicas": ingress_replicas}}})
+    ingress = {"num_replicas": ingress_replicas, "colocate_single_size": colocate}
+    return parse_config({"models": models, "serving": {"ingress": ingress}})
 
 
 def test_limit_is_this_ingress_share_of_ready_replicas():
@@ -29,6 +30,19 @@ def test_limit_is_this_ingress_share_of_ready_replicas():
     assert capacity.limit("0.8b") == 12  # 3 x 8 / 2 ingress replicas
     capacity.ready = {"0.8b": 0}
     assert capacity.limit("0.8b") == 5  # none ready: the handle queue's share, so a cold start queues
+
+
+def test_colocated_replica_admits_for_its_own_engine():
+    # One size served inside the ingress replicas: each replica has one engine of its own, so its
+    # limit is that engine's max_ongoing_requests, whatever ingress.num_replicas says.
+    config = make_config(
+        ingress_replicas=2,
+        colocate=True,
+        **{"0_8b": {"num_replicas": 3, "max_ongoing_requests": 8, "max_queued_requests": 10}},
+    )
+    capacity = CapacityTracker(config)
+    assert capacity.limit("0.8b") == 8
+    assert capacity.queue_limit("0.8b") == 10
 
 
 def test_unlimited_queue_and_minimum_of_one():

@@ -407,3 +407,30 @@ def test_a_repeated_field_is_an_error_not_last_one_wins(files: dict[str, str], c
     }
     problems = validate_rendered(broken, catalog).problems
     assert any("duplicate field 'replicas'" in p for p in problems), problems
+
+
+def test_one_size_renders_one_deployment_with_its_engine_in_the_ingress(catalog: Crds) -> None:
+    # One size that keeps a replica is colocated with the ingress (serving.ingress.colocate_single_size):
+    # the one override is the ingress's, with the size's options, placement and the shadow user_config.
+    data = load_config(profile="gpu").model_dump()
+    data["models"] = [m for m in data["models"] if m["size"] == "0.8b"]
+    files = render_all(ClusterConfig.model_validate(data))
+    assert validate_rendered(files, catalog).problems == []
+    path = "kuberay/default/ray-service.qwen.yaml"
+    serve, _ = serve_app([d for d in yaml.safe_load_all(files[path]) if d][0])
+    ((override,),) = [app["deployments"] for app in serve["applications"]]
+    model = ClusterConfig.model_validate(data).models[0]
+    assert override["name"] == "openai-ingress"
+    assert override["autoscaling_config"] == model.deployment.autoscaling_config.to_serve()
+    assert override["ray_actor_options"]["num_gpus"] == model.deployment.num_gpus
+    assert override["max_ongoing_requests"] == data["serving"]["ingress"]["max_ongoing_requests"]
+    assert "user_config" in override
+
+    # An override of the size's own name (the separate layout) no longer matches the app.
+    def rename(document: dict) -> None:
+        serve, save = serve_app(document)
+        serve["applications"][0]["deployments"][0]["name"] = model.deployment_name
+        save()
+
+    problems = validate_rendered(mutated(files, path, rename), catalog).problems
+    assert any("differ from the config's" in p for p in problems)
