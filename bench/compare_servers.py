@@ -166,7 +166,8 @@ class LevelResult:
     short_ttfts: list[float] = field(default_factory=list)
     completion_tokens: int = 0
     statuses: Counter = field(default_factory=Counter)
-    first_error: str | None = None
+    # The first error body of each status.
+    examples: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> int:
@@ -174,8 +175,7 @@ class LevelResult:
 
     def failed(self, what: str, status, text: str) -> None:
         self.statuses[status] += 1
-        if self.first_error is None:
-            self.first_error = f"{what}: {status} {text[:300]}"
+        self.examples.setdefault(status, f"{what}: {status} {text[:300]}")
 
 
 async def one_request(
@@ -270,7 +270,7 @@ def summarize(level: LevelResult, unit: str, value) -> dict:
         "value": value if level.ok else None,
         "ok": level.ok,
         "errors": errors,
-        "first_error": level.first_error,
+        "examples": level.examples,
         "p50_latency_s": percentile(level.latencies, 0.5),
     }
 
@@ -530,7 +530,9 @@ def print_table(title: str, results: dict[str, dict], workloads: list[str], base
     for name, figures in results.items():
         for workload, figure in figures.items():
             if figure.get("errors"):
-                print(f"  {name} {workload}: {figure['errors']} e.g. {figure['first_error']}")
+                print(f"  {name} {workload}: {figure['errors']}")
+                for example in figure["examples"].values():
+                    print(f"    e.g. {example}")
 
 
 async def bench_server(
@@ -544,7 +546,7 @@ async def bench_server(
     print(f"{server.name} ready at {server.base_url} after {ready_s:.0f} s; measuring ...", flush=True)
     await run_level(server, 8, min(seconds, 3.0), 8)  # warm-up, not counted
     figures = await measure(server, seconds, workloads)
-    figures["start-up"] = {"unit": "s to ready", "value": ready_s, "ok": 1, "errors": {}, "first_error": None}
+    figures["start-up"] = {"unit": "s to ready", "value": ready_s, "ok": 1, "errors": {}, "examples": {}}
     for workload, figure in figures.items():
         print(f"   {workload}: {cell(figure)} {figure['unit']}", flush=True)
     return figures
