@@ -101,7 +101,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def role(proc: psutil.Process, driver_pid: int) -> str:
-    """The group a process of the cluster belongs to, from its process title."""
+    """The group a process of the cluster belongs to, from its process title. A one-size cluster
+    serves from one deployment named as the ingress (`serving.ingress.colocate_single_size`): its
+    replica, engine included, counts as `ingress`, and `model` stays empty."""
     if proc.pid == driver_pid:
         return "driver"
     try:

@@ -503,14 +503,19 @@ class ClusterConfig(StrictModel):
         """The Serve deployments that run engines: name -> (size, `Deployment.options(...)`).
 
         One per enabled size, or the colocated one (`colocated_model`), named as the ingress: it
-        takes the size's options, but as many requests at once as an ingress replica, since its own
-        admission holds those past the engine's slots and answers 429 as a separate ingress would.
+        takes the size's options, but Serve's limits of an ingress replica (as many requests at once
+        as `serving.ingress.max_ongoing_requests`, no queue limit of Serve's own), since its own
+        admission holds requests past the engine's slots, up to the size's `max_queued_requests`,
+        and answers 429 as a separate ingress would. (Serve counts a direct-ingress request as
+        queued until it takes a slot, even a free one: a limit of 64 there dropped bursts of 128
+        with 503s.)
         """
         colocated = self.colocated_model()
         if colocated is None:
             return {m.deployment_name: (m, m.deployment.serve_options()) for m in self.enabled_models()}
         options = colocated.deployment.serve_options()
         options["max_ongoing_requests"] = self.serving.ingress.max_ongoing_requests
+        options["max_queued_requests"] = -1
         return {INGRESS_DEPLOYMENT_NAME: (colocated, options)}
 
     @property

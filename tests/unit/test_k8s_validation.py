@@ -423,7 +423,9 @@ def test_one_size_renders_one_deployment_with_its_engine_in_the_ingress(catalog:
     assert override["name"] == "openai-ingress"
     assert override["autoscaling_config"] == model.deployment.autoscaling_config.to_serve()
     assert override["ray_actor_options"]["num_gpus"] == model.deployment.num_gpus
+    # Serve's own limits are an ingress's: the replica's admission applies the size's.
     assert override["max_ongoing_requests"] == data["serving"]["ingress"]["max_ongoing_requests"]
+    assert override["max_queued_requests"] == -1
     assert "user_config" in override
 
     # An override of the size's own name (the separate layout) no longer matches the app.
