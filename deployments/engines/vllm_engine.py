@@ -186,7 +186,12 @@ class VLLMEngine(Engine):
         self._tokenizer = None
         self._device = "cuda"
 
-    async def start(self) -> None:
+    def load(self) -> None:
+        """Build vLLM's engine now, synchronously: its engine core started, weights loaded, KV cache
+        allocated. A batch actor's constructor calls it so that this start (about half a minute on
+        CPU) overlaps the reads that fill the first batches, as Ray Data LLM's engine stage builds
+        its engine in its constructor; `AsyncLLM` starts its output handler on the event loop of the
+        first request. Idempotent."""
         if self._engine is not None:
             return
         try:
@@ -214,10 +219,14 @@ class VLLMEngine(Engine):
             raise EngineStartError(
                 f"vLLM engine for {self.model_path} failed to start: {_first_line(error)}"
             ) from error
-        tokenizer = self._engine.get_tokenizer()
-        # Synchronous on vLLM 0.32 (the CPU build), a coroutine on 0.33.
-        self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
         self._device = str(current_platform.device_type)
+
+    async def start(self) -> None:
+        self.load()
+        if self._tokenizer is None:
+            tokenizer = self._engine.get_tokenizer()
+            # Synchronous on vLLM 0.32 (the CPU build), a coroutine on 0.33.
+            self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
 
     def prompt(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
         """vLLM's prompt input for `request` (rendered text, decoded images) and whether it thinks.
@@ -249,7 +258,7 @@ class VLLMEngine(Engine):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-        if self._engine is None:
+        if self._engine is None or self._tokenizer is None:
             raise RuntimeError("engine is not running")
         prompt, thinking = self.prompt(request)
         self._check_length(prompt, request.sampling.max_tokens)
@@ -333,6 +342,7 @@ class VLLMEngine(Engine):
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
+            self._tokenizer = None
 
     def info(self) -> EngineInfo:
         return EngineInfo(

@@ -33,7 +33,9 @@ def vllm_model(max_model_len: int = 1024):
 
 @pytest.fixture(scope="module")
 def stage(demo_cache, vllm_env):
-    """The batch inference stage on one size, engine vLLM (the name the imported test asks for)."""
+    """The batch inference stage on one size, engine vLLM (the name the imported test asks for). Its
+    constructor builds vLLM's engine here, outside any event loop (`VLLMEngine.load`), as a batch
+    actor's does; the test then runs it on a loop of its own."""
     from cluster.batch_config import TaskSettings
     from pipelines.inference import InferenceStage
 
