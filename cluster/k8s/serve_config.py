@@ -6,7 +6,9 @@ defaults there, so changing them does not redeploy the app. Per-size deployment 
 written as Serve config overrides: that is where each size is pinned to its worker group (a custom
 resource in `ray_actor_options`), and editing autoscaling there is a light in-place update on a live
 cluster. The ingress's override carries only its `user_config` (the run-time shadow settings):
-editing it in the RayService reaches the running replicas' `reconfigure`, without a restart.
+editing it in the RayService reaches the running replicas' `reconfigure`, without a restart. A config
+of one size colocated with the ingress (`ClusterConfig.colocated_model`) has one override, the
+ingress's, with both the size's options and that `user_config`.
 """
 
 from __future__ import annotations
