@@ -43,7 +43,7 @@ class ModelClient(Protocol):
 
 
 class LocalModelClient:
-    """A `ModelServer` in this process (tests, single-process tools)."""
+    """A `ModelServer` in this process (the one-size deployment, tests, single-process tools)."""
 
     def __init__(self, server):
         self.server = server
