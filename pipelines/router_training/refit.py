@@ -3,14 +3,14 @@
 The fit is a per-size logistic regression of observed correctness on (logit of the scorer's
 estimate, difficulty), penalised toward the curve in use (identity when none): with few labels it
 stays near what ships, with many the labels decide. The gate compares the candidate with the curve
-in use on a held-out slice of the same labels (requests chosen by hash, so one request never sits on
-both sides) and accepts it only when its log loss is lower by at least `min_gain`.
+in use on a held-out slice of the same labels (whole requests, chosen by hash, so one request never
+sits on both sides) and accepts it only when its log loss is lower by at least `min_gain`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +21,20 @@ from deployments.router.calibration import Calibration, SizeCurve
 EPSILON = 1e-4
 
 
-def held_out(request_hash: str, share: float) -> bool:
-    """Whether a request belongs to the held-out slice (stable across runs)."""
-    bucket = int(hashlib.sha256(request_hash.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return bucket < share
+def held_out_requests(request_hashes: Iterable[str], share: float) -> set[str]:
+    """The requests of the held-out slice: `share` of the distinct requests, rounded, and at least
+    one on each side when there are two or more.
+
+    Requests are ordered by a hash of their hash, so the slice is the same for the same labels on
+    every run. An exact count rather than a per-request coin flip: with the few dozen labels a
+    new cluster has, a coin flip at share 0.5 leaves one side nearly empty a few times in a hundred
+    and the gate then judges nothing.
+    """
+    distinct = sorted(set(request_hashes), key=lambda h: hashlib.sha256(h.encode()).hexdigest())
+    if len(distinct) < 2:
+        return set(distinct)
+    count = min(max(round(share * len(distinct)), 1), len(distinct) - 1)
+    return set(distinct[:count])
 
 
 def design(estimates: np.ndarray, difficulty: np.ndarray) -> np.ndarray:
@@ -113,8 +123,9 @@ def refit_and_gate(
     accepted when the held-out log loss over all rows drops by more than `min_gain` and the
     held-out slice has rows at all.
     """
-    train = [r for r in rows if not held_out(r["request_hash"], holdout_share)]
-    test = [r for r in rows if held_out(r["request_hash"], holdout_share)]
+    held = held_out_requests((r["request_hash"] for r in rows), holdout_share)
+    train = [r for r in rows if r["request_hash"] not in held]
+    test = [r for r in rows if r["request_hash"] in held]
     sizes = sorted({r["size"] for r in rows}, key=lambda s: float(s.rstrip("b")))
     curves: dict[str, SizeCurve] = dict(current.curves) if current else {}
     per_size: dict[str, Any] = {}

@@ -10,7 +10,7 @@ import pytest
 from deployments.router.calibration import Calibration, SizeCurve
 from deployments.shadow.labels import to_table
 from pipelines.router_training.confidence import escalation_threshold
-from pipelines.router_training.refit import refit_and_gate
+from pipelines.router_training.refit import held_out_requests, refit_and_gate
 from pipelines.router_training.shadow_labels import read_label_file
 from tests.support import shadow_sim as sim
 
@@ -70,6 +70,29 @@ def test_labels_all_on_one_side_still_fit_and_move_the_curve():
     curve = fit_curve(np.full(4, 0.99), np.full(4, 0.1), np.zeros(4), SizeCurve(), l2=1.0)
     assert all(np.isfinite([curve.intercept, curve.slope, curve.difficulty_weight]))
     assert predict(curve, np.array([0.99]), np.array([0.1]))[0] < 0.5
+
+
+@pytest.mark.parametrize("count", [2, 3, 8, 9, 40])
+@pytest.mark.parametrize("share", [0.05, 0.2, 0.5, 0.95])
+def test_the_held_out_slice_is_an_exact_share_with_both_sides_filled(count, share):
+    hashes = [f"request-{i}" for i in range(count)]
+    held = held_out_requests(hashes + hashes[:3], share)  # a request with several rows counts once
+    assert 1 <= len(held) <= count - 1
+    assert len(held) == min(max(round(share * count), 1), count - 1)
+    # The same labels in another order give the same slice.
+    assert held_out_requests(reversed(hashes), share) == held
+
+
+def test_few_labels_still_train_and_gate_at_half_held_out():
+    # Eight one-sided labels at share 0.5: four train, four judge (a coin flip per request left
+    # one row to train on in one CI run, and the gate then judged nothing).
+    rows = [
+        {"request_hash": f"r{i}", "size": "0.8b", "estimate": 0.9, "difficulty": 0.1, "correct": False}
+        for i in range(8)
+    ]
+    result = refit_and_gate(rows, None, "heuristic", holdout_share=0.5, min_rows_per_size=2)
+    assert result.figures["train_rows"] == 4 and result.figures["heldout_rows"] == 4
+    assert result.accepted
 
 
 def test_records_of_another_scorer_are_skipped_with_a_count():
