@@ -56,7 +56,10 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
 # alternations that may start at any letter cost milliseconds on long prompts.
 _ARITHMETIC = re.compile(r"\d\s*[-+*/^×÷=<>]\s*[\d(a-z]|\d[a-z]\b")
 _LATEX = re.compile(
-    r"\\(?:frac|sum|int|sqrt|binom|cdot|leq|geq|neq|pi|alpha|beta|theta|lim|infty|mathbb)|\$[^$\n]{1,80}\$"
+    r"\\(?:frac|sum|int|sqrt|binom|cdot|leq|geq|neq|pi|alpha|beta|theta|lim|infty|mathbb)"
+    # Inline maths by pandoc's rule: no space inside either dollar, no digit after the closing one,
+    # so two prices ("$30 ... $15") are not a formula.
+    r"|\$(?=\S)[^$\n]{1,80}(?<=\S)\$(?!\d)"
 )
 # A one-letter variable next to an operator or an argument list ("n^2 + 11n", "f(x + y)", "a, b > 0"):
 # algebra, not arithmetic. "a" and "i" are left out (English words), as are the letters that
@@ -87,6 +90,7 @@ _CODE_ASK = re.compile(
 _SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
 _NUMBERED_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 _SENTENCE_MARKS = (".", "!", "?", "¿", "¡", "\n", "。", "！", "？")
+_QUESTION_MARKS = ("?", "？")
 _NON_LATIN = re.compile(
     r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 )
@@ -124,18 +128,40 @@ def instruction_head(request: RoutingInput) -> str:
 
 
 def joined_parts(text: str) -> int:
-    """How many joiners (`CONJUNCTIONS`) in `text` join parts of a sentence: one that follows a
-    single word of its sentence ("Hi, how are you?", "Hola, ¿qué tal?", "First, ...") sets off an
-    interjection or an opener, not a part."""
+    """How many joiners (`CONJUNCTIONS`) in `text` join parts of what it asks.
+
+    A joiner that follows a single word of its sentence ("Hi, how are you?", "Hola, ¿qué tal?",
+    "First, ...") sets off an interjection or an opener, not a part. When the text is several
+    sentences ending in a question, the statements before the question set it up (a word problem's
+    story, a description of the user's setup): only joiners in questions count.
+    """
+    question_only = _ends_in_question(text)
     parts = 0
     for joiner in CONJUNCTIONS:
         start = text.find(joiner)
         while start >= 0:
             sentence_start = max(text.rfind(mark, 0, start) for mark in _SENTENCE_MARKS) + 1
-            if len(text[sentence_start:start].split()) >= 2:
+            if len(text[sentence_start:start].split()) >= 2 and (
+                not question_only or _sentence_end(text, start) in _QUESTION_MARKS
+            ):
                 parts += 1
             start = text.find(joiner, start + 1)
     return parts
+
+
+def _sentence_end(text: str, position: int) -> str:
+    """The mark that ends the sentence holding `position` ("" at the end of the text)."""
+    ends = [i for i in (text.find(mark, position) for mark in _SENTENCE_MARKS) if i >= 0]
+    return text[min(ends)] if ends else ""
+
+
+def _ends_in_question(text: str) -> bool:
+    """Whether `text` is statements followed by a closing question."""
+    stripped = text.rstrip()
+    if not stripped.endswith(_QUESTION_MARKS):
+        return False
+    body = stripped[:-1]
+    return any(body.rfind(mark) > 0 for mark in (".", "!", "。", "！", "\n"))
 
 
 def estimate_tokens(text: str) -> int:

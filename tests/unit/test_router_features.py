@@ -396,3 +396,25 @@ def test_one_line_build_asks_carry_the_systems_cue(text):
 )
 def test_joined_parts_skip_a_comma_after_one_opening_word(text, parts):
     assert joined_parts(text) == parts
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        # A story and its question: the story's clauses set the question up; the ask is one part.
+        ("tom had 5 apples, and he gave 2 to ann, 1 to bob and 1 to cy. how many are left?", 0),
+        ("tom had 5 apples and 3 pears. how many apples and pears does he have?", 1),
+        # One question alone keeps its parts, and so does text that does not end in a question.
+        ("what is a mutex, and how does it differ from a semaphore?", 2),
+        ("i use postgres, redis and kafka. compare them, and pick one.", 4),
+    ],
+)
+def test_only_the_question_counts_parts_after_a_setup(text, parts):
+    assert joined_parts(text) == parts
+
+
+def test_two_prices_are_not_a_formula_but_inline_maths_is():
+    prices = features_of("Lizzy had $30. She loaned $15 to her friend. How much does she have now?")
+    formula = features_of("Solve $x^2 + 1 = 0$ over the complex numbers.")
+    assert prices["math"] == 0.0
+    assert formula["math"] > 0.0

@@ -1,6 +1,7 @@
 """How the router routes public maths prompts of known tier, and what retraining on them would do.
 
     python training/router/tier_probe.py --mirror DIR [--per-source 200] [--recipes all]
+        [--max-tokens 32 --layers 2]
 
 Reads public_tiers.yaml's sources from DIR (bare git snapshots, as build_public.py), drops rows that
 match an evaluation question (public_sources.yaml's `exclusions`) and counts them, then samples
@@ -10,8 +11,8 @@ Prints, per source, the share of its held-out prompts each size gets, and how ma
 size, within one size, and the tier-0/1 "easy to 0.8b/2b" and tier-3 "hard to 4b/9b" shares:
 - `shipped`: the shipped router (the demo profile's learned scorer and quality policy);
 - each recipe retrained on the templates' training split plus the public tier rows' training halves:
-  `tiers` (the shipped recipe: ridge blended 0.8 with the hand-set feature scorer), `tiers-blend0.5`
-  (blend 0.5), `feature-residual` (the hand-set feature weights corrected by a ridge fit of the
+  `tiers` (the shipped recipe: ridge blended 0.8 with the hand-set feature scorer), `tiers-blendX`
+  (blend X, e.g. `tiers-blend0.5`), `feature-residual` (the hand-set feature weights corrected by a ridge fit of the
   residual on the transparent features, alpha 1e4, then the same blend), `maths-gated` (the `tiers` fit, then a
   ridge fit, alpha 100, of the maths rows' level residual on the standardized features, added to the
   level estimate in proportion to the family head's probability of the maths group, so that other
@@ -175,13 +176,13 @@ class GroupGatedScorer(LearnedScorer):
         ]
 
 
-def gated_scorer(fit_rows, embedder) -> GroupGatedScorer:
+def gated_scorer(fit_rows, embedder, settings: EmbeddingSettings) -> GroupGatedScorer:
     """The `tiers` fit plus the maths-gated correction fitted on the maths rows of `fit_rows`."""
     from sklearn.linear_model import Ridge
 
     from deployments.router.learned import embedding_text, feature_matrix
 
-    artifact = training.fit_artifact(fit_rows, embedder, EmbeddingSettings())
+    artifact = training.fit_artifact(fit_rows, embedder, settings)
     rows = [r for r in fit_rows if r.group == GATED_GROUP]
     embeddings = embedder.encode([embedding_text(r.request) for r in rows])
     inputs = artifact.inputs(embeddings, feature_matrix([extract_features(r.request) for r in rows]))
@@ -229,7 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-source", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipes", default="tiers,tiers-blend0.5,feature-residual,maths-gated")
+    parser.add_argument("--max-tokens", type=int, default=EmbeddingSettings.max_tokens, help="of the embedding")
+    parser.add_argument("--layers", type=int, default=EmbeddingSettings.layers, help="of the embedding")
     args = parser.parse_args(argv)
+    settings = EmbeddingSettings(max_tokens=args.max_tokens, layers=args.layers)
     rows, dropped = tier_rows(args.mirror, args.per_source, args.seed)
     for (name, reason), count in sorted(dropped.items()):
         print(f"dropped {count} rows of {name}: {reason}")
@@ -248,11 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     templates = load_rows(TEMPLATES, require_label=True)
     fit_templates = [r for r in templates if not r.heldout]
     held_templates = [r for r in templates if r.heldout]
-    embedder = CachedEmbedder(SentenceEmbedder.for_settings(EmbeddingSettings()))
+    embedder = CachedEmbedder(SentenceEmbedder.for_settings(settings))
     config = RouterConfig()
 
-    def plain_scorer(fit_rows, embedder) -> LearnedScorer:
-        return LearnedScorer(training.fit_artifact(fit_rows, embedder, EmbeddingSettings()), embedder)
+    def plain_scorer(fit_rows, embedder, settings) -> LearnedScorer:
+        return LearnedScorer(training.fit_artifact(fit_rows, embedder, settings), embedder)
 
     recipes = {
         "tiers": (SHIPPED_FIT, training.LEVEL_FEATURE_BLEND, plain_scorer),
@@ -262,10 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     shipped_blend = training.LEVEL_FEATURE_BLEND
     for recipe in args.recipes.split(","):
+        if recipe.startswith("tiers-blend"):  # any blend: tiers-blend0.3
+            recipes[recipe] = (SHIPPED_FIT, float(recipe.removeprefix("tiers-blend")), plain_scorer)
         fit, blend, make_scorer = recipes[recipe]
 
         def router_for(fit_rows, make_scorer=make_scorer) -> Router:
-            return Router(config, SIZES, scorer=make_scorer(fit_rows, embedder))
+            return Router(config, SIZES, scorer=make_scorer(fit_rows, embedder, settings))
 
         training._fit_level_head, training.LEVEL_FEATURE_BLEND = fit, blend
         try:
