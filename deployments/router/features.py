@@ -15,6 +15,7 @@ import math
 import re
 
 from deployments.router.keywords import (
+    CONDITION_OPENERS,
     CONJUNCTIONS,
     FAMILY_WORDS,
     FOREIGN_WORDS,
@@ -133,7 +134,9 @@ def joined_parts(text: str) -> int:
     A joiner that follows a single word of its sentence ("Hi, how are you?", "Hola, ¿qué tal?",
     "First, ...") sets off an interjection or an opener, not a part. When the text is several
     sentences ending in a question, the statements before the question set it up (a word problem's
-    story, a description of the user's setup): only joiners in questions count.
+    story, a description of the user's setup): only joiners in questions count. So does a leading
+    condition ("If she sells 12 and keeps 3, how many ...?"): joiners up to the comma that closes it
+    are not parts either.
     """
     question_only = _ends_in_question(text)
     parts = 0
@@ -141,12 +144,23 @@ def joined_parts(text: str) -> int:
         start = text.find(joiner)
         while start >= 0:
             sentence_start = max(text.rfind(mark, 0, start) for mark in _SENTENCE_MARKS) + 1
-            if len(text[sentence_start:start].split()) >= 2 and (
-                not question_only or _sentence_end(text, start) in _QUESTION_MARKS
+            if (
+                len(text[sentence_start:start].split()) >= 2
+                and (not question_only or _sentence_end(text, start) in _QUESTION_MARKS)
+                and not _in_leading_condition(text, sentence_start, start)
             ):
                 parts += 1
             start = text.find(joiner, start + 1)
     return parts
+
+
+def _in_leading_condition(text: str, sentence_start: int, position: int) -> bool:
+    """Whether `position` lies in, or at the comma that closes, a condition its sentence opens with."""
+    opening = text[sentence_start:position].split(maxsplit=1)
+    if not opening or opening[0] not in CONDITION_OPENERS:
+        return False
+    comma = text.find(", ", sentence_start)
+    return comma < 0 or comma >= position
 
 
 def _sentence_end(text: str, position: int) -> str:

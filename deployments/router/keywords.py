@@ -104,6 +104,10 @@ HIGHER_ORDER_STEMS: tuple[str, ...] = tuple(
 )
 # Words that join the parts of a request ("cover X, Y and Z"), per language.
 CONJUNCTIONS: tuple[str, ...] = (", ", "; ", " and ", " y ", " et ", " und ")
+# A sentence that opens with one of these sets a condition before its ask: the joiners in the
+# condition are not parts of the ask. "when", "after", "given", "since", "because" and "while" measured
+# no different on the public tiers and the templates (training/router/README.md), so only "if" is kept.
+CONDITION_OPENERS: tuple[str, ...] = ("if",)
 
 # Common function words of Latin-script languages (es, fr, de, it); English homographs (pour, son,
 # met, con, per, die, los, las, von, com, ...) are left out.

@@ -407,6 +407,10 @@ def test_joined_parts_skip_a_comma_after_one_opening_word(text, parts):
         # One question alone keeps its parts, and so does text that does not end in a question.
         ("what is a mutex, and how does it differ from a semaphore?", 2),
         ("i use postgres, redis and kafka. compare them, and pick one.", 4),
+        # A leading condition sets the ask up too, up to the comma that closes it.
+        ("if she sells 12 cups and keeps 3, how many cups and plates are left?", 1),
+        ("tom has 3 apples. if he eats one, how many are left?", 0),
+        ("if possible, explain tcp, compare it with udp, and give an example.", 3),
     ],
 )
 def test_only_the_question_counts_parts_after_a_setup(text, parts):

@@ -62,6 +62,7 @@ TABLES = (
     "PHRASES",
     "HIGHER_ORDER_STEMS",
     "CONJUNCTIONS",
+    "CONDITION_OPENERS",
     "GATED_CODE_WORDS",
     "FOREIGN_WORDS",
 )
@@ -127,6 +128,8 @@ def fired(texts: Sequence[str]) -> set[tuple[str, str]]:
                     hit = any(w.startswith(entry) for w in head_words)
                 elif table == "CONJUNCTIONS":
                     hit = entry in head
+                elif table == "CONDITION_OPENERS":
+                    hit = entry in head_words
                 else:
                     hit = entry in sample
                 if hit:
