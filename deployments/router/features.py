@@ -92,6 +92,8 @@ _SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
 _NUMBERED_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 _SENTENCE_MARKS = (".", "!", "?", "¿", "¡", "\n", "。", "！", "？")
 _QUESTION_MARKS = ("?", "？")
+# Where a sentence ends: a closing mark, but not the point of a decimal ("$2.50").
+_SENTENCE_END = re.compile(r"[!?\n。！？]|\.(?!\d)")
 _NON_LATIN = re.compile(
     r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 )
@@ -134,9 +136,9 @@ def joined_parts(text: str) -> int:
     A joiner that follows a single word of its sentence ("Hi, how are you?", "Hola, ¿qué tal?",
     "First, ...") sets off an interjection or an opener, not a part. When the text is several
     sentences ending in a question, the statements before the question set it up (a word problem's
-    story, a description of the user's setup): only joiners in questions count. So does a leading
-    condition ("If she sells 12 and keeps 3, how many ...?"): joiners up to the comma that closes it
-    are not parts either.
+    story, a description of the user's setup): only joiners in questions count. A leading condition
+    sets the ask up too ("If she sells 12 and keeps 3, how many ...?"): joiners up to the comma that
+    closes it are not parts either.
     """
     question_only = _ends_in_question(text)
     parts = 0
@@ -165,8 +167,8 @@ def _in_leading_condition(text: str, sentence_start: int, position: int) -> bool
 
 def _sentence_end(text: str, position: int) -> str:
     """The mark that ends the sentence holding `position` ("" at the end of the text)."""
-    ends = [i for i in (text.find(mark, position) for mark in _SENTENCE_MARKS) if i >= 0]
-    return text[min(ends)] if ends else ""
+    end = _SENTENCE_END.search(text, position)
+    return end.group() if end else ""
 
 
 def _ends_in_question(text: str) -> bool:
@@ -174,8 +176,7 @@ def _ends_in_question(text: str) -> bool:
     stripped = text.rstrip()
     if not stripped.endswith(_QUESTION_MARKS):
         return False
-    body = stripped[:-1]
-    return any(body.rfind(mark) > 0 for mark in (".", "!", "。", "！", "\n"))
+    return any(m.start() > 0 for m in _SENTENCE_END.finditer(stripped[:-1]))
 
 
 def estimate_tokens(text: str) -> int:

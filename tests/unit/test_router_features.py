@@ -411,6 +411,9 @@ def test_joined_parts_skip_a_comma_after_one_opening_word(text, parts):
         ("if she sells 12 cups and keeps 3, how many cups and plates are left?", 1),
         ("tom has 3 apples. if he eats one, how many are left?", 0),
         ("if possible, explain tcp, compare it with udp, and give an example.", 3),
+        # A decimal point ends no sentence.
+        ("what is x, and what is 3.5 times 2?", 2),
+        ("a pen costs 2.50, and a pad 1.20. how much are 3 pens and 2 pads?", 1),
     ],
 )
 def test_only_the_question_counts_parts_after_a_setup(text, parts):
