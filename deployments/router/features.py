@@ -90,10 +90,10 @@ _CODE_ASK = re.compile(
 )
 _SNAKE_CASE = re.compile(r"[a-z0-9]_[a-z]")
 _NUMBERED_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
-_SENTENCE_MARKS = (".", "!", "?", "¿", "¡", "\n", "。", "！", "？")
+# Sentence boundaries: closing marks (not the point of a decimal, "$2.50") and Spanish opening ones.
+_SENTENCE_BOUNDARY = re.compile(r"[!?\n。！？¿¡]|\.(?!\d)")
+_OPENING_MARKS = ("¿", "¡")
 _QUESTION_MARKS = ("?", "？")
-# Where a sentence ends: a closing mark, but not the point of a decimal ("$2.50").
-_SENTENCE_END = re.compile(r"[!?\n。！？]|\.(?!\d)")
 _NON_LATIN = re.compile(
     r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 )
@@ -145,7 +145,7 @@ def joined_parts(text: str) -> int:
     for joiner in CONJUNCTIONS:
         start = text.find(joiner)
         while start >= 0:
-            sentence_start = max(text.rfind(mark, 0, start) for mark in _SENTENCE_MARKS) + 1
+            sentence_start = _sentence_start(text, start)
             if (
                 len(text[sentence_start:start].split()) >= 2
                 and (not question_only or _sentence_end(text, start) in _QUESTION_MARKS)
@@ -165,10 +165,20 @@ def _in_leading_condition(text: str, sentence_start: int, position: int) -> bool
     return comma < 0 or comma >= position
 
 
+def _sentence_start(text: str, position: int) -> int:
+    """Where the sentence holding `position` starts: after the last closing or opening mark."""
+    start = 0
+    for mark in _SENTENCE_BOUNDARY.finditer(text, 0, position):
+        start = mark.end()
+    return start
+
+
 def _sentence_end(text: str, position: int) -> str:
     """The mark that ends the sentence holding `position` ("" at the end of the text)."""
-    end = _SENTENCE_END.search(text, position)
-    return end.group() if end else ""
+    for mark in _SENTENCE_BOUNDARY.finditer(text, position):
+        if mark.group() not in _OPENING_MARKS:
+            return mark.group()
+    return ""
 
 
 def _ends_in_question(text: str) -> bool:
@@ -176,7 +186,9 @@ def _ends_in_question(text: str) -> bool:
     stripped = text.rstrip()
     if not stripped.endswith(_QUESTION_MARKS):
         return False
-    return any(m.start() > 0 for m in _SENTENCE_END.finditer(stripped[:-1]))
+    return any(
+        m.start() > 0 and m.group() not in _OPENING_MARKS for m in _SENTENCE_BOUNDARY.finditer(stripped[:-1])
+    )
 
 
 def estimate_tokens(text: str) -> int:
