@@ -66,7 +66,8 @@ _LATEX = re.compile(
 # algebra, not arithmetic. "a" and "i" are left out (English words), as are the letters that
 # apostrophes split off ("it's", "don't", "I'm", "I'd").
 _VARIABLE = re.compile(r"(?<![\w.'’])[bcefghjknpqruvwxyz](?:\s*[\^=<>+*/≤≥≠·−]|\(|\s*,\s*[a-z]\b)")
-_MATH_SYMBOLS = ("^", "∑", "∫", "√", "≤", "≥", "≠", "π", "∞", "∈", "∀", "∃", "≡", "%")
+# Not "%": percentages are everyday notation (prices, discounts, shares), and in code it is modulo.
+_MATH_SYMBOLS = ("^", "∑", "∫", "√", "≤", "≥", "≠", "π", "∞", "∈", "∀", "∃", "≡")
 # Arrows (`->`, `=>`, `-->`) are not here: diagram markup (mermaid, graphviz) and prose use them as
 # much as code does.
 _CODE_LITERALS = ("```", "#include", "SELECT ", "()")
