@@ -11,6 +11,7 @@ order a learned model sees them in.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 
@@ -141,15 +142,19 @@ def joined_parts(text: str) -> int:
     sets the ask up too ("If she sells 12 and keeps 3, how many ...?"): joiners up to the comma that
     closes it are not parts either.
     """
-    question_only = _ends_in_question(text)
+    # One scan for the sentence boundaries; each joiner then finds its sentence by bisection.
+    boundaries = list(_SENTENCE_BOUNDARY.finditer(text))
+    positions = [mark.start() for mark in boundaries]
+    question_only = _ends_in_question(text, boundaries)
     parts = 0
     for joiner in CONJUNCTIONS:
         start = text.find(joiner)
         while start >= 0:
-            sentence_start = _sentence_start(text, start)
+            before = bisect.bisect_left(positions, start)
+            sentence_start = boundaries[before - 1].end() if before else 0
             if (
                 len(text[sentence_start:start].split()) >= 2
-                and (not question_only or _sentence_end(text, start) in _QUESTION_MARKS)
+                and (not question_only or _closing_mark(boundaries[before:]) in _QUESTION_MARKS)
                 and not _in_leading_condition(text, sentence_start, start)
             ):
                 parts += 1
@@ -166,30 +171,19 @@ def _in_leading_condition(text: str, sentence_start: int, position: int) -> bool
     return comma < 0 or comma >= position
 
 
-def _sentence_start(text: str, position: int) -> int:
-    """Where the sentence holding `position` starts: after the last closing or opening mark."""
-    start = 0
-    for mark in _SENTENCE_BOUNDARY.finditer(text, 0, position):
-        start = mark.end()
-    return start
+def _closing_mark(following: list[re.Match[str]]) -> str:
+    """The first closing mark among a sentence's following boundaries ("" at the end of the text)."""
+    return next((mark.group() for mark in following if mark.group() not in _OPENING_MARKS), "")
 
 
-def _sentence_end(text: str, position: int) -> str:
-    """The mark that ends the sentence holding `position` ("" at the end of the text)."""
-    for mark in _SENTENCE_BOUNDARY.finditer(text, position):
-        if mark.group() not in _OPENING_MARKS:
-            return mark.group()
-    return ""
-
-
-def _ends_in_question(text: str) -> bool:
-    """Whether `text` is statements followed by a closing question."""
+def _ends_in_question(text: str, boundaries: list[re.Match[str]]) -> bool:
+    """Whether `text` (whose `_SENTENCE_BOUNDARY` matches are `boundaries`) is statements followed by
+    a closing question."""
     stripped = text.rstrip()
     if not stripped.endswith(_QUESTION_MARKS):
         return False
-    return any(
-        m.start() > 0 and m.group() not in _OPENING_MARKS for m in _SENTENCE_BOUNDARY.finditer(stripped[:-1])
-    )
+    last = len(stripped) - 1  # the closing question mark
+    return any(0 < mark.start() < last and mark.group() not in _OPENING_MARKS for mark in boundaries)
 
 
 def estimate_tokens(text: str) -> int:
