@@ -1,15 +1,16 @@
-"""How the router routes public maths prompts of known tier, and what retraining on them would do.
+"""How the router routes public prompts of known tier (maths, everyday instructions), and what retraining on them would do.
 
     python training/router/tier_probe.py --mirror DIR [--per-source 200] [--recipes all]
         [--max-tokens 32 --layers 2]
 
 Reads public_tiers.yaml's sources from DIR (bare git snapshots, as build_public.py), drops rows that
 match an evaluation question (public_sources.yaml's `exclusions`) and counts them, then samples
-2 x `--per-source` prompts per source (seeded): the first half trains, the second half is held out.
+2 x `--per-source` prompts per source (seeded): the first half trains, the second half is held out
+(all of a `probe_only` source is held out: it is never trained on).
 
 Prints, per source, the share of its held-out prompts each size gets, and how many reach the tier's
 size, within one size, and the tier-0/1 "easy to 0.8b/2b" and tier-3 "hard to 4b/9b" shares:
-- `shipped`: the shipped router (the demo profile's learned scorer and quality policy);
+- `shipped`: the shipped router (the demo profile's learned scorer and quality policy; `--recipes ""` prints only it);
 - each recipe retrained on the templates' training split plus the public tier rows' training halves:
   `tiers` (the shipped recipe: ridge blended 0.8 with the hand-set feature scorer), `tiers-blendX`
   (blend X, e.g. `tiers-blend0.5`), `feature-residual` (the hand-set feature weights corrected by a ridge fit of the
@@ -60,6 +61,14 @@ TEMPLATES = HERE / "data" / "prompts.jsonl"
 FAMILY_BY_TIER = {0: "word_problem", 1: "word_problem", 2: "competition_math", 3: "competition_math"}
 
 
+def field_value(record: dict, path: str):
+    """A record's field by a dotted path; a number steps into a list (`instances.0.input`)."""
+    value = record
+    for key in path.split("."):
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    return value
+
+
 def tier_rows(mirror: Path, per_source: int, seed: int) -> tuple[dict[str, list[LabeledRow]], Counter]:
     """2 x `per_source` labelled rows per source (fewer where a source has fewer), and the counts of
     rows dropped as evaluation questions, duplicates or malformed, by source and reason."""
@@ -74,7 +83,8 @@ def tier_rows(mirror: Path, per_source: int, seed: int) -> tuple[dict[str, list[
             for line in git_file(mirror, source["repo"], source["commit"], path).decode().splitlines():
                 try:
                     record = json.loads(line)
-                    text = " ".join(str(record[f]).strip() for f in source["text"]).strip()
+                    parts = (str(field_value(record, f)).strip() for f in source["text"])
+                    text = source.get("joiner", " ").join(p for p in parts if p).strip()
                 except (ValueError, KeyError, TypeError):
                     dropped[(name, "malformed")] += 1
                     continue
@@ -99,8 +109,8 @@ def tier_rows(mirror: Path, per_source: int, seed: int) -> tuple[dict[str, list[
         out[name] = [
             LabeledRow(
                 request=from_request([ChatMessage(role="user", content=text)], None),
-                family=FAMILY_BY_TIER[level],
-                group="maths",
+                family=source.get("family", FAMILY_BY_TIER[level]),
+                group=source.get("group", "maths"),
                 level=level,
                 size=SIZES[level],
                 split="train",
@@ -230,15 +240,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-source", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipes", default="tiers,tiers-blend0.5,feature-residual,maths-gated")
-    parser.add_argument("--max-tokens", type=int, default=EmbeddingSettings.max_tokens, help="of the embedding")
+    parser.add_argument(
+        "--max-tokens", type=int, default=EmbeddingSettings.max_tokens, help="of the embedding"
+    )
     parser.add_argument("--layers", type=int, default=EmbeddingSettings.layers, help="of the embedding")
     args = parser.parse_args(argv)
     settings = EmbeddingSettings(max_tokens=args.max_tokens, layers=args.layers)
     rows, dropped = tier_rows(args.mirror, args.per_source, args.seed)
     for (name, reason), count in sorted(dropped.items()):
         print(f"dropped {count} rows of {name}: {reason}")
-    held = {name: r[len(r) // 2 :] for name, r in rows.items()}
-    train = {name: r[: len(r) // 2] for name, r in rows.items()}
+    # A `probe_only` source is never trained on (its licence or its authors ask so): all of it is held out.
+    probe_only = {
+        n
+        for n, s in yaml.safe_load((HERE / "public_tiers.yaml").read_text())["sources"].items()
+        if s.get("probe_only")
+    }
+    held = {name: r if name in probe_only else r[len(r) // 2 :] for name, r in rows.items()}
+    train = {name: r[: len(r) // 2] for name, r in rows.items() if name not in probe_only}
     print(", ".join(f"{name} {len(r)}" for name, r in held.items()), "held-out rows per source\n")
 
     from cluster.config import load_config
@@ -265,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "maths-gated": (SHIPPED_FIT, training.LEVEL_FEATURE_BLEND, gated_scorer),
     }
     shipped_blend = training.LEVEL_FEATURE_BLEND
-    for recipe in args.recipes.split(","):
+    for recipe in filter(None, args.recipes.split(",")):
         if recipe.startswith("tiers-blend"):  # any blend: tiers-blend0.3
             recipes[recipe] = (SHIPPED_FIT, float(recipe.removeprefix("tiers-blend")), plain_scorer)
         fit, blend, make_scorer = recipes[recipe]
@@ -289,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             held_decisions = full.decide_many([r.request for r in held_templates])
             print(f"  templates, held out    {template_figures(held_templates, held_decisions)}")
             for name, r in held.items():
+                if name in probe_only:
+                    print(f"  {name:<14} never trained on {shares(full, r)}")
+                    continue
                 alone = router_for(fit_templates + [x for n, xs in train.items() if n != name for x in xs])
                 print(f"  {name:<14} split half {shares(full, r)}")
                 print(f"  {'':<14} source out {shares(alone, r)}")
