@@ -60,13 +60,19 @@ def chat(port: int) -> int:
 
 
 def wait_ready(process: subprocess.Popen, port: int, log_path: Path) -> float:
-    """Seconds until a chat completion on `port` succeeds; fails with the log's tail otherwise."""
+    """Seconds until `process` says it serves on `port` and a chat completion there succeeds; fails
+    with the log's tail otherwise.
+
+    A chat alone is not enough: right after a cluster on the port was killed, what is left of it (its
+    HAProxy and replicas outlive the raylet for a few seconds) can still answer, before this process
+    has even started Ray.
+    """
     started = time.monotonic()
     while time.monotonic() - started < READY_TIMEOUT_S:
         if process.poll() is not None:
             pytest.fail(f"up --port {port} exited {process.returncode}: {log_path.read_text()[-3000:]}")
         try:
-            if chat(port) == 200:
+            if f":{port}/v1  (Ctrl-C to stop)" in log_path.read_text() and chat(port) == 200:
                 return time.monotonic() - started
         except (urllib.error.URLError, OSError):
             pass
