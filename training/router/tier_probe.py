@@ -1,4 +1,5 @@
-"""How the router routes public prompts of known tier (maths, everyday instructions), and what retraining on them would do.
+"""How the router routes public prompts of known tier (maths, everyday instructions), and what
+retraining on them would do.
 
     python training/router/tier_probe.py --mirror DIR [--per-source 200] [--recipes all]
         [--max-tokens 32 --layers 2]
@@ -10,7 +11,8 @@ match an evaluation question (public_sources.yaml's `exclusions`) and counts the
 
 Prints, per source, the share of its held-out prompts each size gets, and how many reach the tier's
 size, within one size, and the tier-0/1 "easy to 0.8b/2b" and tier-3 "hard to 4b/9b" shares:
-- `shipped`: the shipped router (the demo profile's learned scorer and quality policy; `--recipes ""` prints only it);
+- `shipped`: the shipped router (the demo profile's learned scorer and quality policy; `--recipes ""`
+  prints only it);
 - each recipe retrained on the templates' training split plus the public tier rows' training halves:
   `tiers` (the shipped recipe: ridge blended 0.8 with the hand-set feature scorer), `tiers-blendX`
   (blend X, e.g. `tiers-blend0.5`), `feature-residual` (the hand-set feature weights corrected by a ridge fit of the
@@ -113,7 +115,8 @@ def tier_rows(mirror: Path, per_source: int, seed: int) -> tuple[dict[str, list[
                 group=source.get("group", "maths"),
                 level=level,
                 size=SIZES[level],
-                split="train",
+                # A `probe_only` source is never trained on (its licence or its authors ask so).
+                split="heldout" if source.get("probe_only") else "train",
             )
             for text in kept
         ]
@@ -249,12 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, dropped = tier_rows(args.mirror, args.per_source, args.seed)
     for (name, reason), count in sorted(dropped.items()):
         print(f"dropped {count} rows of {name}: {reason}")
-    # A `probe_only` source is never trained on (its licence or its authors ask so): all of it is held out.
-    probe_only = {
-        n
-        for n, s in yaml.safe_load((HERE / "public_tiers.yaml").read_text())["sources"].items()
-        if s.get("probe_only")
-    }
+    # All of a `probe_only` source is held out (tier_rows marks its rows so).
+    probe_only = {name for name, r in rows.items() if r and r[0].heldout}
     held = {name: r if name in probe_only else r[len(r) // 2 :] for name, r in rows.items()}
     train = {name: r[: len(r) // 2] for name, r in rows.items() if name not in probe_only}
     print(", ".join(f"{name} {len(r)}" for name, r in held.items()), "held-out rows per source\n")
