@@ -3,7 +3,7 @@
     python bench/compare_servers.py [--servers project,project-vllm,vllm] [--rounds 2] [--seconds 10]
                                     [--checkpoint demo|realsize] [--workloads c1,c8,...]
                                     [--vllm-venv .venv-vllm] [--project-ref REF] [--replicas N]
-                                    [--json FILE]
+                                    [--torch-threads N] [--json FILE]
 
 The script starts every server itself, one at a time, on a free loopback port, and drives each with
 the same load generator (aiohttp, keep-alive connections, closed loop: each of `c` clients sends its
@@ -16,6 +16,8 @@ figures and ratios are printed.
   one-size cluster runs HTTP, tokenizing and the engine loop in each replica's one process, whose
   Python holds about one core whatever the host has; `vllm serve` splits its API server and engine
   core into two processes. `--replicas 1` gives the figures recorded before 2026-12-07.
+  `--torch-threads N` gives its engines N torch threads each (the demo profile's 1 otherwise; `ref`
+  keeps its tree's profile).
 - `project-vllm`: the same, with `engine.kind: vllm`, run from the vLLM venv (`make test-vllm`'s
   .venv-vllm: vLLM's CPU build).
 - `vllm`: `vllm serve` from that venv, with the engine settings `project-vllm` uses (bfloat16, eager
@@ -48,6 +50,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -323,6 +326,7 @@ class ServeSettings:
     kvcache_gib: str
     replicas: int = 0
     ref_replicas: int = 0
+    torch_threads: int | None = None
 
     def vllm_env(self) -> dict[str, str]:
         return {
@@ -388,6 +392,8 @@ def project_server(cache: Path, scratch: Path, settings: ServeSettings | None = 
     run's checkpoint and dtype, or (no `settings`, as bench/cpu_per_request.py calls it) on the demo
     profile's own engine settings."""
     engine, checkpoint = transformers_cut(settings)
+    if settings is not None and settings.torch_threads:
+        engine["torch_threads"] = settings.torch_threads
     replicas = settings.replicas if settings is not None else 0
     return project_up(
         "project", REPO, cache, scratch, dict(os.environ), Path(sys.executable), engine, checkpoint, replicas
@@ -552,6 +558,35 @@ def print_table(title: str, results: dict[str, dict], workloads: list[str], base
                     print(f"    e.g. {example}")
 
 
+def round_ratios(rounds: list[dict[str, dict]], name: str, workload: str, baseline: str) -> list[float]:
+    """`name` / `baseline` on `workload` in every round where both ran (p50 for latency pairs)."""
+    found = []
+    for results in rounds:
+        mine, theirs = results.get(name, {}).get(workload), results.get(baseline, {}).get(workload)
+        if not mine or not theirs or mine["value"] is None or theirs["value"] is None:
+            continue
+        a, b = mine["value"], theirs["value"]
+        a, b = (a[0], b[0]) if isinstance(a, tuple | list) else (a, b)
+        if b:
+            found.append(a / b)
+    return found
+
+
+def print_summary(rounds: list[dict[str, dict]], workloads: list[str], baseline: str) -> None:
+    """Each server's ratio to the baseline per round and their median: on a shared machine one
+    round's ratio moves by tens of percent, so a claim rests on the median of several."""
+    names = [n for n in dict.fromkeys(n for results in rounds for n in results) if n != baseline]
+    if len(rounds) < 2 or not names:
+        return
+    print(f"\nratios to {baseline} over {len(rounds)} rounds (p50 for latency): each round, then the median")
+    for name in names:
+        for workload in workloads:
+            found = round_ratios(rounds, name, workload, baseline)
+            if found:
+                each = ", ".join(f"{r:.2f}" for r in found)
+                print(f"  {name:<24}{workload:<16}{each:<40}median {statistics.median(found):.2f}x")
+
+
 async def bench_server(
     server: Server, seconds: float, ready_timeout: float, workloads: list[str]
 ) -> dict | None:
@@ -609,6 +644,12 @@ def main() -> int:
     parser.add_argument(
         "--ref-replicas", type=int, default=None, help="replicas of the `ref` server (default: --replicas)"
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch threads of each `project` engine (default: the profile's)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if args.ref_replicas is None:
@@ -639,6 +680,7 @@ def main() -> int:
         kvcache_gib=args.kvcache_gib,
         replicas=args.replicas,
         ref_replicas=args.ref_replicas,
+        torch_threads=args.torch_threads,
     )
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if args.baseline == "ref":
@@ -672,9 +714,11 @@ def main() -> int:
     for round_index, results in enumerate(rounds):
         title = (
             f"round {round_index + 1} of {len(rounds)} ({args.checkpoint} checkpoint, {args.dtype}, "
-            f"replicas: project {args.replicas}, ref {args.ref_replicas})"
+            f"replicas: project {args.replicas}, ref {args.ref_replicas}; "
+            f"project torch threads: {args.torch_threads or 'profile'})"
         )
         print_table(title, results, shown, args.baseline)
+    print_summary(rounds, workloads, args.baseline)
     print(f"\nratios: server / {args.baseline}; throughput above 1 is faster, latency below 1 is sooner")
     for name, error in errors.items():
         print(f"{name} could not run: {error}")
@@ -686,6 +730,7 @@ def main() -> int:
             "dtype": args.dtype,
             "replicas": args.replicas,
             "ref_replicas": args.ref_replicas,
+            "torch_threads": args.torch_threads,
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     return 0
