@@ -315,11 +315,7 @@ class DecodeLoop:
             last_tokens=torch.zeros(len(group.rows), dtype=torch.long),
             counts=torch.zeros(len(group.rows), self.vocab_size),
         )
-        params = SamplingBatch.from_rows(
-            [r.sampling for r in group.rows],
-            [r.seed for r in group.rows],
-            max(r.top_logprobs for r in group.rows),
-        )
+        params = _sampling_batch(group.rows)
         finished = self._sample(group.rows, state, params, out.logits[:, -1])
         keep = [i for i, row in enumerate(group.rows) if i not in finished]
         if not keep:
@@ -365,11 +361,7 @@ class DecodeLoop:
         state.mask = mask
         state.next_position = state.next_position + 1
         if self._params is None:
-            self._params = SamplingBatch.from_rows(
-                [r.sampling for r in self._rows],
-                [r.seed for r in self._rows],
-                max(r.top_logprobs for r in self._rows),
-            )
+            self._params = _sampling_batch(self._rows)
         finished = self._sample(self._rows, state, self._params, out.logits[:, -1])
         if finished:
             self._drop(finished)
@@ -418,7 +410,7 @@ class DecodeLoop:
         state.last_tokens = tokens
         state.counts[torch.arange(len(rows)), tokens] += 1
         token_list = tokens.tolist()
-        logprob_list = result.logprobs.tolist()
+        logprob_list = result.logprobs.tolist() if result.logprobs is not None else [None] * len(rows)
         top_ids = result.top_ids.tolist() if result.top_ids is not None else None
         top_lps = result.top_logprobs.tolist() if result.top_logprobs is not None else None
         for i, row in enumerate(rows):
@@ -440,3 +432,13 @@ class DecodeLoop:
 
     def _flush(self, out: RowOutput) -> None:
         self._outbox.put(out.items)
+
+
+def _sampling_batch(rows: list[Row]) -> SamplingBatch:
+    """The stacked sampling parameters of `rows`, computing log-probabilities only if one reads them."""
+    return SamplingBatch.from_rows(
+        [r.sampling for r in rows],
+        [r.seed for r in rows],
+        max(r.top_logprobs for r in rows),
+        chosen_logprobs=any(r.reads_logprobs for r in rows),
+    )

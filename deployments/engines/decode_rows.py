@@ -50,6 +50,12 @@ class Row:
         return self.detokenizer.token_count + (self.eos_token is not None)
 
     @property
+    def reads_logprobs(self) -> bool:
+        """Whether the caller reads this row's sampled-token log-probabilities (the answer's, or the
+        client's `logprobs`)."""
+        return self.request.answer_logprobs or self.request.sampling.logprobs
+
+    @property
     def top_logprobs(self) -> int:
         """Alternatives reported per token (0 when logprobs are off)."""
         return self.request.sampling.top_logprobs if self.request.sampling.logprobs else 0
@@ -64,8 +70,11 @@ class RowOutput:
         self.decode = decode
         self.items: list[tuple[asyncio.Queue, Any]] = []
 
-    def advance(self, row: Row, token: int, logprob: float, top: list[tuple[str, float]] | None) -> bool:
-        """Account one new token of `row`; returns whether the row is done."""
+    def advance(
+        self, row: Row, token: int, logprob: float | None, top: list[tuple[str, float]] | None
+    ) -> bool:
+        """Account one new token of `row` (`logprob` None when its batch computed none); returns
+        whether the row is done."""
         if row.finished:
             return True
         if row.cancelled:
@@ -79,11 +88,11 @@ class RowOutput:
             # The end-of-turn token is generated work: counted in usage (as vLLM and OpenAI count
             # it) and given a log-probability, but it adds no text.
             row.eos_token = token
-            row.logprobs.append(logprob)
+            self._keep_logprob(row, logprob)
             self.finish(row, "stop")
             return True
         text = row.detokenizer.add(token)
-        row.logprobs.append(logprob)
+        self._keep_logprob(row, logprob)
         if row.detokenizer.stopped or (row.constraint is not None and row.constraint.terminated):
             self.emit(row, text)
             self.finish(row, "stop")
@@ -95,6 +104,11 @@ class RowOutput:
         if text or row.pending_logprobs:
             self.emit(row, text)
         return False
+
+    @staticmethod
+    def _keep_logprob(row: Row, logprob: float | None) -> None:
+        if logprob is not None and row.reads_logprobs:
+            row.logprobs.append(logprob)
 
     def emit(self, row: Row, text: str) -> None:
         """Queue a delta with the text and streamed logprobs since the previous one."""

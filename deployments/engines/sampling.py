@@ -66,9 +66,14 @@ class SamplingBatch:
     bias_ids: torch.Tensor | None = None  # (n,) long
     bias_values: torch.Tensor | None = None  # (n,) float
     top_logprobs: int = 0
+    # Whether any row reads its sampled token's log-probability. On a 248k vocabulary the log-sum-exp
+    # behind it costs about as much as the sampling itself, so a batch where none does skips it.
+    chosen_logprobs: bool = True
 
     @classmethod
-    def from_rows(cls, rows: list[RowSampling], seeds: list[int], top_logprobs: int = 0) -> SamplingBatch:
+    def from_rows(
+        cls, rows: list[RowSampling], seeds: list[int], top_logprobs: int = 0, chosen_logprobs: bool = True
+    ) -> SamplingBatch:
         """Stack per-row parameters; `seeds` are the rows' 32-bit noise keys."""
         bias_rows, bias_ids, bias_values = [], [], []
         for i, row in enumerate(rows):
@@ -89,6 +94,7 @@ class SamplingBatch:
             bias_ids=torch.tensor(bias_ids, dtype=torch.long) if has_bias else None,
             bias_values=torch.tensor(bias_values, dtype=torch.float32) if has_bias else None,
             top_logprobs=top_logprobs,
+            chosen_logprobs=chosen_logprobs or top_logprobs > 0,
         )
 
 
@@ -97,7 +103,7 @@ class SampleResult:
     """What one sampling step chose, per row."""
 
     tokens: torch.Tensor  # (B,) long
-    logprobs: torch.Tensor  # (B,) float, raw distribution
+    logprobs: torch.Tensor | None  # (B,) float, raw distribution; None when no row reads them
     top_ids: torch.Tensor | None = None  # (B, top_logprobs) long
     top_logprobs: torch.Tensor | None = None  # (B, top_logprobs) float
 
@@ -216,6 +222,8 @@ def sample_batch(
                 scaled = scaled.masked_fill(probs < batch.min_p[:, None] * top, float("-inf"))
             picked = (scaled + exponential_noise(batch.seeds, steps, vocab)).argmax(dim=-1)
         tokens = torch.where(greedy, tokens, picked)
+    if not batch.chosen_logprobs and batch.top_logprobs == 0:
+        return SampleResult(tokens=tokens, logprobs=None)
     # (x - max) - log(sum(exp(x - max))), rounded as log_softmax rounds, without a (B, V) output.
     peak = raw.max(dim=-1, keepdim=True).values
     log_total = torch.log(torch.exp(raw - peak).sum(dim=-1, keepdim=True))

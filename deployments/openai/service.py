@@ -23,7 +23,7 @@ from deployments.openai import response_bodies
 from deployments.openai.auth import ApiKeyAuth
 from deployments.openai.capacity import CapacityTracker
 from deployments.openai.choices import ChatChoiceFramer, chat_choice, completion_logprobs
-from deployments.openai.dispatch import Dispatcher, ModelClient
+from deployments.openai.dispatch import Dispatcher, ModelClient, Route
 from deployments.openai.errors import error_response, to_openai_error
 from deployments.openai.fingerprint import system_fingerprints
 from deployments.openai.limits import RequestLimits
@@ -234,6 +234,15 @@ class OpenAIService:
             structured,
         )
 
+    def _reads_answer_logprobs(self, route: Route) -> bool:
+        """Whether anything reads the answer's per-token log-probabilities: escalation and shadow
+        labels do, for routed (`auto`) answers only. Otherwise the engines skip them, as `vllm serve`
+        computes none unless the client asks (a log-sum-exp over the vocabulary per token, and vLLM's
+        logprob entries per token through its output processor); a client's `logprobs` still gets them."""
+        if route.decision is None:
+            return False
+        return self.shadow is not None or self.dispatcher.router.config.escalation.enabled
+
     def _refuse_if_named_size_full(self, request: Request, data: dict[str, Any]) -> None:
         """The parsed body's screen: a request that names a size which is full is refused (429) before
         validation, message conversion, image fetching and constraint compiling: in a burst, refusals
@@ -271,6 +280,7 @@ class OpenAIService:
             messages=messages,
             enable_thinking=route.thinking,
             tools=plan.tools or None,
+            answer_logprobs=self._reads_answer_logprobs(route),
         )
         samples = fan_out(generation, body.n)
 
@@ -340,6 +350,7 @@ class OpenAIService:
             request_id="cmpl-" + uuid.uuid4().hex,
             sampling=self._sampling(body, body.max_tokens, route.model, top_logprobs, structured),
             prompt=body.prompt,
+            answer_logprobs=self._reads_answer_logprobs(route),
         )
         samples = fan_out(generation, body.n)
         if body.stream:

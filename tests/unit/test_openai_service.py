@@ -236,3 +236,43 @@ def test_a_full_named_size_refuses_before_validation(demo_cache):
     assert other.status_code == auto.status_code == 400
     assert other.json()["error"]["param"] == "temperature"
     assert all(client.calls == 0 for client in clients.values())
+
+
+def test_answer_logprobs_are_computed_only_for_answers_escalation_reads(demo_cache, monkeypatch):
+    seen: list[bool] = []
+    generate, stream = LocalModelClient.generate, LocalModelClient.stream
+
+    async def recording_generate(self, request):
+        seen.append(request.answer_logprobs)
+        return await generate(self, request)
+
+    def recording_stream(self, request):
+        seen.append(request.answer_logprobs)
+        return stream(self, request)
+
+    monkeypatch.setattr(LocalModelClient, "generate", recording_generate)
+    monkeypatch.setattr(LocalModelClient, "stream", recording_stream)
+
+    def ask(model):
+        async def body(http):
+            for response in (
+                await http.post("/v1/chat/completions", json=chat(EASY, model=model)),
+                await http.post("/v1/chat/completions", json=chat(EASY, model=model, stream=True)),
+                await http.post("/v1/completions", json={"model": model, "prompt": EASY, "max_tokens": 4}),
+            ):
+                assert response.status_code == 200
+
+        return body
+
+    # Nothing reads them by default, named size or `auto`: the engines skip them, as `vllm serve` does.
+    for model in ("auto", "qwen3.5-0.8b"):
+        seen.clear()
+        run_service(make_config(demo_cache), ask(model))
+        assert seen == [False, False, False]
+    escalating = make_config(demo_cache, escalation={"enabled": True})
+    seen.clear()
+    run_service(escalating, ask("auto"))
+    assert len(seen) >= 3 and all(seen)  # escalation reads routed answers' confidence
+    seen.clear()
+    run_service(escalating, ask("qwen3.5-0.8b"))
+    assert seen == [False, False, False]  # a named size is never escalated

@@ -69,3 +69,19 @@ def test_greedy_respects_presence_penalty():
     logits = torch.tensor([[2.0, 1.9]])
     tokens, _ = sample_rows(logits, torch.tensor([[0]]), [row(temperature=0.0, presence_penalty=1.0)])
     assert tokens.tolist() == [1]
+
+
+def test_a_batch_no_row_reads_log_probabilities_of_skips_them_and_samples_the_same():
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(3))
+    rows = [row(temperature=0.0), row(temperature=0.8, seed=5), row(temperature=1.2, top_k=4, seed=9)]
+    steps = torch.zeros(3, dtype=torch.long)
+    seeds = [11, 12, 13]
+    read = sample_batch(logits, SamplingBatch.from_rows(rows, seeds), steps)
+    skipped = sample_batch(logits, SamplingBatch.from_rows(rows, seeds, chosen_logprobs=False), steps)
+    assert torch.equal(read.tokens, skipped.tokens)
+    assert read.logprobs is not None and skipped.logprobs is None
+    # Top alternatives asked for need the log-sum-exp too, so they bring the chosen token's back.
+    top = sample_batch(
+        logits, SamplingBatch.from_rows(rows, seeds, top_logprobs=2, chosen_logprobs=False), steps
+    )
+    assert torch.allclose(top.logprobs, read.logprobs)

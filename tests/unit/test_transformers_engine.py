@@ -68,6 +68,33 @@ def test_usage_finish_reason_and_logprobs(run_engine):
     assert all(lp <= 0 for lp in last.logprobs)
 
 
+def test_a_caller_that_reads_no_answer_logprobs_gets_none_and_the_same_answer(run_engine):
+    def ask(**fields):
+        base = request("count", max_tokens=5, temperature=0.0)
+        fields.setdefault("sampling", base.sampling)
+        return GenerationRequest(base.request_id, messages=base.messages, **fields)
+
+    async def body(engine):
+        alone = await collect(engine, ask(answer_logprobs=False))  # a batch that computes none
+        return alone, *await asyncio.gather(
+            collect(engine, ask()),
+            collect(engine, ask(answer_logprobs=False)),
+            collect(
+                engine,
+                ask(
+                    answer_logprobs=False,
+                    sampling=SamplingParams(max_tokens=5, temperature=0.0, logprobs=True),
+                ),
+            ),
+        )
+
+    alone, (text, read), (same_text, skipped), (_, asked) = run_engine(body)
+    assert same_text == text == alone[0] and skipped.tokens == read.tokens
+    assert len(read.logprobs) == read.completion_tokens and skipped.logprobs == alone[1].logprobs == []
+    # A client's `logprobs` is read too, whatever the flag says.
+    assert asked.logprobs == read.logprobs
+
+
 def test_seed_makes_sampling_reproducible(run_engine):
     async def body(engine):
         a = await collect(engine, request("seeded", seed=123, temperature=1.0, max_tokens=10))
