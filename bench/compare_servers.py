@@ -25,6 +25,7 @@ figures and ratios are printed.
 - `transformers`: `transformers serve` from this venv, on a text-only copy of the checkpoint.
 - `ref`: this project as committed at `--project-ref`, exported from git and started with its own
   `qwen-cluster up`, on the run's checkpoint and dtype: the product as it was, measured in the same run.
+- `ref-vllm`: the same on the vLLM engine, from the vLLM venv (as `project-vllm`).
 
 Checkpoints: `demo` is the tiny random-weight demo 0.8b (serving overhead dominates); `realsize` is
 a random-weight checkpoint with the real Qwen3.5-0.8B text dimensions (bench/realsize_checkpoint.py;
@@ -400,12 +401,14 @@ def project_server(cache: Path, scratch: Path, settings: ServeSettings | None = 
     )
 
 
-def project_vllm_server(cache: Path, scratch: Path, settings: ServeSettings) -> Server:
-    """This project's `qwen-cluster up` with `engine.kind: vllm`, from the vLLM venv."""
+def project_vllm_server(
+    cache: Path, scratch: Path, settings: ServeSettings, ref: str | None = None
+) -> Server:
+    """This project's `qwen-cluster up` with `engine.kind: vllm`, from the vLLM venv: the working
+    tree, or (`ref`) the project as committed there, exported from git."""
+    name = "project-vllm" if ref is None else f"project-vllm@{ref}"
     if not settings.vllm_python.exists():
-        return Server(
-            name="project-vllm", error=f"no {settings.vllm_python}: run `make test-vllm` (or setup.sh)"
-        )
+        return Server(name=name, error=f"no {settings.vllm_python}: run `make test-vllm` (or setup.sh)")
     checkpoint = "" if settings.is_demo else str(settings.checkpoint)
     engine = {
         "kind": "vllm",
@@ -415,7 +418,22 @@ def project_vllm_server(cache: Path, scratch: Path, settings: ServeSettings) -> 
     }
     env = {**os.environ, **settings.vllm_env()}
     env.pop("PYTHONPATH", None)
-    return project_up("project-vllm", REPO, cache, scratch, env, settings.vllm_python, engine, checkpoint)
+    tree = REPO
+    if ref is not None:  # the exported tree's modules before the venv's install of this one
+        tree, cache = exported_tree(ref, scratch), scratch / f"cache-{ref}"
+        env["PYTHONPATH"] = str(tree)
+    return project_up(name, tree, cache, scratch, env, settings.vllm_python, engine, checkpoint)
+
+
+def exported_tree(ref: str, scratch: Path) -> Path:
+    """The project as committed at `ref`, exported once per run under `scratch`."""
+    from git_tree import export_tree
+
+    tree = scratch / f"tree-{ref}"
+    if not tree.exists():
+        tree.mkdir()
+        export_tree(ref, tree)
+    return tree
 
 
 def project_at_ref(ref: str, scratch: Path, settings: ServeSettings | None = None) -> Server:
@@ -423,12 +441,7 @@ def project_at_ref(ref: str, scratch: Path, settings: ServeSettings | None = Non
     packages, cut as `project_server` cuts the working tree: with this run's checkpoint and dtype,
     or (no `settings`) on its own demo profile's engine settings. A ref whose config lacks those
     fields fails to write its config, and the run reports it."""
-    from git_tree import export_tree
-
-    tree = scratch / f"tree-{ref}"
-    if not tree.exists():
-        tree.mkdir()
-        export_tree(ref, tree)
+    tree = exported_tree(ref, scratch)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     engine, checkpoint = transformers_cut(settings)
     return project_up(
@@ -537,18 +550,21 @@ def added_ms(figure: dict | None, baseline: dict | None) -> str:
 def print_table(title: str, results: dict[str, dict], workloads: list[str], baseline: str) -> None:
     names = list(results)
     others = [n for n in names if n != baseline] if baseline in results else []
-    header = f"{'workload':<16}{'unit':<17}" + "".join(f"{n:>20}" for n in names)
-    header += "".join(f"{n + ' / ' + baseline:>32}" for n in others)
+    # Columns as wide as their names (a `project-vllm@REF` name is wider than its figures).
+    width = {n: max(20, len(n) + 2) for n in names}
+    ratio_width = {n: max(32, len(n) + len(baseline) + 5) for n in others}
+    header = f"{'workload':<16}{'unit':<17}" + "".join(f"{n:>{width[n]}}" for n in names)
+    header += "".join(f"{n + ' / ' + baseline:>{ratio_width[n]}}" for n in others)
     print(f"\n{title}\n{header}")
     for workload in workloads:
         figures = {n: results[n].get(workload) for n in names}
         unit = next((f["unit"] for f in figures.values() if f), "")
-        line = f"{workload:<16}{unit:<17}" + "".join(f"{cell(figures[n]):>20}" for n in names)
+        line = f"{workload:<16}{unit:<17}" + "".join(f"{cell(figures[n]):>{width[n]}}" for n in names)
         for name in others:
             text = ratio(figures[name], figures[baseline])
             if workload == "ttft c1":
                 text += added_ms(figures[name], figures[baseline])
-            line += f"{text:>32}"
+            line += f"{text:>{ratio_width[name]}}"
         print(line)
     for name, figures in results.items():
         for workload, figure in figures.items():
@@ -615,6 +631,8 @@ def start_server(name: str, cache: Path, scratch: Path, settings: ServeSettings,
         return vllm_server(scratch, settings)
     if name == "ref":
         return project_at_ref(ref, scratch, settings)
+    if name == "ref-vllm":
+        return project_vllm_server(cache, scratch, settings, ref)
     raise ValueError(f"unknown server {name!r}")
 
 
@@ -684,7 +702,9 @@ def main() -> int:
     )
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if args.baseline == "ref":
-        args.baseline = f"project@{args.project_ref}"  # the name the `ref` server's figures carry
+        args.baseline = f"project@{args.project_ref}"
+    elif args.baseline == "ref-vllm":
+        args.baseline = f"project-vllm@{args.project_ref}"  # the name the `ref` server's figures carry
     rounds: list[dict[str, dict]] = []
     errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="compare-servers-") as scratch_name:
