@@ -702,9 +702,9 @@ def main() -> int:
     )
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if args.baseline == "ref":
-        args.baseline = f"project@{args.project_ref}"
+        args.baseline = f"project@{args.project_ref}"  # the name the `ref` server's figures carry
     elif args.baseline == "ref-vllm":
-        args.baseline = f"project-vllm@{args.project_ref}"  # the name the `ref` server's figures carry
+        args.baseline = f"project-vllm@{args.project_ref}"
     rounds: list[dict[str, dict]] = []
     errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="compare-servers-") as scratch_name:

@@ -144,7 +144,9 @@ class GenerationRequest:
     stream: bool = True
     # Whether the caller reads the answer's per-token log-probabilities (the last delta's `logprobs`:
     # escalation and shadow labels do). False lets an engine skip them: vLLM then computes no
-    # log-softmax over the vocabulary per token and no logprob entries (the batch job sets it).
+    # log-softmax over the vocabulary per token and no logprob entries, the transformers engine no
+    # log-sum-exp in a step where no row reads them. The batch job sets it, and the OpenAI service
+    # for every answer but a routed one that escalation or a shadow runner may read.
     answer_logprobs: bool = True
 
     def __post_init__(self) -> None:
