@@ -2,6 +2,7 @@
 
     python bench/cpu_per_request.py [--refs REF,...] [--variant NAME:KEY=VALUE,...]... [--rounds 2]
                                     [--seconds 15] [--concurrency 32] [--max-tokens 8,128] [--stream]
+                                    [--peers vllm,project-vllm]
 
 Starts `qwen-cluster up` of the working tree (and of each git ref in `--refs`, exported from git and
 run with this venv's packages) on the demo profile cut to the 0.8b size with the router off (the same
@@ -17,6 +18,11 @@ load generator's own CPU is shown apart. Prints, per cluster, CPU-ms per request
 token for each group, requests/s and output tokens/s, and the ratio of each cluster's total to the
 first's. `--stream` adds a streamed run of each max_tokens (usage from the last chunk). Loopback
 traffic only; every loop is bounded in time.
+
+`--peers` adds servers of bench/compare_servers.py, on the same demo checkpoint in bf16 with that
+script's vLLM settings: `vllm` (`vllm serve`: its API process counts as `api server`, its engine core
+and worker as `vllm engine core` and `vllm worker`) and `project-vllm` (this API on the vLLM engine,
+whose engine core and worker count the same way).
 """
 
 from __future__ import annotations
@@ -42,15 +48,28 @@ from compare_servers import (  # noqa: E402
     DEMO_CUT_SCRIPT,
     REPO,
     Server,
+    ServeSettings,
     free_port,
     launch,
     project_at_ref,
     project_server,
+    start_server,
     wait_ready,
 )
 from serve_load import RawHTTPConnection, encode_post  # noqa: E402
 
-GROUPS = ("haproxy", "ingress", "model", "serve proxy", "controller", "ray core", "driver")
+GROUPS = (
+    "haproxy",
+    "ingress",
+    "model",
+    "serve proxy",
+    "controller",
+    "ray core",
+    "driver",
+    "api server",
+    "vllm engine core",
+    "vllm worker",
+)
 
 
 def apply_override(data: dict, key: str, value: str) -> None:
@@ -93,6 +112,24 @@ def variant_up(spec: str, cache: Path, scratch: Path) -> Server:
     return server
 
 
+def peer_server(name: str, cache: Path, scratch: Path) -> Server:
+    """A server of bench/compare_servers.py on the demo 0.8b checkpoint (bf16, vLLM in eager mode)."""
+    from deployments.engines.demo_models import ensure_demo_models
+
+    settings = ServeSettings(
+        checkpoint=ensure_demo_models(cache, sizes=["0.8b"])["0.8b"],
+        is_demo=True,
+        dtype="bfloat16",
+        max_model_len=4096,
+        eager=True,
+        vllm_python=REPO / ".venv-vllm" / "bin" / "python",
+        kvcache_gib="2",
+    )
+    if name not in ("vllm", "project-vllm"):
+        raise SystemExit(f"unknown peer {name!r}: choose vllm or project-vllm")
+    return start_server(name, cache, scratch, settings, "HEAD")
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -104,13 +141,17 @@ def role(proc: psutil.Process, driver_pid: int) -> str:
     """The group a process of the cluster belongs to, from its process title. A one-size cluster
     serves from one deployment named as the ingress (`serving.ingress.colocate_single_size`): its
     replica, engine included, counts as `ingress`, and `model` stays empty."""
-    if proc.pid == driver_pid:
-        return "driver"
     try:
         cmdline = proc.cmdline()
     except psutil.Error:
         return "ray core"
+    if proc.pid == driver_pid:
+        return "api server" if any(part.endswith("vllm_cli.py") for part in cmdline) else "driver"
     title = cmdline[0] if cmdline else ""
+    if title.startswith("VLLM::EngineCore"):
+        return "vllm engine core"
+    if title.startswith("VLLM::Worker"):
+        return "vllm worker"
     if os.path.basename(title) == "haproxy":
         return "haproxy"
     if title.startswith("ray::ServeReplica:") and ":openai-ingress" in title:
@@ -309,6 +350,9 @@ def main() -> int:
     parser.add_argument("--max-tokens", default="8,128", help="max_tokens values, comma-separated")
     parser.add_argument("--stream", action="store_true", help="also a streamed run of each max_tokens")
     parser.add_argument("--ready-timeout", type=float, default=300, help="seconds a cluster may take to start")
+    parser.add_argument(
+        "--peers", default="", help="servers of bench/compare_servers.py to run beside: vllm, project-vllm"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
@@ -331,6 +375,8 @@ def main() -> int:
                 servers.append(project_at_ref(ref, scratch))
             for spec in args.variant:
                 servers.append(variant_up(spec, cache, scratch))
+            for peer in filter(None, (p.strip() for p in args.peers.split(","))):
+                servers.append(peer_server(peer, cache, scratch))
             for server in servers:
                 if server.error is None:
                     asyncio.run(wait_ready(server, args.ready_timeout))
