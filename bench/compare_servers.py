@@ -530,9 +530,14 @@ def cell(figure: dict | None) -> str:
     return text + (" (errors)" if figure["errors"] else "")
 
 
+def both_measured(figure: dict | None, baseline: dict | None) -> bool:
+    """Whether a server and the baseline both produced a figure for one workload."""
+    return bool(figure and baseline) and figure["value"] is not None and baseline["value"] is not None
+
+
 def ratio(figure: dict | None, baseline: dict | None) -> str:
     """server / baseline: throughput above 1 is faster; latency (p50 / p99) below 1 is sooner."""
-    if not figure or not baseline or figure["value"] is None or baseline["value"] is None:
+    if not both_measured(figure, baseline):
         return "-"
     a, b = figure["value"], baseline["value"]
     if isinstance(a, tuple | list):
@@ -542,7 +547,7 @@ def ratio(figure: dict | None, baseline: dict | None) -> str:
 
 def added_ms(figure: dict | None, baseline: dict | None) -> str:
     """server p50 minus baseline p50, in ms (for `ttft c1`: what a server adds to the first token)."""
-    if not figure or not baseline or figure["value"] is None or baseline["value"] is None:
+    if not both_measured(figure, baseline):
         return ""
     return f" ({figure['value'][0] - baseline['value'][0]:+.1f} ms)"
 
@@ -579,7 +584,7 @@ def round_ratios(rounds: list[dict[str, dict]], name: str, workload: str, baseli
     found = []
     for results in rounds:
         mine, theirs = results.get(name, {}).get(workload), results.get(baseline, {}).get(workload)
-        if not mine or not theirs or mine["value"] is None or theirs["value"] is None:
+        if not both_measured(mine, theirs):
             continue
         a, b = mine["value"], theirs["value"]
         a, b = (a[0], b[0]) if isinstance(a, tuple | list) else (a, b)

@@ -112,12 +112,12 @@ def variant_up(spec: str, cache: Path, scratch: Path) -> Server:
     return server
 
 
-def peer_server(name: str, cache: Path, scratch: Path) -> Server:
-    """A server of bench/compare_servers.py on the demo 0.8b checkpoint (bf16, vLLM in eager mode)."""
-    from deployments.engines.demo_models import ensure_demo_models
-
+def peer_server(name: str, checkpoint: Path, cache: Path, scratch: Path) -> Server:
+    """A server of bench/compare_servers.py on the demo 0.8b `checkpoint` (bf16, vLLM in eager mode)."""
+    if name not in ("vllm", "project-vllm"):
+        raise SystemExit(f"unknown peer {name!r}: choose vllm or project-vllm")
     settings = ServeSettings(
-        checkpoint=ensure_demo_models(cache, sizes=["0.8b"])["0.8b"],
+        checkpoint=checkpoint,
         is_demo=True,
         dtype="bfloat16",
         max_model_len=4096,
@@ -125,8 +125,6 @@ def peer_server(name: str, cache: Path, scratch: Path) -> Server:
         vllm_python=REPO / ".venv-vllm" / "bin" / "python",
         kvcache_gib="2",
     )
-    if name not in ("vllm", "project-vllm"):
-        raise SystemExit(f"unknown peer {name!r}: choose vllm or project-vllm")
     return start_server(name, cache, scratch, settings, "HEAD")
 
 
@@ -360,7 +358,7 @@ def main() -> int:
     from deployments.engines.demo_models import ensure_demo_models
 
     cache = default_cache_dir()
-    ensure_demo_models(cache, sizes=["0.8b"])
+    checkpoint = ensure_demo_models(cache, sizes=["0.8b"])["0.8b"]
     workloads = [(int(v), False) for v in args.max_tokens.split(",")]
     if args.stream:
         workloads += [(max_tokens, True) for max_tokens, _ in workloads]
@@ -376,7 +374,7 @@ def main() -> int:
             for spec in args.variant:
                 servers.append(variant_up(spec, cache, scratch))
             for peer in filter(None, (p.strip() for p in args.peers.split(","))):
-                servers.append(peer_server(peer, cache, scratch))
+                servers.append(peer_server(peer, checkpoint, cache, scratch))
             for server in servers:
                 if server.error is None:
                     asyncio.run(wait_ready(server, args.ready_timeout))

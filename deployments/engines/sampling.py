@@ -67,7 +67,8 @@ class SamplingBatch:
     bias_values: torch.Tensor | None = None  # (n,) float
     top_logprobs: int = 0
     # Whether any row reads its sampled token's log-probability. On a 248k vocabulary the log-sum-exp
-    # behind it takes 30 ms a step at 32 rows on one thread, so a batch where none does skips it.
+    # behind it takes 30 ms a step at 32 rows on one thread, so a batch where none does, and that
+    # asks for no top alternatives (which need it too), skips it (`sample_batch`).
     chosen_logprobs: bool = True
 
     @classmethod
@@ -94,7 +95,7 @@ class SamplingBatch:
             bias_ids=torch.tensor(bias_ids, dtype=torch.long) if has_bias else None,
             bias_values=torch.tensor(bias_values, dtype=torch.float32) if has_bias else None,
             top_logprobs=top_logprobs,
-            chosen_logprobs=chosen_logprobs or top_logprobs > 0,
+            chosen_logprobs=chosen_logprobs,
         )
 
 
