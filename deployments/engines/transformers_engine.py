@@ -159,6 +159,7 @@ class TransformersEngine(Engine):
         from transformers import AutoImageProcessor, AutoTokenizer, Qwen3_5ForConditionalGeneration
 
         from deployments.engines import linear_attention
+        from deployments.engines.packed_linear import pack_linear_layers
         from deployments.engines.structured import GrammarCache
 
         if self.config.torch_threads:
@@ -180,6 +181,9 @@ class TransformersEngine(Engine):
         model = Qwen3_5ForConditionalGeneration.from_pretrained(self.model_path, dtype=getattr(torch, dtype))
         model.to(device).eval()
         linear_attention.install()
+        packed = 0
+        if device == "cpu" and dtype == "bfloat16" and self.config.pack_cpu_weights:
+            packed = pack_linear_layers(model)
         tokenizer.padding_side = "left"
         self._builder = PromptBuilder(
             tokenizer,
@@ -201,10 +205,11 @@ class TransformersEngine(Engine):
         self._device = device
         self._model = model
         log.info(
-            "loaded %s on %s (%s) in %.1fs%s",
+            "loaded %s on %s (%s%s) in %.1fs%s",
             self.model_path,
             device,
             dtype,
+            f", {packed} linear layers packed for oneDNN" if packed else "",
             time.perf_counter() - started,
             " [RANDOM WEIGHTS: outputs are noise]" if self.random_weights else "",
         )

@@ -28,7 +28,7 @@ def engine_runner(demo_cache: Path, max_model_len: int) -> Callable[..., Any]:
         config.setdefault("max_model_len", max_model_len)
         engine = TransformersEngine(
             str(demo_cache / "demo-models" / "qwen3.5-0.8b"),
-            EngineConfig(device="cpu", dtype="float32", torch_threads=1, **config),
+            EngineConfig(**{"device": "cpu", "dtype": "float32", "torch_threads": 1, **config}),
             thinking_default=False,
             sampling_defaults=CATALOG["0.8b"].sampling,
             random_weights=True,

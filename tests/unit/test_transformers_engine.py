@@ -14,6 +14,7 @@ from deployments.engines.base import (
     PromptTooLongError,
     SamplingParams,
 )
+from deployments.engines.packed_linear import PackedLinear, packing_available
 from tests.support.engines import collect, engine_runner
 
 pytestmark = pytest.mark.unit
@@ -54,6 +55,22 @@ def test_batched_greedy_matches_single(run_engine):
     alone, together = run_engine(body)
     assert together[0][0] == alone[0]
     assert together[0][1].completion_tokens == alone[1].completion_tokens
+
+
+def test_bfloat16_on_the_cpu_packs_the_linear_layers_and_answers_the_same(run_engine):
+    async def body(engine):
+        answers = await asyncio.gather(
+            collect(engine, request("pack the weights", temperature=0.0, max_tokens=8)),
+            collect(engine, request("and the vision tower's", images=[png()], temperature=0.0)),
+        )
+        packed = sum(isinstance(module, PackedLinear) for module in engine._model.modules())
+        return [(text, last.completion_tokens) for text, last in answers], packed
+
+    packed_answers, packed = run_engine(body, dtype="bfloat16")
+    plain_answers, none = run_engine(body, dtype="bfloat16", pack_cpu_weights=False)
+    assert packed_answers == plain_answers
+    assert none == 0
+    assert (packed > 0) == packing_available()
 
 
 def test_usage_finish_reason_and_logprobs(run_engine):
