@@ -89,7 +89,7 @@ class EngineConfig(StrictModel):
         description=(
             "Transformers engine on a CPU with bfloat16 weights: pack every linear layer's weight once "
             "for oneDNN, as vLLM's CPU backend does, instead of oneDNN reordering it at every call (same "
-            "outputs; 1.4-1.8x faster decode steps on the real 0.8B dimensions, docs/performance.md). The "
+            "outputs; 1.2-1.8x faster decode steps on the real 0.8B dimensions, docs/performance.md). The "
             "output head's packed copy is extra memory (about 0.5 GB on the 0.8B), as it shares its "
             "weight with the token embedding."
         ),

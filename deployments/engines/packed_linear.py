@@ -4,9 +4,9 @@
 layout, and oneDNN reorders that weight into its blocked layout on every call: a pass over the whole
 weight matrix per layer per step. vLLM's CPU build packs each weight once at load. Doing the same
 through the op PyTorch's own compiler uses for it (`mkldnn._reorder_linear_weight` once, then
-`mkldnn._linear_pointwise`) gives the same numbers, and on the real Qwen3.5-0.8B dimensions a
-decode step of 4 rows took 118 ms instead of 212, of 16 rows 275 instead of 374 (one thread, this
-2-core machine, 2026-12-07; `bench/packed_linear.py`). float32 gains nothing this way (MKL's packed
+`mkldnn._linear_pointwise`) gives the same numbers, and on the real Qwen3.5-0.8B dimensions made a
+decode step 1.81x faster at 4 rows and 1.21x at 32 (one thread, this 2-core machine, 2026-12-07;
+`bench/packed_linear.py`, docs/performance.md). float32 gains nothing this way (MKL's packed
 float32 GEMM measured within 5% of the plain one), so only bfloat16 weights are packed.
 """
 
