@@ -11,7 +11,13 @@ keywords of the page. The split is by layout only, so it works in any language:
   often the page's own first paragraph;
 - otherwise a short last paragraph is the ask and what comes before it is material ("<page>\n\nTL;DR?"),
   a heading included;
-- a first line ending in a colon or question mark counts as a first paragraph.
+- a first line ending in a colon or question mark counts as a first paragraph, and so does a first
+  clause of at least `INLINE_ASK_MIN_WORDS` words ending in a colon with the material after it on
+  the same line ("Summarize this in one sentence: The council met on Tuesday ..."), where what
+  follows the colon opens a new sentence (a capital letter or a quote, not a list going on in lower
+  case: "three types of ore: copper, iron and nickel"), the line holds no inline TeX (`$`: a maths
+  statement, whose colon introduces part of the problem), and the split finds material; otherwise
+  the line stays whole.
 An ask that announces a task rather than a text ("Solve the following problem:", "Problem:", "Answer
 this riddle:", "Write a function for this:", or after the task "Please reason step by step, and put
 your final answer in a box.") keeps the task as instruction, since the task's own words are its
@@ -40,11 +46,16 @@ AFTER_COLON_MIN_CHARS = 80
 PAGE_MIN_CHARS = 1500
 PAGE_MIN_PARAGRAPHS = 3
 HEADING_MAX_CHARS = 100
+# "Summarize this:" is an ask; "Note:" or "Context:" labels what follows.
+INLINE_ASK_MIN_WORDS = 3
 
 _FENCED_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _ASK_LINE_ENDINGS = (":", "?", "：", "？")
 _COLONS = (":", "：")
+_OPENING_QUOTES = ('"', "'", "“", "‘", "«", "„")
+# The first clause of a one-line request, ending in a colon that is followed by space (not "8:30").
+_INLINE_ASK = re.compile(rf"([^\n.!?。！？:：]{{1,{HEAD_MAX_CHARS}}}[:：])\s+(\S.*)", re.DOTALL)
 _QUESTION_ENDINGS = ("?", "？")
 # A heading ("Minutes of the March meeting") ends without one of these; an ask ends with one.
 _SENTENCE_ENDINGS = (".", "!", "?", ":", ")", '"', "。", "！", "？", "：", "»")
@@ -96,12 +107,39 @@ def split_instruction(text: str) -> InstructionSplit:
         first_line, newline, rest = paragraphs[0].partition("\n")
         if newline and len(first_line) <= HEAD_MAX_CHARS and first_line.rstrip().endswith(_ASK_LINE_ENDINGS):
             paragraphs = [first_line.strip(), rest.strip()]
+        elif (inline := _inline_ask(paragraphs[0])) is not None:
+            instruction, material = _split_paragraphs(list(inline))
+            if material:
+                return _with_fenced(instruction, material, fenced)
+    instruction, material = _split_paragraphs(paragraphs)
+    return _with_fenced(instruction, material, fenced)
+
+
+def _inline_ask(line: str) -> tuple[str, str] | None:
+    """(ask, rest) when `line` opens with an ask ending in a colon and its material follows on the
+    same line (see the module docstring), else None."""
+    match = _INLINE_ASK.fullmatch(line)
+    if match is None or "$" in line or len(match[1].split()) < INLINE_ASK_MIN_WORDS:
+        return None
+    rest = match[2].strip()
+    if not (rest[0].isupper() or rest[0] in _OPENING_QUOTES):
+        return None
+    return match[1], rest
+
+
+def _split_paragraphs(paragraphs: list[str]) -> tuple[str, str]:
+    """(instruction, material) of the text's paragraphs; material "" when too little is split off."""
     instruction, body, material_min_chars = _instruction_paragraphs(paragraphs)
     material = "\n\n".join(body)
     if len(material) < material_min_chars:
         instruction, material = paragraphs, ""
-    material = "\n\n".join([*fenced, material] if material else fenced)
-    return InstructionSplit(instruction="\n\n".join(instruction), material=material)
+    return "\n\n".join(instruction), material
+
+
+def _with_fenced(instruction: str, material: str, fenced: list[str]) -> InstructionSplit:
+    return InstructionSplit(
+        instruction=instruction, material="\n\n".join([*fenced, material] if material else fenced)
+    )
 
 
 def _instruction_paragraphs(paragraphs: list[str]) -> tuple[list[str], list[str], int]:

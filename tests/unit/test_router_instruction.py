@@ -163,3 +163,34 @@ def test_an_ask_about_a_text_keeps_the_text_as_material(ask):
 def test_a_page_under_a_task_ask_is_still_material():
     split = split_instruction(f"Answer the question:\n\n{PAGE}\n\nWhen do we open?")
     assert split.material == PAGE
+
+
+BODY = " ".join(PARAGRAPHS)
+
+
+@pytest.mark.parametrize(
+    "ask", ["Summarise this in 4 bullet points:", "Translate into French:", "Read the notice and list every date in it:"]
+)
+def test_an_ask_and_its_material_on_one_line_split_as_on_two(ask):
+    one_line = split_instruction(f"{ask} {BODY}")
+    assert (one_line.instruction, one_line.material) == (ask, BODY)
+    two_lines = split_instruction(f"{ask}\n{BODY}")
+    assert (two_lines.instruction, two_lines.material) == (one_line.instruction, one_line.material)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Context: {BODY}",  # a label, not an ask
+        f"Note that: {BODY}",
+        f"{PARAGRAPHS[0]} The rest: {BODY}",  # the colon ends a later clause, not the first
+        f"Solve the following problem: {PROBLEM}",  # a task announced keeps its task
+        "Translate into French: Hello, how are you today?",  # too little after the colon
+        # A list going on after the colon, and a maths statement, are part of the problem.
+        f"Big Dig Mining Company mines three different types of ore: copper, iron, and nickel. {BODY}",
+        f"Find the general solution of the system below: $y' = 3y + x$, where {BODY}",
+    ],
+)
+def test_a_one_line_request_without_an_ask_before_its_colon_stays_whole(text):
+    split = split_instruction(text)
+    assert (split.instruction, split.material) == (text, "")
