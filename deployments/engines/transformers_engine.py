@@ -181,9 +181,8 @@ class TransformersEngine(Engine):
         model = Qwen3_5ForConditionalGeneration.from_pretrained(self.model_path, dtype=getattr(torch, dtype))
         model.to(device).eval()
         linear_attention.install()
-        packed = 0
-        if device == "cpu" and dtype == "bfloat16" and self.config.pack_cpu_weights:
-            packed = pack_linear_layers(model)
+        # Only bfloat16 layers on the CPU qualify (`packed_linear`): on a GPU or in float32 none does.
+        packed = pack_linear_layers(model) if self.config.pack_cpu_weights else 0
         tokenizer.padding_side = "left"
         self._builder = PromptBuilder(
             tokenizer,
