@@ -5,9 +5,10 @@ features are appended. The level head is a ridge regression on the level (ordina
 to unseen task families far better than a multinomial classifier, 0.63 against 0.43 exact on the
 family-held-out split), blended with the hand-set feature scorer's level (both are linear in the
 inputs, so the blend is one linear estimate e), stored as the equivalent softmax over levels with
-logits (2k·e − k²)/w². Ridge penalty, blend weight and width were chosen by 5-fold
+logits (2k·e − k²)/w². Ridge penalty and blend weight were chosen by 5-fold
 leave-families-out cross-validation over the training families (exact size agreement under the
-quality policy), never on a held-out split; the family head is a multinomial logistic regression
+quality policy), never on a held-out split, and the width on the public tier sources' training
+halves (see LEVEL_WIDTH); the family head is a multinomial logistic regression
 (scikit-learn, the `train` extra). Each phrasing (template) weighs the same in training, so a template
 with many rows does not teach its surface. Rows whose `split` starts with `heldout` are never
 trained on; the held-out figures go into the artifact and the report.
@@ -45,9 +46,17 @@ from pipelines.router_training.dataset import DatasetError, LabeledRow, load_row
 
 # How many labeled rows one model-card prior cell is worth when labels refine it.
 PRIOR_STRENGTH = 8.0
-# Ridge penalty of the level regression and the width (in levels) of its softmax.
+# Ridge penalty of the level regression.
 LEVEL_ALPHA = 0.3
-LEVEL_WIDTH = 1.0
+# Width (in levels) of the level softmax. The quality policy reads the spread as uncertainty and
+# mixes the levels' P(correct): at width 1.0 a request estimated at exactly level 1 carried 0.21 of
+# level 2, which in maths, coding and instruction (large 2b-9b gaps at level 2) tipped it to 4b
+# (the 2b/4b boundary sat at e = 0.94-1.06 instead of near 1.5). At 0.3 every group's boundaries sit
+# within 0.07 of halfway between levels: a request estimated at level k goes to size k. Chosen on the
+# public tier sources' training halves (tier_probe.py), where it gave the best mean share on the
+# issue's side (easy to 0.8b/2b, hard to 4b/9b); template CV exact cannot tell 0.3-1.0 apart
+# (training/router/README.md, "The level spread").
+LEVEL_WIDTH = 0.3
 # Weight of the feature scorer's level in the level estimate (see _fit_level_head).
 LEVEL_FEATURE_BLEND = 0.8
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -51,6 +52,39 @@ def test_each_level_goes_to_its_rubric_size_at_the_priors_tolerance():
         chosen = [choose_size(table.estimate({group: 1.0}, one_hot(k)), SIZES, 0.10) for k in range(4)]
         expected = ["0.8b", "2b", "4b", "4b" if group in SMALL_TOP_GAP else "9b"]
         assert chosen == expected, group
+
+
+def level_head_probabilities(estimate: float) -> list[float]:
+    """The level probabilities the trained level head gives a request it estimates at `estimate`."""
+    from pipelines.router_training.training import LEVEL_WIDTH
+
+    logits = [(2 * k * estimate - k * k) / LEVEL_WIDTH**2 for k in range(4)]
+    top = max(logits)
+    weights = [math.exp(x - top) for x in logits]
+    return [w / sum(weights) for w in weights]
+
+
+@pytest.mark.parametrize("offset", [-0.3, 0.0, 0.3])
+def test_a_request_the_level_head_places_near_level_k_goes_to_size_k(offset):
+    # The head's spread is mixed into the estimates; at width 1.0 it alone sent a maths, coding or
+    # instruction request estimated at exactly level 1 to 4b (training/router/README.md, "The level
+    # spread").
+    table = prior_table()
+    for group in table.groups:
+        for level in range(4):
+            estimate = min(3.0, max(0.0, level + offset))
+            chosen = choose_size(table.estimate({group: 1.0}, level_head_probabilities(estimate)), SIZES, 0.10)
+            expected = "4b" if level == 3 and group in SMALL_TOP_GAP else SIZES[level]
+            assert chosen == expected, (group, estimate)
+
+
+def test_the_shipped_level_head_has_the_trained_width():
+    from deployments.router.artifact import DEFAULT_ARTIFACT, LearnedArtifact
+    from pipelines.router_training.training import LEVEL_WIDTH
+
+    # Intercepts (2k e - k^2) / w^2: their second difference is -2 / w^2 whatever e is.
+    intercept = LearnedArtifact.load(DEFAULT_ARTIFACT).level.intercept.astype(float)
+    assert intercept[2] - 2 * intercept[1] + intercept[0] == pytest.approx(-2 / LEVEL_WIDTH**2, rel=1e-3)
 
 
 def priors_with_tolerance(tmp_path, value):
