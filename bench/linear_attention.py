@@ -1,7 +1,9 @@
 """Qwen3.5's linear-attention layers on the CPU: transformers' reference code against
 deployments/engines/linear_attention.py (prints numbers; not a test).
 
-Two parts, both alternating reference and ours:
+Two parts, both alternating reference and ours (or, with `--chunks`, a third alone: our prefill rule
+in 64-token chunks, as the reference runs it, against its own choice of chunk length,
+`linear_attention.chunk_length`, over short and long prompts; same results, float rounding aside):
 1. Each replaced function alone, at the shapes the transformers engine gives it (one torch thread):
    the decode step at 32 rows (2 heads: the demo checkpoint; 16: the real 0.8B), the chunked rule on
    a 32-row prefill chunk of 64 tokens and on whole prompts, the causal convolution on a first chunk
@@ -10,7 +12,7 @@ Two parts, both alternating reference and ours:
    documents of about 70 words, "Summarize in one sentence:", `--max-tokens` greedy tokens,
    `--inflight` requests at once, one torch thread), with the reference functions and with ours.
 
-Usage: .venv/bin/python bench/linear_attention.py [--rows 256] [--rounds 2] [--max-tokens 32]
+Usage: .venv/bin/python bench/linear_attention.py [--rows 256] [--rounds 2] [--max-tokens 32] [--chunks]
 """
 
 from __future__ import annotations
@@ -71,6 +73,41 @@ def function_cases():
     )
 
 
+CHUNK_SHAPES = ((1, 20, 2), (4, 20, 2), (16, 20, 2), (4, 45, 2), (8, 200, 2), (4, 20, 16), (1, 256, 16),
+                (4, 256, 16), (1, 1024, 16))  # fmt: skip
+
+
+def chunk_lengths(rounds: int) -> None:
+    """Our prefill rule in the reference's 64-token chunks against `chunk_length`'s choice."""
+    import torch
+
+    from deployments.engines import linear_attention as ours
+
+    chosen = ours.chunk_length
+    print("prefill rule, rows x tokens x heads: ms per call in 64-token chunks / chosen length (per round)")
+    for batch, length, heads in CHUNK_SHAPES:
+        q, k, v = (torch.randn(batch, length, heads, 128) for _ in range(3))
+        g, beta = -torch.rand(batch, length, heads) * 0.3, torch.rand(batch, length, heads)
+        state = torch.randn(batch, heads, 128, 128) * 0.1
+
+        def call():
+            return ours.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=state.clone(),
+                                               output_final_state=True, use_qk_l2norm_in_kernel=True)  # fmt: skip
+
+        repeats = max(3, 4000 // (batch * length * heads))
+        pairs = []
+        for _ in range(rounds):
+            ours.chunk_length = lambda length, requested: requested
+            try:
+                fixed = per_call_ms(call, repeats)
+            finally:
+                ours.chunk_length = chosen
+            pairs.append((fixed, per_call_ms(call, repeats)))
+        figures = ", ".join(f"{f:.2f} / {c:.2f}" for f, c in pairs)
+        label = f"{batch} x {length} x {heads} (chunk {chosen(length, 64)})"
+        print(f"  {label:<28} {figures}  ({statistics.median(f / c for f, c in pairs):.2f}x)", flush=True)
+
+
 def engine_rate(model, cache: Path, texts: list[str], inflight: int, max_tokens: int, lean: bool) -> float:
     """Rows/s of the engine alone with our functions (`lean`) or transformers' reference."""
     from engine_denormals import one_run
@@ -97,6 +134,7 @@ def main() -> int:
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--chunks", action="store_true", help="only the prefill rule's chunk lengths")
     args = parser.parse_args()
 
     import torch
@@ -104,6 +142,9 @@ def main() -> int:
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # as the engine's decode thread runs
+    if args.chunks:
+        chunk_lengths(args.rounds)
+        return 0
     print("function alone, ms per call (reference / ours, per round):")
     for label, reference, mine in function_cases():
         pairs = [(per_call_ms(reference, 10), per_call_ms(mine, 10)) for _ in range(args.rounds)]

@@ -75,8 +75,9 @@ def test_matches_the_reference(batch, length, heads, k_dim, v_dim, l2norm, with_
 @pytest.mark.parametrize(
     ("batch", "length", "heads", "k_dim", "v_dim", "chunk_size", "l2norm", "with_state"),
     [
-        (32, 64, 2, 128, 128, 64, True, True),  # the engine's chunk of a 32-row prefill: one chunk
-        (5, 421, 2, 128, 128, 64, True, False),  # whole prompts: padded, seven chunks
+        (32, 64, 2, 128, 128, 64, True, True),  # the engine's chunk of a 32-row prefill: four of ours
+        (5, 421, 2, 128, 128, 64, True, False),  # whole prompts: padded, 27 chunks of ours
+        (4, 20, 2, 128, 128, 64, True, True),  # a short chat prompt: one chunk of its own length
         (2, 70, 3, 16, 8, 16, False, True),
         (1, 5, 1, 8, 8, 64, True, True),  # shorter than a chunk
     ],
@@ -101,6 +102,16 @@ def test_chunked_prefill_matches_the_reference(batch, length, heads, k_dim, v_di
     torch.testing.assert_close(new_state, expected_state, rtol=1e-5, atol=1e-5)
     for before, after in zip(originals, (query, key, value, g, beta), strict=True):
         assert torch.equal(before, after)  # the caller's tensors are read, never written
+
+
+def test_the_prefill_rule_runs_short_prompts_whole_and_long_ones_in_small_chunks():
+    small = linear_attention.CPU_CHUNK_TOKENS
+    assert linear_attention.chunk_length(1, 64) == 1
+    assert linear_attention.chunk_length(2 * small, 64) == 2 * small  # one chunk, no padding
+    assert linear_attention.chunk_length(2 * small + 1, 64) == small
+    assert linear_attention.chunk_length(421, 64) == small
+    assert linear_attention.chunk_length(421, 8) == 8  # never longer than the caller asks
+    assert linear_attention.chunk_length(20, 8) == 8
 
 
 def test_bfloat16_inputs_come_back_bfloat16_with_a_float32_state():
