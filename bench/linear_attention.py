@@ -90,7 +90,7 @@ def chunk_lengths(rounds: int) -> None:
         g, beta = -torch.rand(batch, length, heads) * 0.3, torch.rand(batch, length, heads)
         state = torch.randn(batch, heads, 128, 128) * 0.1
 
-        def call():
+        def call(q=q, k=k, v=v, g=g, beta=beta, state=state):
             return ours.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=state.clone(),
                                                output_final_state=True, use_qk_l2norm_in_kernel=True)  # fmt: skip
 
