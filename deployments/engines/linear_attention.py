@@ -16,11 +16,12 @@ docs/performance.md):
 `recurrent_gated_delta_rule` reads the state once for both of its products and updates it in place
 (about 5x faster at 32 rows); `chunk_gated_delta_rule` keeps the reference's algorithm with
 chunk-major tensors and in-place products (1.2x on whole prompts, 1.8x on the engine's 64-token
-chunks of 32 rows), in chunks of 16 tokens rather than 64 and a short prompt in one chunk of its own
-length (a further 1.2-1.4x on long prompts, 2-3.7x on 20-token chat prompts); `causal_conv1d_fn` takes a time-major input as NHWC for oneDNN's depthwise
-`conv2d`, with no copy (3-7x). Results match the reference to float32 rounding (unit tests hold them
-to it). `install` swaps each function into transformers' Qwen3.5 module only where the reference is
-what would run: where a kernel package is installed, its kernels stay.
+chunks of 32 rows), in chunks of 16 tokens rather than 64 and a short prompt in one chunk of its
+own length (a further 1.2-1.4x on long prompts, 2-3.7x on 20-token chat prompts);
+`causal_conv1d_fn` takes a time-major input as NHWC for oneDNN's depthwise `conv2d`, with no copy
+(3-7x). Results match the reference to float32 rounding (unit tests hold them to it). `install`
+swaps each function into transformers' Qwen3.5 module only where the reference is what would run:
+where a kernel package is installed, its kernels stay.
 """
 
 from __future__ import annotations
@@ -94,9 +95,9 @@ def recurrent_gated_delta_rule(
 
 
 # Chunk length of the prefill rule on the CPU. The reference's 64 suits GPU kernels; here the
-# intra-chunk products and triangular solves grow with its square, and 16 measured 1.3-1.4x faster
-# than 64 over 256-1,024-token prompts (8: no faster). A prompt of up to two such chunks runs as one
-# chunk of its own length, with no padding: 2.5-5x on 20-token prompts (bench/linear_attention.py
+# intra-chunk products and triangular solves grow with its square, and 16 measured 1.2-1.4x faster
+# than 64 over 200-1,024-token prompts (8: no faster). A prompt of up to two such chunks runs as one
+# chunk of its own length, with no padding: 2-3.7x on 20-token prompts (bench/linear_attention.py
 # --chunks). The rule's result does not depend on the chunk length, float rounding aside.
 CPU_CHUNK_TOKENS = 16
 
