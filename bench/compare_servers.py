@@ -337,6 +337,20 @@ class ServeSettings:
         }
 
 
+def demo_settings(checkpoint: Path) -> ServeSettings:
+    """The default run's settings on the demo `checkpoint`: bf16, 4,096 tokens, vLLM in eager mode
+    with a 2 GiB KV cache, vLLM from `.venv-vllm` (what `main` builds without options)."""
+    return ServeSettings(
+        checkpoint=checkpoint,
+        is_demo=True,
+        dtype="bfloat16",
+        max_model_len=4096,
+        eager=True,
+        vllm_python=REPO / ".venv-vllm" / "bin" / "python",
+        kvcache_gib="2",
+    )
+
+
 def project_up(
     name: str,
     tree: Path,

@@ -48,7 +48,7 @@ from compare_servers import (  # noqa: E402
     DEMO_CUT_SCRIPT,
     REPO,
     Server,
-    ServeSettings,
+    demo_settings,
     free_port,
     launch,
     project_at_ref,
@@ -116,16 +116,7 @@ def peer_server(name: str, checkpoint: Path, cache: Path, scratch: Path) -> Serv
     """A server of bench/compare_servers.py on the demo 0.8b `checkpoint` (bf16, vLLM in eager mode)."""
     if name not in ("vllm", "project-vllm"):
         raise SystemExit(f"unknown peer {name!r}: choose vllm or project-vllm")
-    settings = ServeSettings(
-        checkpoint=checkpoint,
-        is_demo=True,
-        dtype="bfloat16",
-        max_model_len=4096,
-        eager=True,
-        vllm_python=REPO / ".venv-vllm" / "bin" / "python",
-        kvcache_gib="2",
-    )
-    return start_server(name, cache, scratch, settings, "HEAD")
+    return start_server(name, cache, scratch, demo_settings(checkpoint), "HEAD")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -27,7 +27,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_servers import PROMPT, REPO, Server, ServeSettings, start_server, wait_ready  # noqa: E402
+from compare_servers import PROMPT, REPO, Server, demo_settings, start_server, wait_ready  # noqa: E402
 
 
 async def latencies(server: Server, max_tokens: int, requests: int) -> tuple[float, float]:
@@ -67,15 +67,7 @@ def main() -> int:
 
     lengths = sorted(int(v) for v in args.max_tokens.split(","))
     cache = default_cache_dir()
-    settings = ServeSettings(
-        checkpoint=ensure_demo_models(cache, sizes=["0.8b"])["0.8b"],
-        is_demo=True,
-        dtype="bfloat16",
-        max_model_len=4096,
-        eager=True,
-        vllm_python=REPO / ".venv-vllm" / "bin" / "python",
-        kvcache_gib="2",
-    )
+    settings = demo_settings(ensure_demo_models(cache, sizes=["0.8b"])["0.8b"])
     with tempfile.TemporaryDirectory(prefix="latency-by-length-") as scratch:
         servers = [
             start_server(name.strip(), cache, Path(scratch), settings, "HEAD")
