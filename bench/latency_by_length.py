@@ -27,24 +27,18 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_servers import PROMPT, REPO, Server, demo_settings, start_server, wait_ready  # noqa: E402
+from compare_servers import REPO, Server, body, demo_settings, start_server, wait_ready  # noqa: E402
 
 
 async def latencies(server: Server, max_tokens: int, requests: int) -> tuple[float, float]:
     """Median milliseconds per request and mean completion tokens, one request at a time."""
-    body = {
-        "model": server.model,
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": max_tokens,
-        "temperature": 0.7,
-        "chat_template_kwargs": {"enable_thinking": False},
-    }
+    request = body(server.model, max_tokens, stream=False)
     elapsed, tokens = [], []
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for _ in range(requests):
             started = time.perf_counter()
-            async with session.post(f"{server.base_url}/v1/chat/completions", json=body) as response:
+            async with session.post(f"{server.base_url}/v1/chat/completions", json=request) as response:
                 answer = await response.json()
                 if response.status != 200:
                     raise RuntimeError(f"{server.name}: {response.status} {answer}")

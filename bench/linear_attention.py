@@ -37,6 +37,23 @@ def per_call_ms(function, repeats: int) -> float:
     return (time.perf_counter() - started) / repeats * 1e3
 
 
+def rule_inputs(batch: int, length: int, heads: int) -> tuple:
+    """Random (query, key, value, g, beta, state) for a gated delta rule at 128-wide heads."""
+    import torch
+
+    q, k, v = (torch.randn(batch, length, heads, 128) for _ in range(3))
+    g, beta = -torch.rand(batch, length, heads) * 0.3, torch.rand(batch, length, heads)
+    return q, k, v, g, beta, torch.randn(batch, heads, 128, 128) * 0.1
+
+
+def call_rule(function, inputs: tuple):
+    """One call of a gated delta rule on `inputs` (rule_inputs), with a fresh copy of the state: ours
+    updates the one it is given in place."""
+    q, k, v, g, beta, state = inputs
+    return function(q, k, v, g, beta, initial_state=state.clone(), output_final_state=True,
+                    use_qk_l2norm_in_kernel=True)  # fmt: skip
+
+
 def function_cases():
     """(label, reference call, our call) at the engine's shapes."""
     import torch
@@ -44,25 +61,14 @@ def function_cases():
 
     from deployments.engines import linear_attention as ours
 
-    def rule_inputs(batch, length, heads):
-        q, k, v = (torch.randn(batch, length, heads, 128) for _ in range(3))
-        g, beta = -torch.rand(batch, length, heads) * 0.3, torch.rand(batch, length, heads)
-        return q, k, v, g, beta, torch.randn(batch, heads, 128, 128) * 0.1
-
     for label, (batch, length, heads), reference, mine in (
         ("decode step, 32 rows x 2 heads", (32, 1, 2), qwen.torch_recurrent_gated_delta_rule, ours.recurrent_gated_delta_rule),
         ("decode step, 32 rows x 16 heads", (32, 1, 16), qwen.torch_recurrent_gated_delta_rule, ours.recurrent_gated_delta_rule),
         ("prefill chunk, 32 rows x 64 tokens", (32, 64, 2), qwen.torch_chunk_gated_delta_rule, ours.chunk_gated_delta_rule),
         ("prefill, 5 rows x 421 tokens", (5, 421, 2), qwen.torch_chunk_gated_delta_rule, ours.chunk_gated_delta_rule),
     ):  # fmt: skip
-        q, k, v, g, beta, state = rule_inputs(batch, length, heads)
-
-        def call(function, q=q, k=k, v=v, g=g, beta=beta, state=state):
-            # a fresh state each call: ours updates the one it is given in place
-            return function(q, k, v, g, beta, initial_state=state.clone(), output_final_state=True,
-                            use_qk_l2norm_in_kernel=True)  # fmt: skip
-
-        yield label, (lambda call=call, f=reference: call(f)), (lambda call=call, f=mine: call(f))
+        inputs = rule_inputs(batch, length, heads)
+        yield label, (lambda i=inputs, f=reference: call_rule(f, i)), (lambda i=inputs, f=mine: call_rule(f, i))
     # A first chunk's input: the layer's (rows, tokens, channels) projection seen channels-first.
     # (A later chunk's, contiguous, goes to conv1d in both.)
     weight, frames = torch.randn(768, 4), torch.randn(32, 68, 768).transpose(1, 2)
@@ -79,20 +85,15 @@ CHUNK_SHAPES = ((1, 20, 2), (4, 20, 2), (16, 20, 2), (4, 45, 2), (8, 200, 2), (4
 
 def chunk_lengths(rounds: int) -> None:
     """Our prefill rule in the reference's 64-token chunks against `chunk_length`'s choice."""
-    import torch
-
     from deployments.engines import linear_attention as ours
 
     chosen = ours.chunk_length
     print("prefill rule, rows x tokens x heads: ms per call in 64-token chunks / chosen length (per round)")
     for batch, length, heads in CHUNK_SHAPES:
-        q, k, v = (torch.randn(batch, length, heads, 128) for _ in range(3))
-        g, beta = -torch.rand(batch, length, heads) * 0.3, torch.rand(batch, length, heads)
-        state = torch.randn(batch, heads, 128, 128) * 0.1
+        inputs = rule_inputs(batch, length, heads)
 
-        def call(q=q, k=k, v=v, g=g, beta=beta, state=state):
-            return ours.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=state.clone(),
-                                               output_final_state=True, use_qk_l2norm_in_kernel=True)  # fmt: skip
+        def call(inputs=inputs):
+            return call_rule(ours.chunk_gated_delta_rule, inputs)
 
         repeats = max(3, 4000 // (batch * length * heads))
         pairs = []
