@@ -118,8 +118,10 @@ def split_instruction(text: str) -> InstructionSplit:
 def _inline_ask(line: str) -> tuple[str, str] | None:
     """(ask, rest) when `line` opens with an ask ending in a colon and its material follows on the
     same line (see the module docstring), else None."""
+    if "$" in line:
+        return None
     match = _INLINE_ASK.fullmatch(line)
-    if match is None or "$" in line or len(match[1].split()) < INLINE_ASK_MIN_WORDS:
+    if match is None or len(match[1].split()) < INLINE_ASK_MIN_WORDS:
         return None
     rest = match[2].strip()
     if not (rest[0].isupper() or rest[0] in _OPENING_QUOTES):
