@@ -98,7 +98,7 @@ PHRASES: dict[str, tuple[str, ...]] = {
 HIGHER_ORDER_STEMS: tuple[str, ...] = tuple(
     (
         "analy anali critic crític evalu evalú assess justif defen reconstru design build "
-        "implement deriv prove optim quantif compar weigh contrast synthes recommend propos "
+        "implement deriv prove optim quantif compar contrast synthes recommend propos "
         "formulat bewert begründ beweis démontr"
     ).split()
 )

@@ -209,6 +209,8 @@ def test_demand_counts_higher_order_verbs_in_any_language_once():
     # "recommend" is a reasoning word: it counts there, not a second time as demand.
     assert features_of("Can you recommend a good book?")["demand"] == 0.0
     assert features_of("Who was Simone de Beauvoir?")["demand"] == 0.0
+    # A thing's weight is a quantity, not an ask to weigh options.
+    assert features_of("Mildred weighs 59 pounds. Carol weighs 9 pounds. How much heavier is Mildred?")["demand"] == 0.0
 
 
 def test_demand_and_parts_read_the_instruction_not_a_pasted_page():

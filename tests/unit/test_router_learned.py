@@ -263,6 +263,26 @@ def test_shipped_learned_scorer_ranks_easy_below_hard(minilm_scorer):
     assert scores[0] < 0.25 and scores[-1] > 0.6
 
 
+def test_shipped_scorer_reads_a_story_by_its_steps(minilm_scorer):
+    """One-step arithmetic stories are the rubric's level 0 (0.8b), multi-step grade-school problems
+    its level 1 (2b): being a story does not make a request harder."""
+    one_step = [
+        "Mildred weighs 59 pounds. Carol weighs 9 pounds. How much heavier is Mildred than Carol?",
+        "There were 45 birds on a tree. 17 flew away. How many birds are still on the tree?",
+        "Each box holds 8 crayons. How many crayons are in 7 boxes?",
+    ]
+    multi_step = [
+        "A school orders 12 boxes of pens with 24 pens in each box. It gives 3 pens to each of its 85 "
+        "students and sells the rest at 50 cents each. How much money does it make?",
+        "Karen earns $18 an hour and works 6 hours a day, 5 days a week. She spends a third of her weekly "
+        "pay on rent and half of what is left on food. How much does she save in 4 weeks?",
+    ]
+    for text in one_step:
+        assert minilm_scorer.score(RoutingInput(query=text)).difficulty < 0.25, text
+    for text in multi_step:
+        assert 0.25 <= minilm_scorer.score(RoutingInput(query=text)).difficulty < 0.5, text
+
+
 def test_real_embedder_keeps_head_and_tail_of_long_text(minilm_scorer):
     embedder = minilm_scorer.embedder
     ids = embedder.token_ids("start " + "filler " * 3000 + "finish")
