@@ -5,8 +5,9 @@ is: what makes a request hard is the work its instruction asks for, not the numb
 keywords of the page. The split is by layout only, so it works in any language:
 - fenced blocks are material;
 - a short first paragraph that ends like a sentence is an ask, and what follows it is material (at
-  least `MATERIAL_MIN_CHARS` of it, or `AFTER_COLON_MIN_CHARS` after an ask that ends in a colon:
-  "Translate this paragraph:"), up to a closing question; before a closing question only a first
+  least `MATERIAL_MIN_CHARS` of it, or `AFTER_COLON_MIN_CHARS` after an ask that ends in a colon,
+  "Translate this paragraph:", or that points at the text it was given, "Classify the following
+  email."), up to a closing question; before a closing question only a first
   paragraph ending in a colon or question mark counts as an ask, since a statement there is more
   often the page's own first paragraph;
 - otherwise a short last paragraph is the ask and what comes before it is material ("<page>\n\nTL;DR?"),
@@ -22,8 +23,8 @@ An ask that announces a task rather than a text ("Solve the following problem:",
 this riddle:", "Write a function for this:", or after the task "Please reason step by step, and put
 your final answer in a box.") keeps the task as instruction, since the task's own words are its
 cues, unless the ask also names a text ("the passage below") or the body looks like a page (a
-heading first, `PAGE_MIN_PARAGRAPHS` paragraphs, or `PAGE_MIN_CHARS` of text). That one test reads
-words, in the languages the keyword families cover.
+heading first, `PAGE_MIN_PARAGRAPHS` paragraphs, or `PAGE_MIN_CHARS` of text). That test reads
+words, in the languages the keyword families cover; the pointing test reads English words only.
 Text without one of those shapes is all instruction, as a long word problem or a multi-paragraph
 essay question is.
 """
@@ -76,6 +77,15 @@ _NAMES_A_TEXT = re.compile(
     r"\b(?:texts?|pages?|documents?|paragraphs?|passages?|articles?|e-?mails?|letters?|reports?|"
     r"reviews?|essays?|story|stories|transcripts?|notes|minutes|polic(?:y|ies)|contracts?|memos?|"
     r"excerpts?|above|below|texto|texte|dokument\w*|documento|testo)\b|文章|テキスト|文書|文本|本文",
+    re.IGNORECASE,
+)
+
+# An ask that points at a text it was given ("the following email", "this paragraph", "the article
+# below") announces its material as a colon does.
+_POINTS_AT_A_TEXT = re.compile(
+    r"\b(?:the|this|these|following|given|provided|attached)\s+(?:[\w-]+\s+)?(?:texts?|paragraphs?|"
+    r"passages?|articles?|e-?mails?|letters?|reviews?|tweets?|sentences?|messages?|documents?|excerpts?|"
+    r"abstracts?|posts?|conversations?|dialogues?|transcripts?)\b",
     re.IGNORECASE,
 )
 
@@ -160,7 +170,7 @@ def _instruction_paragraphs(paragraphs: list[str]) -> tuple[list[str], list[str]
         end = len(paragraphs) - 1 if closing and len(paragraphs) > 2 else len(paragraphs)
         if _announces_its_task(first, paragraphs[1:end]):
             return paragraphs, [], MATERIAL_MIN_CHARS
-        least = AFTER_COLON_MIN_CHARS if first.endswith(_COLONS) else MATERIAL_MIN_CHARS
+        least = AFTER_COLON_MIN_CHARS if first.endswith(_COLONS) or _POINTS_AT_A_TEXT.search(first) else MATERIAL_MIN_CHARS
         return [first, *paragraphs[end:]], paragraphs[1:end], least
     if len(last) <= TAIL_MAX_CHARS and not _announces_its_task(last, paragraphs[:-1]):
         return [last], paragraphs[:-1], MATERIAL_MIN_CHARS

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deployments.router.instruction import MATERIAL_MIN_CHARS, split_instruction
+from deployments.router.instruction import AFTER_COLON_MIN_CHARS, MATERIAL_MIN_CHARS, split_instruction
 
 pytestmark = pytest.mark.unit
 
@@ -73,6 +73,26 @@ def test_a_short_requirements_list_stays_with_its_ask():
     assert split_instruction(text).instruction == text
     assert split_instruction(text).material == ""
 
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        "Classify whether the following email is spam or not. Output true or false.",
+        "Replace all the human names in the paragraph with <anonymized>.",
+        "Extract the method used in this abstract.",
+    ],
+)
+def test_an_ask_that_points_at_its_text_splits_off_a_short_one(ask):
+    body = "Hello, we assessed the payment structure of your contract and found that you are due an adjustment."
+    assert AFTER_COLON_MIN_CHARS <= len(body) < MATERIAL_MIN_CHARS
+    split = split_instruction(f"{ask}\n\n{body}")
+    assert (split.instruction, split.material) == (ask, body)
+
+
+def test_an_ask_that_names_a_kind_of_text_to_write_keeps_its_requirements():
+    text = "Write a story.\n\nIt should be about a dragon who learns to fly, told by its mother, in 500 words."
+    assert split_instruction(text).material == ""
 
 @pytest.mark.parametrize(
     "text",
