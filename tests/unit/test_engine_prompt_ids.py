@@ -1,0 +1,47 @@
+"""PromptBuilder.encode: the Rust backend's single-text call gives the ids the transformers wrapper gives."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+TEXTS = [
+    "",
+    "Give me a short greeting.",
+    "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+    "<|vision_start|><|image_pad|><|image_pad|><|vision_end|>Describe it.",
+    "日本語のテキストと中文，还有 emoji 🚀🔥 and   odd\tspacing\n\n\n",
+    "def f(x):\n    return x ** 2  # 注释\n",
+    "<|im_start|> not quite <|im_end  and <|endoftext|> inside prose",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(demo_cache):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(demo_cache / "demo-models" / "qwen3.5-0.8b")
+
+
+def builder_for(tokenizer):
+    from deployments.engines.prompting import PromptBuilder
+
+    return PromptBuilder(tokenizer, SimpleNamespace(merge_size=2), max_images=1, max_decoded_pixels=10)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_backend_ids_match_the_wrapper(tokenizer, text):
+    builder = builder_for(tokenizer)
+    assert builder._backend is not None
+    assert builder.encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_a_tokenizer_that_splits_special_tokens_goes_through_the_wrapper(tokenizer, monkeypatch):
+    monkeypatch.setattr(tokenizer, "split_special_tokens", True)
+    builder = builder_for(tokenizer)
+    assert builder._backend is None
+    text = TEXTS[2]
+    assert builder.encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"]
