@@ -75,6 +75,30 @@ def main() -> int:
                 spinner.join()
         label = "another thread busy" if busy else "alone"
         print(f"{label:<20} wrapper {slow:8.1f} us   backend {fast:8.1f} us   ratio {slow / fast:6.1f}x")
+    # A long prompt: the backend's single-text call holds the GIL while it works, the wrapper's batch
+    # call lets other threads run (why PromptBuilder.encode sends long texts to the wrapper).
+    long_text = ("The council met on Tuesday to discuss the new bridge and its costs. " * 4000)[:250_000]
+    ticks = [0]
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+    try:
+        for name, call in (
+            ("wrapper", lambda: tokenizer(long_text, add_special_tokens=False)),
+            ("backend", lambda: builder._backend.encode(long_text, add_special_tokens=False)),
+        ):
+            before, started = ticks[0], time.perf_counter()
+            call()
+            elapsed = time.perf_counter() - started
+            print(f"250,000 characters, {name}: {elapsed * 1e3:6.1f} ms, another thread's loop ran {ticks[0] - before:,} times")
+    finally:
+        stop.set()
+        counter.join()
     return 0
 
 

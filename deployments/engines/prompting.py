@@ -109,6 +109,11 @@ def _template_call(call: dict[str, Any]) -> dict[str, Any]:
     return {**call, "function": function}
 
 
+# Longest text tokenized by the backend's single-text call, which holds the GIL (about 2 ms at this
+# length; 160 ms at 250,000 characters, during which no decode step could run). Longer texts take the
+# wrapper's batch call, which lets the other threads run while it works.
+GIL_HOLDING_ENCODE_MAX_CHARS = 4096
+
 class PromptBuilder:
     """Builds `PreparedPrompt`s for one checkpoint.
 
@@ -128,7 +133,8 @@ class PromptBuilder:
         # The wrapper's `tokenizer(text)` goes through the Rust backend's batch call, which releases
         # the GIL and then waits for it: while the decode loop or the event loop holds it, that wait
         # is a whole switch interval (5 ms) per prompt, against about 0.1 ms for the backend's own
-        # single-text call, which gives the same ids when special tokens are not split.
+        # single-text call, which gives the same ids when special tokens are not split. That call
+        # holds the GIL throughout, so only short texts take it (`encode`).
         backend = getattr(tokenizer, "backend_tokenizer", None)
         self._backend = backend if backend is not None and not getattr(tokenizer, "split_special_tokens", False) else None
 
@@ -156,7 +162,7 @@ class PromptBuilder:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, with no special tokens added (those in the text are kept whole)."""
-        if self._backend is not None:
+        if self._backend is not None and len(text) <= GIL_HOLDING_ENCODE_MAX_CHARS:
             return self._backend.encode(text, add_special_tokens=False).ids
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

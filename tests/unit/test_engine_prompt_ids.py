@@ -45,3 +45,22 @@ def test_a_tokenizer_that_splits_special_tokens_goes_through_the_wrapper(tokeniz
     assert builder._backend is None
     text = TEXTS[2]
     assert builder.encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_a_long_text_takes_the_wrapper_that_lets_other_threads_run(tokenizer):
+    from deployments.engines.prompting import GIL_HOLDING_ENCODE_MAX_CHARS
+
+    builder = builder_for(tokenizer)
+    calls = []
+    backend = builder._backend
+
+    class Recording:
+        def encode(self, text, add_special_tokens):
+            calls.append(len(text))
+            return backend.encode(text, add_special_tokens=add_special_tokens)
+
+    builder._backend = Recording()
+    short, long = "a b c " * 10, "a b c " * (GIL_HOLDING_ENCODE_MAX_CHARS // 6 + 1)
+    assert builder.encode(short) == tokenizer(short, add_special_tokens=False)["input_ids"]
+    assert builder.encode(long) == tokenizer(long, add_special_tokens=False)["input_ids"]
+    assert calls == [len(short)]
