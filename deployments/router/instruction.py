@@ -25,8 +25,10 @@ your final answer in a box.") keeps the task as instruction, since the task's ow
 cues, unless the ask also names a text ("the passage below") or the body looks like a page (a
 heading first, `PAGE_MIN_PARAGRAPHS` paragraphs, or `PAGE_MIN_CHARS` of text). That test reads
 words, in the languages the keyword families cover; the pointing test reads English words only.
-Text without one of those shapes is all instruction, as a long word problem or a multi-paragraph
-essay question is.
+A body with maths markup (TeX, inline or displayed) is part of a problem, its setup, equations or
+data, and stays in the instruction, unless the ask points at a text ("Summarize the following
+article:"). Text without one of those shapes is all instruction, as a long word problem or a
+multi-paragraph essay question is.
 """
 
 from __future__ import annotations
@@ -85,9 +87,13 @@ _NAMES_A_TEXT = re.compile(
 _POINTS_AT_A_TEXT = re.compile(
     r"\b(?:the|this|these|following|given|provided|attached)\s+(?:[\w-]+\s+)?(?:texts?|paragraphs?|"
     r"passages?|articles?|e-?mails?|letters?|reviews?|tweets?|sentences?|messages?|documents?|excerpts?|"
-    r"abstracts?|posts?|conversations?|dialogues?|transcripts?)\b",
+    r"abstracts?|posts?|conversations?|dialogues?|transcripts?|papers?|pages?|reports?|chapters?|sections?)\b",
     re.IGNORECASE,
 )
+
+# Maths markup (inline or display TeX) in a body makes it part of a problem: its setup, its system of
+# equations, its data ("Determine all pairs (a, b) that satisfy the following system:" + the system).
+_MATHS_MARKUP = re.compile(r"\$[^$\n]{1,200}\$|\\begin\{|\\frac|\\sqrt")
 
 
 @dataclass(frozen=True)
@@ -143,9 +149,16 @@ def _split_paragraphs(paragraphs: list[str]) -> tuple[str, str]:
     """(instruction, material) of the text's paragraphs; material "" when too little is split off."""
     instruction, body, material_min_chars = _instruction_paragraphs(paragraphs)
     material = "\n\n".join(body)
-    if len(material) < material_min_chars:
+    if len(material) < material_min_chars or _is_part_of_a_problem(material, instruction):
         instruction, material = paragraphs, ""
     return "\n\n".join(instruction), material
+
+
+def _is_part_of_a_problem(body: str, ask: list[str]) -> bool:
+    """Whether `body` is part of a maths problem (its setup, equations or data) rather than a text to
+    work over: it holds maths markup, and the ask does not point at a text ("Summarize the following
+    article:" over a paper with formulas keeps the paper as material; "the problem below" is no text)."""
+    return bool(_MATHS_MARKUP.search(body)) and not _POINTS_AT_A_TEXT.search("\n".join(ask))
 
 
 def _with_fenced(instruction: str, material: str, fenced: list[str]) -> InstructionSplit:

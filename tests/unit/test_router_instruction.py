@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deployments.router.instruction import AFTER_COLON_MIN_CHARS, MATERIAL_MIN_CHARS, split_instruction
+from deployments.router.instruction import (
+    AFTER_COLON_MIN_CHARS,
+    MATERIAL_MIN_CHARS,
+    InstructionSplit,
+    split_instruction,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -214,3 +219,21 @@ def test_an_ask_and_its_material_on_one_line_split_as_on_two(ask):
 def test_a_one_line_request_without_an_ask_before_its_colon_stays_whole(text):
     split = split_instruction(text)
     assert (split.instruction, split.material) == (text, "")
+
+
+def test_a_body_with_maths_markup_is_part_of_the_problem():
+    system = "$$\n\\begin{aligned}\n\\sqrt{a}+\\sqrt{b} & =8 \\\\\n\\log a+\\log b & =2\n\\end{aligned}\n$$"
+    text = (
+        "Determine all pairs $(a, b)$ of real numbers that satisfy the following system of equations:"
+        f"\n\n{system}\n\nGive your answer(s) as pairs of simplified exact numbers."
+    )
+    assert split_instruction(text) == InstructionSplit(instruction=text.strip())
+    setup = "Let $n$ be a given positive integer. " + "Each lattice point holds a butterfly at first. " * 8
+    problem = f"{setup}\n\nHow many butterflies remain at the end?"
+    assert split_instruction(problem).material == ""
+
+
+def test_a_text_with_formulas_under_an_ask_that_points_at_it_is_still_material():
+    page = "We study the map $x \\mapsto x^2$ on the unit disc and its fixed points. " * 8
+    split = split_instruction(f"Summarize the following article:\n\n{page}")
+    assert split.material == page.strip()
