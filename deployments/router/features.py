@@ -162,6 +162,22 @@ def joined_parts(text: str) -> int:
     return parts
 
 
+def asked_text(text: str) -> str:
+    """The sentences of `text` that ask: its questions when it is statements followed by a closing
+    question (the statements set the question up), else all of it."""
+    boundaries = list(_SENTENCE_BOUNDARY.finditer(text))
+    if not _ends_in_question(text, boundaries):
+        return text
+    asked, start = [], 0
+    for index, mark in enumerate(boundaries):
+        if mark.group() in _OPENING_MARKS:
+            continue
+        if _closing_mark(boundaries[index:]) in _QUESTION_MARKS:
+            asked.append(text[start : mark.end()])
+        start = mark.end()
+    return " ".join(asked)
+
+
 def _in_leading_condition(text: str, sentence_start: int, position: int) -> bool:
     """Whether `position` lies in, or at the comma that closes, a condition its sentence opens with."""
     opening = text[sentence_start:position].split(maxsplit=1)
@@ -241,9 +257,11 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     instruction = instruction_head(request)
     # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
     # again: one word, one cue.
+    # As for parts: in statements followed by a question, the statements set the question up ("James
+    # is building a hall of mirrors ... how many square feet of glass?"): only the question asks.
     higher_order = sum(
         1
-        for word in _WORD.findall(instruction)
+        for word in _WORD.findall(asked_text(instruction))
         if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
     )
     parts = joined_parts(instruction)

@@ -209,6 +209,10 @@ def test_demand_counts_higher_order_verbs_in_any_language_once():
     # "recommend" is a reasoning word: it counts there, not a second time as demand.
     assert features_of("Can you recommend a good book?")["demand"] == 0.0
     assert features_of("Who was Simone de Beauvoir?")["demand"] == 0.0
+    # A story's verbs set its question up; only the question asks.
+    story = "James is building a hall of mirrors. Three walls will be glass. How many square feet of glass?"
+    assert features_of(story)["demand"] == 0.0
+    assert features_of("James is building a hall. Design its mirrors.")["demand"] > 0.0
     # A thing's weight is a quantity, not an ask to weigh options.
     assert features_of("Mildred weighs 59 pounds. Carol weighs 9 pounds. How much heavier is Mildred?")["demand"] == 0.0
 
