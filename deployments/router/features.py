@@ -162,6 +162,10 @@ def joined_parts(text: str) -> int:
     return parts
 
 
+def _reasoning_words(text: str) -> int:
+    return sum(_WORD_FAMILY.get(word) == "reasoning" for word in _WORD.findall(text))
+
+
 def asked_text(text: str) -> str:
     """The sentences of `text` that ask: its questions when it is statements followed by a closing
     question (the statements set the question up), else all of it."""
@@ -259,11 +263,16 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     # again: one word, one cue.
     # As for parts: in statements followed by a question, the statements set the question up ("James
     # is building a hall of mirrors ... how many square feet of glass?"): only the question asks.
+    asked = asked_text(instruction)
     higher_order = sum(
         1
-        for word in _WORD.findall(asked_text(instruction))
+        for word in _WORD.findall(asked)
         if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
     )
+    if asked is not instruction:
+        # The same for reasoning words ("his parents argue that ..."): those of the setup do not count.
+        in_setup = _reasoning_words(instruction) - _reasoning_words(asked)
+        hits["reasoning"] = max(0, hits["reasoning"] - in_setup)
     parts = joined_parts(instruction)
     # Words such as "function", "class" or "table" count only where the text is about code: another
     # code word, code symbols, or an ask to write code.

@@ -213,6 +213,9 @@ def test_demand_counts_higher_order_verbs_in_any_language_once():
     story = "James is building a hall of mirrors. Three walls will be glass. How many square feet of glass?"
     assert features_of(story)["demand"] == 0.0
     assert features_of("James is building a hall. Design its mirrors.")["demand"] > 0.0
+    setup = "Lucas wants a dog. His parents argue that he has too many pets."
+    assert features_of(f"{setup} How many pet beds does he have?")["reasoning"] == 0.0
+    assert features_of(f"{setup} Why do they argue?")["reasoning"] > 0.0
     # A thing's weight is a quantity, not an ask to weigh options.
     assert features_of("Mildred weighs 59 pounds. Carol weighs 9 pounds. How much heavier is Mildred?")["demand"] == 0.0
 
