@@ -259,11 +259,11 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     if not mathematical:
         hits["competition"] = 0
     instruction = instruction_head(request)
-    # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
-    # again: one word, one cue.
     # As for parts: in statements followed by a question, the statements set the question up ("James
     # is building a hall of mirrors ... how many square feet of glass?"): only the question asks.
     asked = asked_text(instruction)
+    # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
+    # again: one word, one cue.
     higher_order = sum(
         1
         for word in _WORD.findall(asked)

@@ -93,7 +93,9 @@ _POINTS_AT_A_TEXT = re.compile(
 
 # Maths markup (inline or display TeX) in a body makes it part of a problem: its setup, its system of
 # equations, its data ("Determine all pairs (a, b) that satisfy the following system:" + the system).
-_MATHS_MARKUP = re.compile(r"\$[^$\n]{1,200}\$|\\begin\{|\\frac|\\sqrt")
+# Inline maths by pandoc's rule, as features.py reads it: no space just inside either dollar and no
+# digit after the closing one, so the prices of a pasted page ("$30 ... $15") are no formula.
+_MATHS_MARKUP = re.compile(r"\$(?=\S)[^$\n]{1,200}(?<=\S)\$(?!\d)|\\begin\{|\\frac|\\sqrt")
 
 
 @dataclass(frozen=True)

@@ -237,3 +237,8 @@ def test_a_text_with_formulas_under_an_ask_that_points_at_it_is_still_material()
     page = "We study the map $x \\mapsto x^2$ on the unit disc and its fixed points. " * 8
     split = split_instruction(f"Summarize the following article:\n\n{page}")
     assert split.material == page.strip()
+
+
+def test_a_page_with_prices_is_still_material():
+    page = "The blue kettle costs $30 and the red one $15, delivery included. " * 6
+    assert split_instruction(f"Summarize this:\n\n{page}").material == page.strip()
