@@ -56,7 +56,7 @@ from deployments.router.router import Router  # noqa: E402
 from deployments.router.routing_input import from_request  # noqa: E402
 from pipelines.router_training import training  # noqa: E402
 from pipelines.router_training.dataset import LabeledRow, load_rows  # noqa: E402
-from pipelines.router_training.evaluation import evaluate  # noqa: E402
+from pipelines.router_training.evaluation import evaluate, spearman  # noqa: E402
 from pipelines.router_training.public_table import Exclusion  # noqa: E402
 
 TEMPLATES = HERE / "data" / "prompts.jsonl"
@@ -221,6 +221,21 @@ def shares(router: Router, rows: Sequence[LabeledRow]) -> str:
     return f"{split}  tier {at_tier:.2f}  within one {within:.2f}  {side}"
 
 
+def overall(router: Router, sources: Sequence[Sequence[LabeledRow]]) -> str:
+    """Over every held-out row: Spearman of the difficulty as served (`x-qwen-difficulty`, four
+    decimals) with the tier, and the mean over sources of the share routed to the tier's size."""
+    served, tiers, exact = [], [], []
+    for rows in sources:
+        decisions = router.decide_many([r.request for r in rows])
+        served += [round(d.difficulty, 4) for d in decisions]
+        tiers += [r.level for r in rows]
+        exact.append(sum(d.size == r.size for d, r in zip(decisions, rows, strict=True)) / len(rows))
+    return (
+        f"all {len(served)} rows: Spearman(served difficulty, tier) {spearman(served, tiers):.3f}, "
+        f"mean tier exact over sources {sum(exact) / len(exact):.3f}"
+    )
+
+
 def template_figures(rows, decisions) -> str:
     report = evaluate(rows, decisions, SIZES)
     return (
@@ -265,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("shipped router (0.8b/2b/4b/9b shares):")
     for name, r in held.items():
         print(f"  {name:<14} tier {r[0].level}  {shares(shipped, r)}")
+    print(f"  {overall(shipped, list(held.values()))}")
 
     templates = load_rows(TEMPLATES, require_label=True)
     fit_templates = [r for r in templates if not r.heldout]
