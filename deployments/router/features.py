@@ -132,8 +132,9 @@ def instruction_head(request: RoutingInput) -> str:
     return instruction[:INSTRUCTION_HEAD_CHARS].lower()
 
 
-def joined_parts(text: str) -> int:
-    """How many joiners (`CONJUNCTIONS`) in `text` join parts of what it asks.
+def joined_parts(text: str, boundaries: list[re.Match[str]] | None = None) -> int:
+    """How many joiners (`CONJUNCTIONS`) in `text` join parts of what it asks (`boundaries`: its
+    `_SENTENCE_BOUNDARY` matches, when the caller has them).
 
     A joiner that follows a single word of its sentence ("Hi, how are you?", "Hola, ¿qué tal?",
     "First, ...") sets off an interjection or an opener, not a part. When the text is several
@@ -143,7 +144,8 @@ def joined_parts(text: str) -> int:
     closes it are not parts either.
     """
     # One scan for the sentence boundaries; each joiner then finds its sentence by bisection.
-    boundaries = list(_SENTENCE_BOUNDARY.finditer(text))
+    if boundaries is None:
+        boundaries = list(_SENTENCE_BOUNDARY.finditer(text))
     positions = [mark.start() for mark in boundaries]
     question_only = _ends_in_question(text, boundaries)
     parts = 0
@@ -166,17 +168,19 @@ def _reasoning_words(text: str) -> int:
     return sum(_WORD_FAMILY.get(word) == "reasoning" for word in _WORD.findall(text))
 
 
-def asked_text(text: str) -> str:
+def asked_text(text: str, boundaries: list[re.Match[str]] | None = None) -> str:
     """The sentences of `text` that ask: its questions when it is statements followed by a closing
-    question (the statements set the question up), else all of it."""
-    boundaries = list(_SENTENCE_BOUNDARY.finditer(text))
+    question (the statements set the question up), else all of it (`boundaries` as for
+    `joined_parts`)."""
+    if boundaries is None:
+        boundaries = list(_SENTENCE_BOUNDARY.finditer(text))
     if not _ends_in_question(text, boundaries):
         return text
     asked, start = [], 0
-    for index, mark in enumerate(boundaries):
+    for mark in boundaries:
         if mark.group() in _OPENING_MARKS:
             continue
-        if _closing_mark(boundaries[index:]) in _QUESTION_MARKS:
+        if mark.group() in _QUESTION_MARKS:
             asked.append(text[start : mark.end()])
         start = mark.end()
     return " ".join(asked)
@@ -261,7 +265,9 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     instruction = instruction_head(request)
     # As for parts: in statements followed by a question, the statements set the question up ("James
     # is building a hall of mirrors ... how many square feet of glass?"): only the question asks.
-    asked = asked_text(instruction)
+    # One scan of its sentence boundaries serves the ask and the parts.
+    boundaries = list(_SENTENCE_BOUNDARY.finditer(instruction))
+    asked = asked_text(instruction, boundaries)
     # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
     # again: one word, one cue.
     higher_order = sum(
@@ -273,7 +279,7 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
         # The same for reasoning words ("his parents argue that ..."): those of the setup do not count.
         in_setup = _reasoning_words(instruction) - _reasoning_words(asked)
         hits["reasoning"] = max(0, hits["reasoning"] - in_setup)
-    parts = joined_parts(instruction)
+    parts = joined_parts(instruction, boundaries)
     # Words such as "function", "class" or "table" count only where the text is about code: another
     # code word, code symbols, or an ask to write code.
     if gated_code and (hits["code"] or code_symbols or _CODE_ASK.search(instruction)):
