@@ -207,9 +207,12 @@ def gated_scorer(fit_rows, embedder, settings: EmbeddingSettings) -> GroupGatedS
     return GroupGatedScorer(artifact, embedder, GATED_GROUP, fit.coef_)
 
 
-def shares(router: Router, rows: Sequence[LabeledRow]) -> str:
-    """Size shares of `rows`' decisions and the tier figures, as one line."""
-    sizes = [d.size for d in router.decide_many([r.request for r in rows])]
+def shares(router: Router, rows: Sequence[LabeledRow], decisions: Sequence | None = None) -> str:
+    """Size shares of `rows`' decisions (`router`'s, unless already made) and the tier figures, as
+    one line."""
+    if decisions is None:
+        decisions = router.decide_many([r.request for r in rows])
+    sizes = [d.size for d in decisions]
     counts = Counter(sizes)
     level = rows[0].level
     at_tier = sum(s == SIZES[level] for s in sizes) / len(sizes)
@@ -221,12 +224,12 @@ def shares(router: Router, rows: Sequence[LabeledRow]) -> str:
     return f"{split}  tier {at_tier:.2f}  within one {within:.2f}  {side}"
 
 
-def overall(router: Router, sources: Sequence[Sequence[LabeledRow]]) -> str:
-    """Over every held-out row: Spearman of the difficulty as served (`x-qwen-difficulty`, four
-    decimals) with the tier, and the mean over sources of the share routed to the tier's size."""
+def overall(sources: Sequence[tuple[Sequence[LabeledRow], Sequence]]) -> str:
+    """Over every held-out row, given each source's (rows, decisions): Spearman of the difficulty as
+    served (`x-qwen-difficulty`, four decimals) with the tier, and the mean over sources of the share
+    routed to the tier's size."""
     served, tiers, exact = [], [], []
-    for rows in sources:
-        decisions = router.decide_many([r.request for r in rows])
+    for rows, decisions in sources:
         served += [round(d.difficulty, 4) for d in decisions]
         tiers += [r.level for r in rows]
         exact.append(sum(d.size == r.size for d, r in zip(decisions, rows, strict=True)) / len(rows))
@@ -278,9 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     shipped = Router(load_config(profile="demo").router, SIZES)
     print("shipped router (0.8b/2b/4b/9b shares):")
+    decided = {name: shipped.decide_many([row.request for row in r]) for name, r in held.items()}
     for name, r in held.items():
-        print(f"  {name:<14} tier {r[0].level}  {shares(shipped, r)}")
-    print(f"  {overall(shipped, list(held.values()))}")
+        print(f"  {name:<14} tier {r[0].level}  {shares(shipped, r, decided[name])}")
+    print(f"  {overall([(r, decided[name]) for name, r in held.items()])}")
 
     templates = load_rows(TEMPLATES, require_label=True)
     fit_templates = [r for r in templates if not r.heldout]
