@@ -18,11 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def spin(stop: threading.Event) -> None:
-    """Hold the GIL in pure Python until `stop` is set."""
-    count = 0
+def spin(stop: threading.Event, ticks: list[int]) -> None:
+    """Hold the GIL in pure Python until `stop` is set, counting loop turns in `ticks[0]`."""
     while not stop.is_set():
-        count += 1
+        ticks[0] += 1
 
 
 def per_call_us(call, calls: int) -> float:
@@ -62,7 +61,7 @@ def main() -> int:
     for busy in (False, True):
         stop = threading.Event()
 
-        spinner = threading.Thread(target=spin, args=(stop,), daemon=True)
+        spinner = threading.Thread(target=spin, args=(stop, [0]), daemon=True)
         if busy:
             spinner.start()
         try:
@@ -80,12 +79,7 @@ def main() -> int:
     long_text = ("The council met on Tuesday to discuss the new bridge and its costs. " * 4000)[:250_000]
     ticks = [0]
     stop = threading.Event()
-
-    def count() -> None:
-        while not stop.is_set():
-            ticks[0] += 1
-
-    counter = threading.Thread(target=count, daemon=True)
+    counter = threading.Thread(target=spin, args=(stop, ticks), daemon=True)
     counter.start()
     try:
         for name, call in (
