@@ -114,6 +114,7 @@ def _template_call(call: dict[str, Any]) -> dict[str, Any]:
 # wrapper's batch call, which lets the other threads run while it works.
 GIL_HOLDING_ENCODE_MAX_CHARS = 4096
 
+
 class PromptBuilder:
     """Builds `PreparedPrompt`s for one checkpoint.
 
@@ -136,7 +137,9 @@ class PromptBuilder:
         # single-text call, which gives the same ids when special tokens are not split. That call
         # holds the GIL throughout, so only short texts take it (`encode`).
         backend = getattr(tokenizer, "backend_tokenizer", None)
-        self._backend = backend if backend is not None and not getattr(tokenizer, "split_special_tokens", False) else None
+        self._backend = (
+            backend if backend is not None and not getattr(tokenizer, "split_special_tokens", False) else None
+        )
 
     def build(self, request: GenerationRequest, thinking: bool) -> PreparedPrompt:
         """Render, tokenize and process images.

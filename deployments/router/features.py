@@ -271,9 +271,7 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
     # again: one word, one cue.
     higher_order = sum(
-        1
-        for word in _WORD.findall(asked)
-        if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
+        1 for word in _WORD.findall(asked) if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
     )
     if asked is not instruction:
         # The same for reasoning words ("his parents argue that ..."): those of the setup do not count.

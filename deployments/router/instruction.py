@@ -185,7 +185,11 @@ def _instruction_paragraphs(paragraphs: list[str]) -> tuple[list[str], list[str]
         end = len(paragraphs) - 1 if closing and len(paragraphs) > 2 else len(paragraphs)
         if _announces_its_task(first, paragraphs[1:end]):
             return paragraphs, [], MATERIAL_MIN_CHARS
-        least = AFTER_COLON_MIN_CHARS if first.endswith(_COLONS) or _POINTS_AT_A_TEXT.search(first) else MATERIAL_MIN_CHARS
+        least = (
+            AFTER_COLON_MIN_CHARS
+            if first.endswith(_COLONS) or _POINTS_AT_A_TEXT.search(first)
+            else MATERIAL_MIN_CHARS
+        )
         return [first, *paragraphs[end:]], paragraphs[1:end], least
     if len(last) <= TAIL_MAX_CHARS and not _announces_its_task(last, paragraphs[:-1]):
         return [last], paragraphs[:-1], MATERIAL_MIN_CHARS

@@ -79,7 +79,6 @@ def test_a_short_requirements_list_stays_with_its_ask():
     assert split_instruction(text).material == ""
 
 
-
 @pytest.mark.parametrize(
     "ask",
     [
@@ -98,6 +97,7 @@ def test_an_ask_that_points_at_its_text_splits_off_a_short_one(ask):
 def test_an_ask_that_names_a_kind_of_text_to_write_keeps_its_requirements():
     text = "Write a story.\n\nIt should be about a dragon who learns to fly, told by its mother, in 500 words."
     assert split_instruction(text).material == ""
+
 
 @pytest.mark.parametrize(
     "text",
