@@ -416,10 +416,11 @@ def project_server(cache: Path, scratch: Path, settings: ServeSettings | None = 
 
 
 def project_vllm_server(
-    cache: Path, scratch: Path, settings: ServeSettings, ref: str | None = None
+    cache: Path, scratch: Path, settings: ServeSettings, ref: str | None = None, replicas: int = 0
 ) -> Server:
     """This project's `qwen-cluster up` with `engine.kind: vllm`, from the vLLM venv: the working
-    tree, or (`ref`) the project as committed there, exported from git."""
+    tree, or (`ref`) the project as committed there, exported from git; `replicas` replicas of the
+    size (the profile's count when 0)."""
     name = "project-vllm" if ref is None else f"project-vllm@{ref}"
     if not settings.vllm_python.exists():
         return Server(name=name, error=f"no {settings.vllm_python}: run `make test-vllm` (or setup.sh)")
@@ -436,7 +437,7 @@ def project_vllm_server(
     if ref is not None:  # the exported tree's modules before the venv's install of this one
         tree, cache = exported_tree(ref, scratch), scratch / f"cache-{ref}"
         env["PYTHONPATH"] = str(tree)
-    return project_up(name, tree, cache, scratch, env, settings.vllm_python, engine, checkpoint)
+    return project_up(name, tree, cache, scratch, env, settings.vllm_python, engine, checkpoint, replicas)
 
 
 def exported_tree(ref: str, scratch: Path) -> Path:

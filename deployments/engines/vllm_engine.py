@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,25 @@ def check_startable(model_path: str, model: ModelConfig) -> None:
             )
 
 
+# vLLM's CPU build pins its worker's OpenMP threads, by default (`auto`), to every core of a NUMA node
+# but one, as if the engine owned the host. Under Ray it does not: two replicas or batch actors on
+# one node pin to the same cores, the thread count ignores the replica's `num_cpus`, and a worker that
+# Ray runs at nice 15 stays on its one core while any nice-0 process (Ray's raylet, GCS, the Serve
+# controller) holds it. Unpinned, the OS places the threads and Ray's OMP_NUM_THREADS (the replica's
+# num_cpus) sizes them.
+CPU_THREAD_BINDING_VARIABLE = "VLLM_CPU_OMP_THREADS_BIND"
+CPU_THREAD_BINDING = "nobind"
+
+
+def leave_cpu_placement_to_ray(environ: MutableMapping[str, str]) -> bool:
+    """Unpin vLLM's CPU worker threads (`CPU_THREAD_BINDING`) unless the operator chose a binding;
+    returns whether it set the variable. The engine core and worker processes vLLM starts inherit it."""
+    if CPU_THREAD_BINDING_VARIABLE in environ:
+        return False
+    environ[CPU_THREAD_BINDING_VARIABLE] = CPU_THREAD_BINDING
+    return True
+
+
 class VLLMEngine(Engine):
     """Qwen3.5 on vLLM's `AsyncLLM`."""
 
@@ -212,6 +232,8 @@ class VLLMEngine(Engine):
             # block-aligned chunks, and a seeded request then kills the engine core ("CPU Generator
             # does not use offset"). Off by default on CPU; engine_kwargs can turn it back on.
             kwargs["enable_prefix_caching"] = False
+        if current_platform.is_cpu():
+            leave_cpu_placement_to_ray(os.environ)
         args = AsyncEngineArgs(**kwargs)
         try:
             self._engine = AsyncLLM.from_engine_args(args)

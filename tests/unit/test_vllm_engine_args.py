@@ -76,3 +76,14 @@ def test_vllm_engine_without_vllm_names_the_package(monkeypatch):
     with pytest.raises(EngineStartError, match="needs the vllm package") as raised:
         asyncio.run(VLLMEngine("Qwen/Qwen3.5-0.8B", model).start())
     assert "\n" not in str(raised.value)
+
+
+def test_cpu_worker_threads_are_left_unpinned_unless_the_operator_chose():
+    from deployments.engines.vllm_engine import leave_cpu_placement_to_ray
+
+    environ: dict[str, str] = {}
+    assert leave_cpu_placement_to_ray(environ)
+    assert environ == {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    chosen = {"VLLM_CPU_OMP_THREADS_BIND": "0-3|4-7"}
+    assert not leave_cpu_placement_to_ray(chosen)
+    assert chosen == {"VLLM_CPU_OMP_THREADS_BIND": "0-3|4-7"}

@@ -92,3 +92,40 @@ def test_closing_the_stream_aborts_the_request(demo_cache, vllm_env):
             await engine.shutdown()
 
     asyncio.run(main())
+
+
+def _worker_affinities() -> list[list[int]]:
+    """The cores each thread of each live vLLM worker process under this one may run on."""
+    import os
+
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:  # engines of earlier tests may have left exited processes behind
+            if not child.name().startswith("VLLM::Worker") or child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            found.extend(sorted(os.sched_getaffinity(thread.id)) for thread in child.threads())
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return found
+
+
+def test_the_worker_is_not_pinned_to_cores(demo_cache, vllm_env):
+    """vLLM's CPU build would pin its worker to cores of its choosing (every engine on a node to the
+    same ones); this engine leaves placement to the OS (`leave_cpu_placement_to_ray`)."""
+    import os
+
+    from deployments.engines.vllm_engine import VLLMEngine
+
+    async def main():
+        engine = VLLMEngine(str(demo_cache / "demo-models" / "qwen3.5-0.8b"), vllm_model(max_model_len=256))
+        await engine.start()
+        try:
+            affinities = _worker_affinities()
+            assert affinities, "the engine started no vLLM worker process"
+            assert all(cores == sorted(os.sched_getaffinity(0)) for cores in affinities)
+        finally:
+            await engine.shutdown()
+
+    asyncio.run(main())
