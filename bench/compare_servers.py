@@ -40,7 +40,9 @@ Workloads (chat, `enable_thinking` off, temperature 0.7):
 - `decode c32x128`: c32 x max_tokens 128: output tokens/s (completion tokens from `usage`).
 Ratios are each server against `--baseline` (default `vllm`): throughput server / baseline (above 1:
 faster), latency server / baseline (below 1: sooner). Whatever a server could not do is reported
-with its error. Other work on the machine moves the figures: compare within a run.
+with its error. Other work on the machine moves the figures: compare within a run. For ratios that
+the machine's drift between servers' turns does not move, bench/paired_servers.py keeps two of these
+servers up and alternates short periods between them.
 """
 
 from __future__ import annotations
