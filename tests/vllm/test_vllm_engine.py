@@ -1,6 +1,6 @@
 """VLLMEngine itself on vLLM's CPU build: start-up refusals that name the missing piece, cancellation
-when the consumer goes away, and the batch inference stage on one size (the integration tier's stage
-test, run here with the engine switched to vLLM)."""
+when the consumer goes away, the batch inference stage on one size (the integration tier's stage
+test, run here with the engine switched to vLLM), and a worker the OS places, not pinned by vLLM."""
 
 from __future__ import annotations
 
