@@ -164,8 +164,8 @@ def joined_parts(text: str, boundaries: list[re.Match[str]] | None = None) -> in
     return parts
 
 
-def _reasoning_words(text: str) -> int:
-    return sum(_WORD_FAMILY.get(word) == "reasoning" for word in _WORD.findall(text))
+def _reasoning_words(words: list[str]) -> int:
+    return sum(_WORD_FAMILY.get(word) == "reasoning" for word in words)
 
 
 def asked_text(text: str, boundaries: list[re.Match[str]] | None = None) -> str:
@@ -270,12 +270,13 @@ def extract_features(request: RoutingInput) -> dict[str, float]:
     asked = asked_text(instruction, boundaries)
     # A word a keyword family already counts ("compare", "recommend" as reasoning) is not counted
     # again: one word, one cue.
+    asked_words = _WORD.findall(asked)
     higher_order = sum(
-        1 for word in _WORD.findall(asked) if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
+        1 for word in asked_words if word.startswith(HIGHER_ORDER_STEMS) and word not in _WORD_FAMILY
     )
     if asked is not instruction:
         # The same for reasoning words ("his parents argue that ..."): those of the setup do not count.
-        in_setup = _reasoning_words(instruction) - _reasoning_words(asked)
+        in_setup = _reasoning_words(_WORD.findall(instruction)) - _reasoning_words(asked_words)
         hits["reasoning"] = max(0, hits["reasoning"] - in_setup)
     parts = joined_parts(instruction, boundaries)
     # Words such as "function", "class" or "table" count only where the text is about code: another
