@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -27,14 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import contextlib
-
-import aiohttp  # noqa: E402
 from compare_servers import (  # noqa: E402
-    LevelResult,  # noqa: E402
+    LevelResult,
     demo_settings,
     one_request,
     project_vllm_server,
