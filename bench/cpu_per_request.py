@@ -2,22 +2,25 @@
 
     python bench/cpu_per_request.py [--refs REF,...] [--variant NAME:KEY=VALUE,...]... [--rounds 2]
                                     [--seconds 15] [--concurrency 32] [--max-tokens 8,128] [--stream]
-                                    [--peers vllm,project-vllm]
+                                    [--peers vllm,project-vllm] [--idle S]
 
 Starts `qwen-cluster up` of the working tree (and of each git ref in `--refs`, exported from git and
 run with this venv's packages) on the demo profile cut to the 0.8b size with the router off (the same
 cut as bench/compare_servers.py), all side by side on free loopback ports. Each `--variant` adds a
 working-tree cluster whose config differs by dotted keys (`serving.ingress.max_queue_wait_s=1`;
-`models.*` keys apply to every model, e.g. `models.deployment.max_ongoing_requests=128`). Then, round after round,
-for each max_tokens and each cluster in turn (alternating, so the machine's other load falls on all
-of them alike), it runs a closed loop of `--concurrency` keep-alive clients for `--seconds` and reads
-the user+system CPU time of every process of that cluster before and after (psutil). Processes are
-grouped by role: HAProxy, the ingress replica, the model replica, Serve's HAProxyManager and fallback
-proxy, Serve's controller, Ray's own (raylet, GCS, agents, idle workers) and the `up` driver; the
-load generator's own CPU is shown apart. Prints, per cluster, CPU-ms per request and per output
-token for each group, requests/s and output tokens/s, and the ratio of each cluster's total to the
-first's. `--stream` adds a streamed run of each max_tokens (usage from the last chunk). Loopback
-traffic only; every loop is bounded in time.
+`models.*` keys apply to every model, e.g. `models.deployment.max_ongoing_requests=128`; `env.*`
+keys set an environment variable of the cluster's processes instead, e.g.
+`env.RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5`). Then, round after round, for each max_tokens and each
+cluster in turn (alternating, so the machine's other load falls on all of them alike), it runs a
+closed loop of `--concurrency` keep-alive clients for `--seconds` and reads the user+system CPU time
+of every process of that cluster before and after (psutil). Processes are grouped by role: HAProxy,
+the ingress replica, the model replica, Serve's HAProxyManager and fallback proxy, Serve's
+controller, Ray's own (raylet, GCS, agents, idle workers) and the `up` driver; the load generator's
+own CPU is shown apart. Prints, per cluster, CPU-ms per request and per output token for each group,
+requests/s and output tokens/s, and the ratio of each cluster's total to the first's. `--stream`
+adds a streamed run of each max_tokens (usage from the last chunk). `--idle S` also measures, at the
+start of every round, each cluster's CPU over S seconds with no requests (percent of one core per
+group). Loopback traffic only; every loop is bounded in time.
 
 `--peers` adds servers of bench/compare_servers.py, on the same demo checkpoint in bf16 with that
 script's vLLM settings: `vllm` (`vllm serve`: its API process counts as `api server`, its engine core
@@ -88,7 +91,8 @@ def apply_override(data: dict, key: str, value: str) -> None:
 
 
 def variant_up(spec: str, cache: Path, scratch: Path) -> Server:
-    """A working-tree cluster whose cut demo config has `spec`'s overrides (`NAME:KEY=VALUE,...`)."""
+    """A working-tree cluster whose cut demo config has `spec`'s overrides (`NAME:KEY=VALUE,...`); a
+    key `env.NAME` sets that environment variable of the cluster's processes instead."""
     import subprocess
 
     import yaml
@@ -99,12 +103,18 @@ def variant_up(spec: str, cache: Path, scratch: Path) -> Server:
     env = {**os.environ, "QWEN_CLUSTER_CACHE": str(cache), "RAY_raylet_start_wait_time_s": "180"}
     subprocess.run(
         [sys.executable, "-c", DEMO_CUT_SCRIPT, str(config_path), str(cache), str(port)],
-        cwd=REPO, env=env, check=True, capture_output=True,
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
     )
     data = yaml.safe_load(config_path.read_text())
     for assignment in filter(None, assignments.split(",")):
         key, _, value = assignment.partition("=")
-        apply_override(data, key.strip(), value.strip())
+        if key.strip().startswith("env."):
+            env[key.strip().removeprefix("env.")] = value.strip()
+        else:
+            apply_override(data, key.strip(), value.strip())
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
     command = [sys.executable, "-m", "cluster.cli", "up", "--config", str(config_path), "--host", "127.0.0.1"]
     server = launch(f"project[{name}]", command, env, scratch)
@@ -272,6 +282,26 @@ def measure(server: Server, concurrency: int, seconds: float, max_tokens: int, s
     return {"load": load, "cpu_s": dict(spent)}
 
 
+def measure_idle(server: Server, seconds: float) -> dict[str, float]:
+    """Percent of one core each group of `server`'s processes used over `seconds` with no requests."""
+    before = cpu_snapshot(server.process.pid)
+    time.sleep(seconds)
+    spent = cpu_delta(before, cpu_snapshot(server.process.pid))
+    return {group: 100 * spent.get(group, 0.0) / seconds for group in GROUPS}
+
+
+def report_idle(idle: dict[str, list[dict[str, float]]], names: list[str], seconds: float) -> None:
+    """The idle table: percent of one core per group, per round."""
+    print(f"\n== idle, {seconds:.0f} s per round: percent of one core ==")
+    print(f"{'group':<14}" + "".join(f"{name:>26}" for name in names))
+    for group in (*GROUPS, "total"):
+        cells = []
+        for name in names:
+            values = [sum(run.values()) if group == "total" else run[group] for run in idle[name]]
+            cells.append(f"{'/'.join(f'{v:.1f}' for v in values):>26}")
+        print(f"{group:<14}" + "".join(cells))
+
+
 def report(results: dict[str, dict[str, list[dict]]], names: list[str], concurrency: int) -> None:
     baseline = names[0]
     for max_tokens in results[baseline]:  # the workload labels, in the order they ran
@@ -289,7 +319,9 @@ def report(results: dict[str, dict[str, list[dict]]], names: list[str], concurre
                     if not load.ok:
                         continue
                     cpu = run["cpu_s"]
-                    seconds = sum(cpu.get(g, 0.0) for g in GROUPS) if group == "total" else cpu.get(group, 0.0)
+                    seconds = (
+                        sum(cpu.get(g, 0.0) for g in GROUPS) if group == "total" else cpu.get(group, 0.0)
+                    )
                     per_request.append(1000 * seconds / load.ok)
                     per_token.append(1000 * seconds / max(load.tokens, 1))
                 if not per_request:
@@ -322,8 +354,10 @@ def report(results: dict[str, dict[str, list[dict]]], names: list[str], concurre
         if baseline in totals:
             ratios = [f"{totals[n] / totals[baseline]:.2f}x" if n in totals else "-" for n in names]
             print(f"{'total ratio':<14}" + "".join(f"{r:>26}" for r in ratios))
-    print("\nvalues per round (a/b/...), mean per output token in brackets; total = every group of the"
-          " cluster, the client apart")
+    print(
+        "\nvalues per round (a/b/...), mean per output token in brackets; total = every group of the"
+        " cluster, the client apart"
+    )
 
 
 def main() -> int:
@@ -331,16 +365,27 @@ def main() -> int:
     parser.add_argument("--refs", default="", help="git refs to run beside the working tree, comma-separated")
     parser.add_argument("--no-worktree", action="store_true", help="only the refs, not the working tree")
     parser.add_argument(
-        "--variant", action="append", default=[], help="NAME:KEY=VALUE,... a working-tree cluster with overrides"
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:KEY=VALUE,... a working-tree cluster with overrides",
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
     parser.add_argument("--seconds", type=float, default=15, help="seconds per load run")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
     parser.add_argument("--max-tokens", default="8,128", help="max_tokens values, comma-separated")
     parser.add_argument("--stream", action="store_true", help="also a streamed run of each max_tokens")
-    parser.add_argument("--ready-timeout", type=float, default=300, help="seconds a cluster may take to start")
+    parser.add_argument(
+        "--ready-timeout", type=float, default=300, help="seconds a cluster may take to start"
+    )
     parser.add_argument(
         "--peers", default="", help="servers of bench/compare_servers.py to run beside: vllm, project-vllm"
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0,
+        help="also measure each cluster's CPU with no requests, seconds per round",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -376,7 +421,16 @@ def main() -> int:
             for server in servers:  # warm each: first requests pay one-off costs
                 measure(server, args.concurrency, 3, 8)
             results: dict[str, dict[str, list[dict]]] = {s.name: defaultdict(list) for s in servers}
+            idle: dict[str, list[dict[str, float]]] = {s.name: [] for s in servers}
             for round_index in range(args.rounds):
+                if args.idle:
+                    time.sleep(5)  # the last load run's tail (queued work, metrics) settles first
+                    for server in servers:
+                        idle[server.name].append(measure_idle(server, args.idle))
+                        print(
+                            f"round {round_index + 1} {server.name} idle: {sum(idle[server.name][-1].values()):.1f}%",
+                            flush=True,
+                        )
                 for max_tokens, stream in workloads:
                     label = f"max_tokens {max_tokens}" + (" streamed" if stream else "")
                     for server in servers:
@@ -395,6 +449,8 @@ def main() -> int:
                 server.stop()
     names = [s.name for s in servers]
     print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {psutil.cpu_count()} cores")
+    if args.idle:
+        report_idle(idle, names, args.idle)
     report(results, names, args.concurrency)
     if args.json:
         plain = {

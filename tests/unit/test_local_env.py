@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from cluster import local
@@ -40,3 +42,11 @@ def test_a_value_the_user_set_is_kept(clean_env):
 def test_the_short_drain_is_only_for_a_cluster_started_here(clean_env):
     assert "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S" not in local.apply_serve_env(local=False)
     assert "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S" in local.apply_serve_env(local=True)
+
+
+def test_serves_control_loop_is_slowed_only_for_a_cluster_started_here(clean_env):
+    # An attached cluster's controller is not ours to tune.
+    local.apply_serve_env(local=False)
+    assert "RAY_SERVE_CONTROL_LOOP_INTERVAL_S" not in os.environ
+
+    assert local.apply_serve_env(local=True)["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"
