@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ from compare_servers import (  # noqa: E402
     start_server,
     wait_ready,
 )
+from pairing import pair_ratios, period_order, ratio_summary  # noqa: E402
 
 SETTLE_S = 1.5
 
@@ -133,15 +133,14 @@ def main() -> int:
             for workload in workloads:
                 values: dict[str, list[float]] = {first.name: [], second.name: []}
                 for pair in range(args.pairs):
-                    for server in (first, second) if pair % 2 == 0 else (second, first):
+                    for server in period_order(pair, (first, second)):
                         values[server.name].append(asyncio.run(period(server, workload, args.period)))
-                ratios = [b / a for a, b in zip(values[first.name], values[second.name], strict=True) if a]
+                ratios = pair_ratios(values[first.name], values[second.name])
                 unit = "TTFT p50 ms" if workload.startswith(("ttft", "short", "mixed")) else "per s"
                 print(
                     f"{workload} ({unit}): {first.name} {' / '.join(f'{v:.1f}' for v in values[first.name])}; "
                     f"{second.name} {' / '.join(f'{v:.1f}' for v in values[second.name])}; "
-                    f"{second.name} / {first.name} per pair {', '.join(f'{r:.2f}' for r in ratios)}, "
-                    f"median {statistics.median(ratios):.2f}x",
+                    f"{second.name} / {first.name} {ratio_summary(ratios)}",
                     flush=True,
                 )
         finally:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from compare_servers import percentile  # noqa: E402
+from pairing import pair_ratios, period_order, ratio_summary  # noqa: E402
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -70,7 +71,7 @@ async def run(args: argparse.Namespace) -> None:
     rates: dict[int, list[float]] = {s: [] for s in settings}
     try:
         for pair in range(args.pairs):
-            for setting in settings if pair % 2 == 0 else settings[::-1]:
+            for setting in period_order(pair, settings):
                 loop.prefill_defer_steps = current[0] = setting
                 await asyncio.sleep(0.5)  # let the other setting's requests drain
                 before, started = answered[setting], time.perf_counter()
@@ -81,7 +82,7 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.gather(*clients)
         await engine.shutdown()
     off, on = settings
-    ratios = [b / a for a, b in zip(rates[off], rates[on], strict=True)]
+    ratios = pair_ratios(rates[off], rates[on])
     print(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, c{args.concurrency}, "
         f"max_tokens {args.max_tokens}, {args.pairs} pairs of {args.period:.0f} s"
@@ -92,10 +93,7 @@ async def run(args: argparse.Namespace) -> None:
             f"TTFT p50 {percentile(ttfts[setting], 0.5) * 1e3:.0f} ms, "
             f"p99 {percentile(ttfts[setting], 0.99) * 1e3:.0f} ms"
         )
-    print(
-        f"  ratio {on}/{off} per pair: {' '.join(f'{r:.2f}' for r in ratios)}; "
-        f"median {statistics.median(ratios):.2f}x"
-    )
+    print(f"  ratio {on}/{off} {ratio_summary(ratios)}")
 
 
 def main() -> int:

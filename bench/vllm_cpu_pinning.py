@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from compare_servers import (  # noqa: E402
     project_vllm_server,
     wait_ready,
 )
+from pairing import pair_ratios, period_order, ratio_summary  # noqa: E402
 
 
 def workers() -> list[psutil.Process]:
@@ -78,8 +78,7 @@ async def paired(server, concurrency: int, period: float, pairs: int, pinned: di
         rates: dict[str, list[float]] = {name: [] for name in settings}
         try:
             for pair in range(pairs):
-                order = list(settings) if pair % 2 == 0 else list(settings)[::-1]
-                for name in order:
+                for name in period_order(pair, list(settings)):
                     place(pinned, settings[name])
                     current[0] = name
                     await asyncio.sleep(0.5)
@@ -90,12 +89,11 @@ async def paired(server, concurrency: int, period: float, pairs: int, pinned: di
             stopping.set()
             await asyncio.gather(*clients, return_exceptions=True)
             place(pinned, False)
-    ratios = [u / p for u, p in zip(rates["unpinned"], rates["pinned"], strict=True) if p]
+    ratios = pair_ratios(rates["pinned"], rates["unpinned"])
     print(
         f"c{concurrency}: pinned {' / '.join(f'{r:.1f}' for r in rates['pinned'])} req/s, "
         f"unpinned {' / '.join(f'{r:.1f}' for r in rates['unpinned'])} req/s; "
-        f"unpinned / pinned per pair {', '.join(f'{r:.2f}' for r in ratios)}, "
-        f"median {statistics.median(ratios):.2f}x",
+        f"unpinned / pinned {ratio_summary(ratios)}",
         flush=True,
     )
 
