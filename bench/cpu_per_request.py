@@ -460,6 +460,8 @@ def main() -> int:
             }
             for name, per in results.items()
         }
+        if args.idle:  # percent of one core per group, a list of rounds per cluster
+            plain = {"runs": plain, "idle": idle}
         args.json.write_text(json.dumps(plain, indent=2))
     return 0
 
