@@ -48,10 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "labeled",
         type=Path,
-        nargs="?",
-        default=None,
+        nargs="*",
         metavar="LABELED.jsonl",
-        help="train the older level/family-head artifact on these rows instead",
+        help="train the older level/family-head artifact on these rows instead (one file or several)",
     )
     _add_public_options(train)
     train.add_argument(
@@ -206,11 +205,11 @@ def train_command(args: argparse.Namespace) -> int:
 
     given = {"max_tokens": args.max_tokens, "layers": args.layers}
     settings = EmbeddingSettings(int8=not args.no_int8, **{k: v for k, v in given.items() if v is not None})
-    if args.labeled is None and args.correct is None:
+    if not args.labeled and args.correct is None:
         return _train_difficulty(args, settings)
     try:
         _, report, written = train(
-            args.labeled, args.out, correct=args.correct, base=args.base, settings=settings, c=args.c
+            args.labeled or None, args.out, correct=args.correct, base=args.base, settings=settings, c=args.c
         )
     except (DatasetError, ValueError, FileNotFoundError) as error:
         print(f"router train: {error}", file=sys.stderr)

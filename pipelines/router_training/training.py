@@ -247,7 +247,7 @@ def _sha256(*paths: Path) -> str:
 
 
 def train(
-    labeled: str | Path | None,
+    labeled: str | Path | Sequence[str | Path] | None,
     out: str | Path | None = None,
     *,
     correct: str | Path | None = None,
@@ -259,8 +259,8 @@ def train(
     """Train heads on `labeled` and/or refine the quality table from `correct`, then save.
 
     Args:
-        labeled: JSONL with level/family/group labels (training/router/data/prompts.jsonl); None
-            keeps the heads of `base`.
+        labeled: JSONL with level/family/group labels (training/router/data/prompts.jsonl), or
+            several such files trained on together; None keeps the heads of `base`.
         out: where to write the artifact; None overwrites the packaged default.
         correct: JSONL rows with per-size `correct` (the output of `router label`).
         base: the artifact whose heads are kept when `labeled` is None (default: the packaged one).
@@ -275,21 +275,31 @@ def train(
         DatasetError: naming the file and line of a bad row.
         ValueError: when there is nothing to train on.
     """
-    if labeled is None and correct is None:
+    if labeled is None:
+        labeled_paths: list[Path] = []
+    elif isinstance(labeled, str | Path):
+        labeled_paths = [Path(labeled)]
+    else:
+        labeled_paths = [Path(p) for p in labeled]
+    if not labeled_paths and correct is None:
         raise ValueError("give labeled prompts, --correct rows, or both")
     settings = settings or EmbeddingSettings()
-    sources = [Path(p) for p in (labeled, correct) if p is not None]
+    sources = [*labeled_paths, *([Path(correct)] if correct is not None else [])]
     report = TrainingReport(data=", ".join(p.name for p in sources))
     correct_rows = load_rows(correct, require_label=True) if correct is not None else []
     if any(r.correct is None for r in correct_rows):
         bad = next(r for r in correct_rows if r.correct is None)
         raise DatasetError(f"{correct}:{bad.line}: a --correct row needs `correct`")
-    if labeled is not None:
-        rows = load_rows(labeled, require_label=True)
-        _require_labels(rows, labeled)
+    if labeled_paths:
+        rows = []
+        for path in labeled_paths:
+            file_rows = load_rows(path, require_label=True)
+            _require_labels(file_rows, path)
+            rows += file_rows
         train_rows = [r for r in rows if not r.heldout]
         if not train_rows:
-            raise ValueError(f"{labeled}: no training rows (every row is held out)")
+            names = ", ".join(str(p) for p in labeled_paths)
+            raise ValueError(f"{names}: no training rows (every row is held out)")
         if embedder is None:
             from deployments.router.embeddings import SentenceEmbedder
 
@@ -305,7 +315,7 @@ def train(
     if correct_rows:
         artifact.quality = fit_quality(scorer, correct_rows, artifact.quality or prior_table())
         report.correct_rows = len(correct_rows)
-    previous = dict(artifact.training) if labeled is None else {}
+    previous = dict(artifact.training) if not labeled_paths else {}
     artifact.training = {
         **previous,
         "data": [p.name for p in sources],

@@ -143,6 +143,23 @@ def test_train_writes_an_artifact(tmp_path, capsys):
     assert artifact.training["train_rows"] == 24
 
 
+def test_train_fits_several_labeled_files_together(tmp_path, capsys):
+    first = small_labeled(tmp_path)
+    second = tmp_path / "more.jsonl"
+    second.write_text(
+        "".join(
+            json.dumps({"prompt": f"What is {i} plus {i + 1}?", "level": 0, "family": "arithmetic", "group": "maths"})
+            + "\n"
+            for i in range(5)
+        )
+    )
+    out_path = tmp_path / "artifact.json"
+    assert run(["train", str(first), str(second), "--out", str(out_path), "--max-tokens", "32"]) == 0
+    assert "data: small.jsonl, more.jsonl" in capsys.readouterr().out
+    training = LearnedArtifact.load(out_path).training
+    assert training["train_rows"] == 29 and training["data"] == ["small.jsonl", "more.jsonl"]
+
+
 def test_train_rejects_rows_without_labels_naming_file_and_line(tmp_path, capsys):
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps({"prompt": "hi", "size": "0.8b"}) + "\n" + json.dumps({"prompt": "hi"}) + "\n")

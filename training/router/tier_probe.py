@@ -1,33 +1,42 @@
-"""How the router routes public prompts of known tier (maths, everyday instructions), and what
-retraining on them would do.
+"""How the router routes public prompts of known tier (maths, everyday instructions), what
+retraining on them would do, and the tier rows the shipped artifact trains on.
 
     python training/router/tier_probe.py --mirror DIR [--per-source 200] [--recipes all]
-        [--max-tokens 32 --layers 2]
+        [--max-tokens 32 --layers 2] [--write-train PATH [--share 0.5]]
 
 Reads public_tiers.yaml's sources from DIR (bare git snapshots, as build_public.py), drops rows that
 match an evaluation question (public_sources.yaml's `exclusions`) and counts them, then samples
 2 x `--per-source` prompts per source (seeded): the first half trains, the second half is held out
 (all of a `probe_only` source is held out: it is never trained on).
 
+`--write-train PATH` writes the first halves as labeled rows for `router train`, weighed so that
+the tier sources together hold `--share` of the weight against the templates (each source the
+same part; `weighed_sources`): training/router/data/public_tier_rows.jsonl is its output.
+
 Prints, per source, the share of its held-out prompts each size gets, and how many reach the tier's
 size, within one size, and the tier-0/1 "easy to 0.8b/2b" and tier-3 "hard to 4b/9b" shares:
 - `shipped`: the shipped router (the demo profile's learned scorer and quality policy; `--recipes ""`
   prints only it);
 - each recipe retrained on the templates' training split plus the public tier rows' training halves:
-  `tiers` (the shipped recipe: ridge blended 0.8 with the hand-set feature scorer), `tiers-blendX`
-  (blend X, e.g. `tiers-blend0.5`), `feature-residual` (the hand-set feature weights corrected by a ridge fit of the
+  `templates` (the shipped recipe on the templates alone: the same-run baseline), `tiers` (the
+  shipped recipe, every tier row weighing as one template phrasing), `tiers-shareX` (the tier rows
+  holding share X of the weight, as `--write-train` weighs them; the shipped artifact is
+  `tiers-share0.5`), `tiers-blendX` (blend X, e.g. `tiers-blend0.5`), `residualA` (the hand-set
+  feature level plus a ridge fit, alpha A, of the residual on all inputs, added whole), `feature-residual`
+  (the hand-set feature weights corrected by a ridge fit of the
   residual on the transparent features, alpha 1e4, then the same blend), `maths-gated` (the `tiers` fit, then a
   ridge fit, alpha 100, of the maths rows' level residual on the standardized features, added to the
   level estimate in proportion to the family head's probability of the maths group, so that other
   groups keep the shipped estimate). For each recipe also the template
-  figures (5-fold leave-families-out CV over the training families, and the held-out template rows)
-  and the leave-one-source-out shares (trained without the source at all). Nothing is written: this
-  is the evidence for issue 28's next step, not a training run.
+  figures (5-fold leave-families-out CV over the training families, and the held-out template rows),
+  the leave-one-source-out shares (trained without the source at all), and over all held-out tier
+  rows, split half and source out, Spearman with the tier and the mean tier exact.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -57,6 +66,7 @@ from deployments.router.routing_input import from_request  # noqa: E402
 from pipelines.router_training import training  # noqa: E402
 from pipelines.router_training.dataset import LabeledRow, load_rows  # noqa: E402
 from pipelines.router_training.evaluation import evaluate, spearman  # noqa: E402
+from pipelines.router_training.irt_training import TEMPLATE_SHARE  # noqa: E402
 from pipelines.router_training.public_table import Exclusion  # noqa: E402
 
 TEMPLATES = HERE / "data" / "prompts.jsonl"
@@ -123,6 +133,44 @@ def tier_rows(mirror: Path, per_source: int, seed: int) -> tuple[dict[str, list[
     return out, dropped
 
 
+def weighed_sources(
+    train: dict[str, list[LabeledRow]], templates: Sequence[LabeledRow], share: float
+) -> dict[str, list[LabeledRow]]:
+    """The tier rows with pseudo-phrasings, so that training (which weighs each phrasing the same)
+    gives the tier sources together `share` of the weight and each source the same part of it."""
+    phrasings = len({r.phrasing for r in templates})
+    per_source = max(1, round(share / (1 - share) * phrasings / len(train)))
+    return {
+        name: [dataclasses.replace(r, phrasing=f"tier:{name}:{i % per_source}") for i, r in enumerate(rows)]
+        for name, rows in train.items()
+    }
+
+
+def write_training_rows(
+    path: Path, train: dict[str, list[LabeledRow]], templates: Sequence[LabeledRow], share: float
+) -> int:
+    """Write the tier sources' training halves as labeled rows for `router train` (next to the
+    templates' prompts.jsonl), weighed by `weighed_sources`; returns how many rows were written."""
+    written = 0
+    with path.open("w", encoding="utf-8") as out:
+        for name, rows in weighed_sources(train, templates, share).items():
+            for i, row in enumerate(rows):
+                record = {
+                    "messages": [{"role": "user", "content": row.request.query}],
+                    "family": row.family,
+                    "group": row.group,
+                    "level": row.level,
+                    "size": row.size,
+                    "phrasing": row.phrasing,
+                    "split": "train",
+                    "source": name,
+                    "id": f"{name}-{i}",
+                }
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+    return written
+
+
 def feature_residual_head(alpha: float) -> Callable:
     """A level-head fit: the hand-set feature level plus a ridge fit of the residual on the features
     alone, then blended with the full ridge as the shipped recipe blends."""
@@ -141,6 +189,28 @@ def feature_residual_head(alpha: float) -> Callable:
 
 
 SHIPPED_FIT = training._fit_level_head
+
+
+def residual_head(alpha: float) -> Callable:
+    """A level-head fit: the hand-set feature level plus a ridge fit (penalty `alpha`) of the rows'
+    residual from it on all the inputs (embedding and features), added whole: the ridge's own
+    penalty, not a fixed blend, decides how far the rows move the hand-set level."""
+
+    def fit(inputs: np.ndarray, levels: np.ndarray, weights: np.ndarray, prior) -> LinearHead:
+        from sklearn.linear_model import Ridge
+
+        residual = levels - (inputs @ prior[0] + prior[1])
+        model = Ridge(alpha=alpha).fit(inputs, residual, sample_weight=weights)
+        e_coef, e_intercept = prior[0] + model.coef_, prior[1] + model.intercept_
+        k = np.arange(4, dtype=np.float64)
+        width2 = training.LEVEL_WIDTH**2
+        return LinearHead(
+            classes=tuple(str(i) for i in range(4)),
+            coef=np.outer(2 * k, e_coef) / width2,
+            intercept=(2 * k * e_intercept - k**2) / width2,
+        )
+
+    return fit
 GATED_GROUP, GATED_ALPHA = "maths", 100.0
 
 
@@ -265,6 +335,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--max-tokens", type=int, default=EmbeddingSettings.max_tokens, help="of the embedding"
     )
     parser.add_argument("--layers", type=int, default=EmbeddingSettings.layers, help="of the embedding")
+    parser.add_argument(
+        "--write-train",
+        type=Path,
+        default=None,
+        help="also write the trainable sources' training halves here, as labeled rows for `router train`",
+    )
+    parser.add_argument(
+        "--share",
+        type=float,
+        default=TEMPLATE_SHARE,
+        help="weight the written rows hold against the templates' (default: the templates' share rule, 0.5)",
+    )
     args = parser.parse_args(argv)
     settings = EmbeddingSettings(max_tokens=args.max_tokens, layers=args.layers)
     rows, dropped = tier_rows(args.mirror, args.per_source, args.seed)
@@ -275,6 +357,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     held = {name: r if name in probe_only else r[len(r) // 2 :] for name, r in rows.items()}
     train = {name: r[: len(r) // 2] for name, r in rows.items() if name not in probe_only}
     print(", ".join(f"{name} {len(r)}" for name, r in held.items()), "held-out rows per source\n")
+    templates = load_rows(TEMPLATES, require_label=True)
+    fit_templates = [r for r in templates if not r.heldout]
+    held_templates = [r for r in templates if r.heldout]
+    if args.write_train is not None:
+        count = write_training_rows(args.write_train, train, fit_templates, args.share)
+        print(f"wrote {count} training rows to {args.write_train}\n")
 
     from cluster.config import load_config
     from deployments.router.embeddings import SentenceEmbedder
@@ -286,9 +374,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {name:<14} tier {r[0].level}  {shares(shipped, r, decided[name])}")
     print(f"  {overall([(r, decided[name]) for name, r in held.items()])}")
 
-    templates = load_rows(TEMPLATES, require_label=True)
-    fit_templates = [r for r in templates if not r.heldout]
-    held_templates = [r for r in templates if r.heldout]
     embedder = CachedEmbedder(SentenceEmbedder.for_settings(settings))
     config = RouterConfig()
 
@@ -297,12 +382,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     recipes = {
         "tiers": (SHIPPED_FIT, training.LEVEL_FEATURE_BLEND, plain_scorer),
+        # The shipped recipe on the templates alone, in the same run: the baseline of the others.
+        "templates": (SHIPPED_FIT, training.LEVEL_FEATURE_BLEND, plain_scorer),
         "tiers-blend0.5": (SHIPPED_FIT, 0.5, plain_scorer),
         "feature-residual": (feature_residual_head(1e4), training.LEVEL_FEATURE_BLEND, plain_scorer),
         "maths-gated": (SHIPPED_FIT, training.LEVEL_FEATURE_BLEND, gated_scorer),
     }
     shipped_blend = training.LEVEL_FEATURE_BLEND
     for recipe in filter(None, args.recipes.split(",")):
+        if recipe.startswith("residual"):  # residual10: the residual ridge at alpha 10
+            recipes[recipe] = (residual_head(float(recipe.removeprefix("residual"))), 0.0, plain_scorer)
+        share = None
+        if recipe.startswith("tiers-share"):  # tiers-share0.5: the tier rows hold half the weight
+            share = float(recipe.removeprefix("tiers-share"))
+            recipes[recipe] = recipes["tiers"]
         if recipe.startswith("tiers-blend"):  # any blend: tiers-blend0.3
             recipes[recipe] = (SHIPPED_FIT, float(recipe.removeprefix("tiers-blend")), plain_scorer)
         fit, blend, make_scorer = recipes[recipe]
@@ -312,7 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         training._fit_level_head, training.LEVEL_FEATURE_BLEND = fit, blend
         try:
-            public = [r for rs in train.values() for r in rs]
+            tier_train = {} if recipe == "templates" else train
+            if share is not None:
+                tier_train = weighed_sources(train, fit_templates, share)
+            public = [r for rs in tier_train.values() for r in rs]
             cv_rows, cv_decisions = [], []
             for fold in family_folds(fit_templates, 5, args.seed):
                 test = [r for r in fit_templates if r.family in fold]
@@ -325,13 +421,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {'':<22} {family_exact(cv_rows, cv_decisions)}")
             held_decisions = full.decide_many([r.request for r in held_templates])
             print(f"  templates, held out    {template_figures(held_templates, held_decisions)}")
+            split_half, source_out = [], []
             for name, r in held.items():
+                decisions = full.decide_many([x.request for x in r])
+                split_half.append((r, decisions))
                 if name in probe_only:
-                    print(f"  {name:<14} never trained on {shares(full, r)}")
+                    source_out.append((r, decisions))
+                    print(f"  {name:<14} never trained on {shares(full, r, decisions)}")
                     continue
-                alone = router_for(fit_templates + [x for n, xs in train.items() if n != name for x in xs])
-                print(f"  {name:<14} split half {shares(full, r)}")
-                print(f"  {'':<14} source out {shares(alone, r)}")
+                alone = router_for(fit_templates + [x for n, xs in tier_train.items() if n != name for x in xs])
+                source_out.append((r, alone.decide_many([x.request for x in r])))
+                print(f"  {name:<14} split half {shares(full, r, split_half[-1][1])}")
+                print(f"  {'':<14} source out {shares(alone, r, source_out[-1][1])}")
+            print(f"  split half: {overall(split_half)}")
+            print(f"  source out: {overall(source_out)}")
         finally:
             training._fit_level_head, training.LEVEL_FEATURE_BLEND = SHIPPED_FIT, shipped_blend
     return 0
