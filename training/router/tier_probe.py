@@ -21,7 +21,7 @@ size, within one size, and the tier-0/1 "easy to 0.8b/2b" and tier-3 "hard to 4b
   `templates` (the shipped recipe on the templates alone: the same-run baseline), `tiers` (the
   shipped recipe, every tier row weighing as one template phrasing), `tiers-shareX` (the tier rows
   holding share X of the weight, as `--write-train` weighs them; the shipped artifact is
-  `tiers-share0.5`), `tiers-blendX` (blend X, e.g. `tiers-blend0.5`), `residualA` (the hand-set
+  `tiers-share0.5`; `tiers-share0.5-blend0.7` also sets the blend), `tiers-blendX` (blend X, e.g. `tiers-blend0.5`), `residualA` (the hand-set
   feature level plus a ridge fit, alpha A, of the residual on all inputs, added whole), `feature-residual`
   (the hand-set feature weights corrected by a ridge fit of the
   residual on the transparent features, alpha 1e4, then the same blend), `maths-gated` (the `tiers` fit, then a
@@ -394,8 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             recipes[recipe] = (residual_head(float(recipe.removeprefix("residual"))), 0.0, plain_scorer)
         share = None
         if recipe.startswith("tiers-share"):  # tiers-share0.5: the tier rows hold half the weight
-            share = float(recipe.removeprefix("tiers-share"))
-            recipes[recipe] = recipes["tiers"]
+            share_text, _, blend_text = recipe.removeprefix("tiers-share").partition("-blend")
+            share = float(share_text)  # tiers-share0.5-blend0.7: and the blend at 0.7
+            blend = float(blend_text) if blend_text else training.LEVEL_FEATURE_BLEND
+            recipes[recipe] = (SHIPPED_FIT, blend, plain_scorer)
         if recipe.startswith("tiers-blend"):  # any blend: tiers-blend0.3
             recipes[recipe] = (SHIPPED_FIT, float(recipe.removeprefix("tiers-blend")), plain_scorer)
         fit, blend, make_scorer = recipes[recipe]
