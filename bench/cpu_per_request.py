@@ -110,11 +110,11 @@ def variant_up(spec: str, cache: Path, scratch: Path) -> Server:
     )
     data = yaml.safe_load(config_path.read_text())
     for assignment in filter(None, assignments.split(",")):
-        key, _, value = assignment.partition("=")
-        if key.strip().startswith("env."):
-            env[key.strip().removeprefix("env.")] = value.strip()
+        key, _, value = (part.strip() for part in assignment.partition("="))
+        if key.startswith("env."):
+            env[key.removeprefix("env.")] = value
         else:
-            apply_override(data, key.strip(), value.strip())
+            apply_override(data, key, value)
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
     command = [sys.executable, "-m", "cluster.cli", "up", "--config", str(config_path), "--host", "127.0.0.1"]
     server = launch(f"project[{name}]", command, env, scratch)

@@ -126,6 +126,12 @@ def _fit_level_head(
     # so the blend is one linear level estimate e.
     e_coef = (1 - LEVEL_FEATURE_BLEND) * model.coef_ + LEVEL_FEATURE_BLEND * prior[0]
     e_intercept = (1 - LEVEL_FEATURE_BLEND) * model.intercept_ + LEVEL_FEATURE_BLEND * prior[1]
+    return level_softmax_head(e_coef, e_intercept)
+
+
+def level_softmax_head(e_coef: np.ndarray, e_intercept: float) -> LinearHead:
+    """The level head for a linear level estimate e = e_coef . inputs + e_intercept: a softmax over
+    levels centred on e, of width `LEVEL_WIDTH`."""
     k = np.arange(LEVELS, dtype=np.float64)
     # softmax_k(-(k - e)^2 / w^2) == softmax_k((2k e - k^2) / w^2): the e^2 term is the same for all k.
     coef = np.outer(2 * k, e_coef) / LEVEL_WIDTH**2

@@ -61,7 +61,6 @@ from deployments.engines.base import ChatMessage  # noqa: E402
 from deployments.router.artifact import EmbeddingSettings, LinearHead  # noqa: E402
 from deployments.router.features import FEATURE_NAMES, extract_features  # noqa: E402
 from deployments.router.learned import LearnedScorer  # noqa: E402
-from deployments.router.quality import LEVELS  # noqa: E402
 from deployments.router.router import Router  # noqa: E402
 from deployments.router.routing_input import from_request  # noqa: E402
 from pipelines.router_training import training  # noqa: E402
@@ -202,14 +201,7 @@ def residual_head(alpha: float) -> Callable:
 
         residual = levels - (inputs @ prior[0] + prior[1])
         model = Ridge(alpha=alpha).fit(inputs, residual, sample_weight=weights)
-        e_coef, e_intercept = prior[0] + model.coef_, prior[1] + model.intercept_
-        k = np.arange(LEVELS, dtype=np.float64)
-        width2 = training.LEVEL_WIDTH**2
-        return LinearHead(
-            classes=tuple(str(i) for i in range(LEVELS)),
-            coef=np.outer(2 * k, e_coef) / width2,
-            intercept=(2 * k * e_intercept - k**2) / width2,
-        )
+        return training.level_softmax_head(prior[0] + model.coef_, prior[1] + model.intercept_)
 
     return fit
 
