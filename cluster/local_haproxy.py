@@ -64,6 +64,22 @@ def state_dir(serving_port: int, root: Path = STATE_ROOT) -> Path:
 # one. A port picked there while Ray starts its own processes was taken by one of them before Serve's
 # proxy bound it ("Failed to bind to address", seen once in the kill -9 restart test).
 CHOSEN_PORTS = (20000, 32768)
+# Serve's direct ingress (on whenever HAProxy is) binds each replica's HTTP port from a range of its
+# own, every cluster from the low end up: a port chosen there may be a replica's of this or another
+# cluster by the time its own process binds it. (Its gRPC range, 40000-41000, is above CHOSEN_PORTS.)
+DIRECT_INGRESS_MIN_ENV, DIRECT_INGRESS_MIN_DEFAULT = "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", 30000
+DIRECT_INGRESS_MAX_ENV, DIRECT_INGRESS_MAX_DEFAULT = "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", 31000
+
+
+def direct_ingress_ports(environ: dict[str, str] | None = None) -> range:
+    """The ports Serve's direct ingress gives replicas (its variables, else its defaults)."""
+    environ = os.environ if environ is None else environ
+    try:
+        low = int(environ.get(DIRECT_INGRESS_MIN_ENV, DIRECT_INGRESS_MIN_DEFAULT))
+        high = int(environ.get(DIRECT_INGRESS_MAX_ENV, DIRECT_INGRESS_MAX_DEFAULT))
+    except ValueError:  # Serve itself would fail to start on such a value
+        low, high = DIRECT_INGRESS_MIN_DEFAULT, DIRECT_INGRESS_MAX_DEFAULT
+    return range(low, high + 1)
 
 
 def ephemeral_floor(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
@@ -86,11 +102,13 @@ def port_is_free(port: int, host: str = "") -> bool:
 
 def free_port(host: str = "", tries: int = 64, exclude: Iterable[int] = ()) -> int:
     """A TCP port nobody listens on right now (on every interface, as HAProxy binds these two), from
-    `CHOSEN_PORTS` below the ephemeral range and not in `exclude`; a kernel-chosen one if none of
-    `tries` is free."""
+    `CHOSEN_PORTS` below the ephemeral range, outside Serve's direct-ingress ports and not in
+    `exclude`; a kernel-chosen one if none of `tries` is free."""
     low, high = CHOSEN_PORTS[0], min(CHOSEN_PORTS[1], ephemeral_floor())
+    reserved = direct_ingress_ports()
+    candidates = [port for port in range(low, high) if port not in reserved]
     taken = set(exclude)
-    for port in random.sample(range(low, high), min(tries, max(0, high - low))):
+    for port in random.sample(candidates, min(tries, len(candidates))):
         if port not in taken and port_is_free(port, host):
             return port
     with socket.socket() as sock:

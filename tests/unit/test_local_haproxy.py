@@ -72,6 +72,25 @@ def test_chosen_ports_stay_out_of_the_ephemeral_range_and_skip_held_ones(tmp_pat
             assert chosen == free_third
 
 
+def test_chosen_ports_keep_out_of_serves_direct_ingress_range(monkeypatch):
+    # Replicas bind HTTP ports from 30000 up (Serve's default): a port chosen there could be one of
+    # them by the time the process it was chosen for binds it.
+    assert local_haproxy.direct_ingress_ports({}) == range(30000, 31001)
+    assert local_haproxy.direct_ingress_ports(
+        {"RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "21000", "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "21009"}
+    ) == range(21000, 21010)
+    assert local_haproxy.direct_ingress_ports({"RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "x"}) == range(
+        30000, 31001
+    )
+
+    # A chosen range of 30 ports whose first 10 are Serve's: none of those 10 comes back.
+    monkeypatch.setattr(local_haproxy, "CHOSEN_PORTS", (20980, 21010))
+    monkeypatch.setenv("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "20980")
+    monkeypatch.setenv("RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", "20989")
+    chosen = {local_haproxy.free_port(tries=30) for _ in range(20)}
+    assert chosen and not chosen & set(range(20980, 20990))
+
+
 def test_the_admin_socket_path_fits_a_unix_socket_address():
     folder = local_haproxy.state_dir(65535)
     assert len(str(folder / NODE_ID / "admin.sock").encode()) < 108
