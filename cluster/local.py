@@ -75,7 +75,7 @@ def start_ray(config: ClusterConfig) -> None:
     stopped, and the port must then be free.
 
     Raises:
-        RuntimeError: the serving port of a local cluster is held by another process.
+        local_haproxy.PortInUseError: the serving port of a local cluster is held by another process.
     """
     import ray
 

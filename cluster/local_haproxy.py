@@ -262,11 +262,16 @@ def remove_state(serving_port: int, root: Path = STATE_ROOT) -> bool:
     return True
 
 
+class PortInUseError(RuntimeError):
+    """The serving port is held by another process: the user's to resolve (another `--port`, or stop
+    that process), so the CLI says it in one line rather than with a traceback."""
+
+
 def check_port_free(host: str, port: int) -> None:
     """Raise if something listens on `host:port` already (before Ray spends 20 s starting).
 
     Raises:
-        RuntimeError: naming the port, and the process holding it where this user may see it.
+        PortInUseError: naming the port, and the process holding it where this user may see it.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as sock:
@@ -277,7 +282,7 @@ def check_port_free(host: str, port: int) -> None:
             return
         except OSError as error:
             reason = error.strerror
-    raise RuntimeError(f"serving port {host}:{port} is not free ({reason}){_holder(port)}")
+    raise PortInUseError(f"serving port {host}:{port} is not free ({reason}){_holder(port)}")
 
 
 def _holder(port: int) -> str:

@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_up(args: argparse.Namespace) -> int:
     """Handle `up`: start Ray and Serve, serve until SIGINT/SIGTERM, then tear both down."""
     from cluster import local
+    from cluster.local_haproxy import PortInUseError
     from deployments.app import build_app_from_config
     from deployments.engines.demo_models import ensure_demo_models
 
@@ -70,6 +71,9 @@ def run_up(args: argparse.Namespace) -> int:
         stop.wait()
     except KeyboardInterrupt:
         pass
+    except PortInUseError as error:
+        print(f"qwen-cluster up: {error}; serve elsewhere with --port PORT", file=sys.stderr)
+        return EXIT_FAILURE
     finally:
         print("shutting down Serve and Ray...", flush=True)
         local.shutdown(config)

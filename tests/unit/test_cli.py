@@ -53,3 +53,22 @@ def test_config_arguments_fall_back_to_the_command_default(tmp_path):
     add_config_arguments(parser, default_profile="cpu")
     assert config_from_args(parser.parse_args([])).profile == "cpu"
     assert config_from_args(parser.parse_args(["--profile", "demo"])).profile == "demo"
+
+
+def test_up_on_a_held_port_says_so_in_one_line(capsys):
+    import os
+    import socket
+
+    saved = dict(os.environ)  # `up` sets Serve's variables in this process before it checks the port
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        try:
+            assert main(["up", "--profile", "cpu", "--port", str(port)]) == 1
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    err = capsys.readouterr().err
+    assert f"serving port 127.0.0.1:{port} is not free" in err and "--port" in err
+    assert "Traceback" not in err
