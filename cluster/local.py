@@ -110,8 +110,35 @@ def deploy(config: ClusterConfig, app: Any, blocking_timeout_s: float = 600.0) -
     from ray import serve
 
     serve.start(http_options={"host": config.serving.host, "port": config.serving.port})
-    serve.run(app, name=config.serving.app_name, route_prefix=config.serving.route_prefix, blocking=False)
+    try:
+        serve.run(app, name=config.serving.app_name, route_prefix=config.serving.route_prefix, blocking=False)
+    except RuntimeError as error:  # Serve waits for the application and names only the deployments
+        raise DeployFailedError(f"{error}\n{failed_deployments(config.serving.app_name)}".rstrip()) from None
     wait_until_ready(config, blocking_timeout_s)
+
+
+class DeployFailedError(RuntimeError):
+    """The application did not start; the message says which deployments failed and the error each
+    replica gave (from Serve's status), for the CLI to print without a traceback."""
+
+
+def failed_deployments(app_name: str) -> str:
+    """One block per deployment of `app_name` that is not healthy: its status, and the first and last
+    lines of Serve's message for it (what happened, and the error its replicas raised)."""
+    from ray import serve
+
+    app = serve.status().applications.get(app_name)
+    if app is None:
+        return ""
+    blocks = []
+    for name, deployment in app.deployments.items():
+        state = str(getattr(deployment.status, "value", deployment.status))
+        if state == "HEALTHY":
+            continue
+        message = [line.strip() for line in (deployment.message or "").splitlines() if line.strip()]
+        shown = message[:1] + message[-1:] if len(message) > 1 else message
+        blocks.append("\n".join([f"  {name}: {state}", *(f"    {line}" for line in shown)]))
+    return "\n".join(blocks)
 
 
 def endpoint(config: ClusterConfig) -> str:
@@ -124,7 +151,8 @@ def wait_until_ready(config: ClusterConfig, timeout_s: float) -> None:
     """Block until the application is RUNNING and answers /healthz.
 
     Raises:
-        TimeoutError: with the application's status when it does not get there in time.
+        DeployFailedError: the application failed, or is not ready in `timeout_s`; with its status
+            and each unhealthy deployment's error.
     """
     from ray import serve
 
@@ -141,9 +169,11 @@ def wait_until_ready(config: ClusterConfig, timeout_s: float) -> None:
             except OSError:
                 pass
         if last_status == "DEPLOY_FAILED":
-            raise RuntimeError(f"application failed to deploy: {status.message}")
+            details = failed_deployments(config.serving.app_name)
+            raise DeployFailedError(f"application failed to deploy: {status.message}\n{details}".rstrip())
         time.sleep(0.5)
-    raise TimeoutError(f"application not ready after {timeout_s:.0f}s (status: {last_status})")
+    details = failed_deployments(config.serving.app_name)
+    raise DeployFailedError(f"application not ready after {timeout_s:.0f}s (status: {last_status})\n{details}".rstrip())
 
 
 def describe_status(app_name: str) -> str:

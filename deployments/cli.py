@@ -74,6 +74,9 @@ def run_up(args: argparse.Namespace) -> int:
     except PortInUseError as error:
         print(f"qwen-cluster up: {error}; serve elsewhere with --port PORT", file=sys.stderr)
         return EXIT_FAILURE
+    except local.DeployFailedError as error:
+        print(f"qwen-cluster up: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     finally:
         print("shutting down Serve and Ray...", flush=True)
         local.shutdown(config)

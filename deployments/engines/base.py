@@ -10,6 +10,7 @@ import abc
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -51,6 +52,28 @@ class InvalidImageError(EngineRequestError):
 
 class EngineOverloadedError(Exception):
     """The engine cannot take more work now (an HTTP 429)."""
+
+
+class EngineStartError(RuntimeError):
+    """The engine cannot start; the message names the missing piece in one line."""
+
+
+# How a checkpoint given as a local folder starts; anything else may be a Hugging Face id.
+LOCAL_PATH_PREFIXES = ("/", "./", "../")
+
+
+def check_local_checkpoint(model_path: str) -> None:
+    """Refuse a checkpoint written as a local path that is no folder on this node: Hugging Face would
+    take it for a hub id and fail with a message about repo-id syntax, which hides the cause.
+
+    Raises:
+        EngineStartError: naming the path.
+    """
+    if model_path.startswith(LOCAL_PATH_PREFIXES) and not Path(model_path).is_dir():
+        raise EngineStartError(
+            f"checkpoint folder {model_path} does not exist on this node (a Hugging Face id has no "
+            "leading / or ./)"
+        )
 
 
 class EngineUnavailableError(RuntimeError):

@@ -28,6 +28,7 @@ from deployments.engines.base import (
     GenerationRequest,
     PromptTooLongError,
     StructuredOutput,
+    check_local_checkpoint,
     merge_deltas,
 )
 from deployments.engines.decode_rows import END, Row, RowOutput
@@ -157,6 +158,8 @@ class TransformersEngine(Engine):
     def _load(self) -> None:
         import torch
         from transformers import AutoImageProcessor, AutoTokenizer, Qwen3_5ForConditionalGeneration
+
+        check_local_checkpoint(self.model_path)
 
         from deployments.engines import linear_attention
         from deployments.engines.packed_linear import pack_linear_layers

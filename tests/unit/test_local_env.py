@@ -50,3 +50,33 @@ def test_serves_control_loop_is_slowed_only_for_a_cluster_started_here(clean_env
     assert "RAY_SERVE_CONTROL_LOOP_INTERVAL_S" not in os.environ
 
     assert local.apply_serve_env(local=True)["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"
+
+
+def test_a_failed_deployment_is_reported_with_the_error_its_replicas_raised(monkeypatch):
+    from types import SimpleNamespace
+
+    from ray import serve
+
+    message = (
+        "The deployment failed to start 3 times in a row. See controller logs for details. Error:\n"
+        'Traceback (most recent call last):\n  File "engine.py", line 9, in load\n'
+        "    raise EngineStartError(text)\n"
+        "deployments.engines.base.EngineStartError: checkpoint folder /ckpt does not exist on this node\n"
+    )
+    failed = SimpleNamespace(status=SimpleNamespace(value="DEPLOY_FAILED"), message=message)
+    healthy = SimpleNamespace(status=SimpleNamespace(value="HEALTHY"), message="")
+    status = SimpleNamespace(
+        applications={"qwen": SimpleNamespace(deployments={"model-0_8b": failed, "ingress": healthy})}
+    )
+    monkeypatch.setattr(serve, "status", lambda: status)
+
+    report = local.failed_deployments("qwen")
+    lines = report.splitlines()
+    assert lines[0] == "  model-0_8b: DEPLOY_FAILED" and "ingress" not in report
+    assert lines[1].startswith("    The deployment failed to start 3 times")
+    assert (
+        lines[-1]
+        == "    deployments.engines.base.EngineStartError: checkpoint folder /ckpt does not exist on this node"
+    )
+    assert len(lines) == 3  # the first line of Serve's message and its last
+    assert local.failed_deployments("another-app") == ""

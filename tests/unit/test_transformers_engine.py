@@ -221,3 +221,26 @@ def test_an_engine_loaded_outside_the_loop_starts_without_loading_again(demo_cac
         return await answer(preloaded)
 
     assert asyncio.run(start_and_check()) == asyncio.run(answer(engine()))
+
+
+def test_a_local_checkpoint_path_that_is_missing_is_named_in_one_line(tmp_path):
+    from cluster.catalog import CATALOG
+    from cluster.config import EngineConfig
+    from deployments.engines.base import EngineStartError, check_local_checkpoint
+    from deployments.engines.transformers_engine import TransformersEngine
+
+    missing = str(tmp_path / "no-such-checkpoint")
+    # Without the check, transformers reads the path as a hub id and complains about repo-id syntax.
+    engine = TransformersEngine(
+        missing,
+        EngineConfig(device="cpu", dtype="float32", torch_threads=1, max_model_len=512),
+        thinking_default=False,
+        sampling_defaults=CATALOG["0.8b"].sampling,
+        random_weights=False,
+    )
+    with pytest.raises(EngineStartError, match=f"checkpoint folder {missing} does not exist"):
+        engine.load()
+    with pytest.raises(EngineStartError, match="checkpoint folder ./nowhere does not exist"):
+        check_local_checkpoint("./nowhere")
+    check_local_checkpoint(str(tmp_path))  # an existing folder
+    check_local_checkpoint("Qwen/Qwen3.5-0.8B")  # a hub id is for Hugging Face to resolve
