@@ -119,6 +119,14 @@ def run_batch_command(args: argparse.Namespace) -> int:
     except BatchJobError as error:
         print(f"batch: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as error:  # storage unreachable or refusing: the cause is in its message
+        log.debug("batch job failed", exc_info=True)
+        print(
+            f"batch: job stopped: {type(error).__name__}: {error}; rows written so far are kept, "
+            "and running it again resumes",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     except Exception:
         log.exception("batch job failed; rows written so far are kept, and running it again resumes")
         return EXIT_FAILURE

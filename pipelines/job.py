@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +19,7 @@ import pyarrow as pa
 from cluster.catalog import SIZES
 from cluster.config import ClusterConfig
 from pipelines.documents import KIND_MANIFEST, kind_from_name
-from pipelines.plan import BatchJobSpec, JobPlan, plan_job
+from pipelines.plan import BatchJobError, BatchJobSpec, JobPlan, plan_job
 from pipelines.results import ResultLayout, scan_results, write_results
 from pipelines.resume import KEY_COLUMNS, DoneIndex, duplicate_keys
 from pipelines.routing import RoutePlan, branch_items
@@ -177,6 +178,10 @@ def run_batch_job(spec: BatchJobSpec, emit=None) -> JobSummary:
 
     plan = plan_job(spec)
     storage = Storage(plan.storage_options)
+    # An S3 prefix with no objects is an empty night; a local path that is not there is a wrong path,
+    # which would otherwise succeed with nothing read, every night.
+    if plan.input.scheme == "file" and not Path(plan.input.path).exists():
+        raise BatchJobError(f"input {plan.input.uri} does not exist")
     batch = spec.config.batch
     removed = storage.remove_stale_temporaries(plan.layout.partition, plan.layout.file_prefix)
     if removed:

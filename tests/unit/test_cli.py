@@ -72,3 +72,22 @@ def test_up_on_a_held_port_says_so_in_one_line(capsys):
     err = capsys.readouterr().err
     assert f"serving port 127.0.0.1:{port} is not free" in err and "--port" in err
     assert "Traceback" not in err
+
+
+def test_batch_on_a_local_input_that_is_not_there_exits_1(tmp_path, capsys):
+    # A wrong local path must not be an empty, successful night (an S3 prefix with no objects is one).
+    missing = tmp_path / "no-such-folder"
+    assert (
+        main(["batch", "--input", str(missing), "--output", str(tmp_path / "out"), "--task", "summarize"])
+        == 1
+    )
+    assert f"input {missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_with_storage_unreachable_says_so_in_one_line(tmp_path, capsys):
+    argv = ["batch", "--input", "s3://bucket/docs/", "--output", str(tmp_path / "out"), "--task", "summarize"]
+    assert main([*argv, "--s3-endpoint", "http://127.0.0.1:9"]) == 1  # the discard port: nothing listens
+    err = capsys.readouterr().err
+    assert err.startswith("batch: job stopped: OSError:") and "running it again resumes" in err
+    assert "Traceback" not in err
