@@ -50,7 +50,11 @@ def run_up(args: argparse.Namespace) -> int:
         config.serving.host = args.host
     if config.uses_random_weights:
         log.warning("profile %s serves RANDOM-WEIGHT demo checkpoints: answers are noise", config.profile)
-        ensure_demo_models(config.cache_dir, [m.size for m in config.enabled_models() if m.random_weights])
+        try:
+            ensure_demo_models(config.cache_dir, [m.size for m in config.enabled_models() if m.random_weights])
+        except OSError as error:
+            print(f"qwen-cluster up: {cache_error(config.cache_dir, error)}", file=sys.stderr)
+            return EXIT_FAILURE
     stop = threading.Event()
 
     def on_signal(*_) -> None:
@@ -81,6 +85,14 @@ def run_up(args: argparse.Namespace) -> int:
         print("shutting down Serve and Ray...", flush=True)
         local.shutdown(config)
     return EXIT_OK
+
+
+def cache_error(cache_dir: Path, error: OSError) -> str:
+    """One line for demo checkpoints that cannot be written where the config puts them."""
+    return (
+        f"cannot write the demo checkpoints under {cache_dir} ({type(error).__name__}: {error}); "
+        "set QWEN_CLUSTER_CACHE or the config's cache_dir to a writable folder"
+    )
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -114,7 +126,11 @@ def run_demo_models(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     cache_dir = args.cache_dir or config.cache_dir
-    paths = ensure_demo_models(cache_dir, force=args.force)
+    try:
+        paths = ensure_demo_models(cache_dir, force=args.force)
+    except OSError as error:
+        print(f"qwen-cluster demo-models: {cache_error(cache_dir, error)} (or pass --cache-dir)", file=sys.stderr)
+        return EXIT_FAILURE
     for size, path in paths.items():
         print(f"{size}: {path}  (RANDOM WEIGHTS)")
     return EXIT_OK

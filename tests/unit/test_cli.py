@@ -91,3 +91,11 @@ def test_batch_with_storage_unreachable_says_so_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("batch: job stopped: OSError:") and "running it again resumes" in err
     assert "Traceback" not in err
+
+
+def test_demo_checkpoints_that_cannot_be_written_are_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["demo-models", "--cache-dir", str(blocker / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write the demo checkpoints under {blocker / 'cache'}" in err and "Traceback" not in err
