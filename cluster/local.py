@@ -127,7 +127,11 @@ def failed_deployments(app_name: str) -> str:
     lines of Serve's message for it (what happened, and the error its replicas raised)."""
     from ray import serve
 
-    app = serve.status().applications.get(app_name)
+    try:
+        app = serve.status().applications.get(app_name)
+    except Exception:  # a report of a failure must not fail itself (Serve gone, Ray shut down)
+        log.debug("no Serve status to report", exc_info=True)
+        return ""
     if app is None:
         return ""
     blocks = []

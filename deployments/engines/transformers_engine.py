@@ -156,10 +156,9 @@ class TransformersEngine(Engine):
             self._worker = _start_daemon(loop, self._loop_runner.run, name="qwen-decode-loop")
 
     def _load(self) -> None:
+        check_local_checkpoint(self.model_path)
         import torch
         from transformers import AutoImageProcessor, AutoTokenizer, Qwen3_5ForConditionalGeneration
-
-        check_local_checkpoint(self.model_path)
 
         from deployments.engines import linear_attention
         from deployments.engines.packed_linear import pack_linear_layers

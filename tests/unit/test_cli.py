@@ -55,23 +55,30 @@ def test_config_arguments_fall_back_to_the_command_default(tmp_path):
     assert config_from_args(parser.parse_args(["--profile", "demo"])).profile == "demo"
 
 
-def test_up_on_a_held_port_says_so_in_one_line(capsys):
-    import os
+def test_up_on_a_held_port_says_so_in_one_line(capsys, monkeypatch):
+    import signal
     import socket
 
-    saved = dict(os.environ)  # `up` sets Serve's variables in this process before it checks the port
+    from cluster import local, local_haproxy
+
+    # Only the port check of `start_ray` (the rest starts Ray, and this process may hold one already).
+    monkeypatch.setattr(
+        local,
+        "start_ray",
+        lambda config: local_haproxy.check_port_free(config.serving.host, config.serving.port),
+    )
+    shut_down = []
+    monkeypatch.setattr(local, "shutdown", shut_down.append)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's own Ctrl-C handler
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        try:
-            assert main(["up", "--profile", "cpu", "--port", str(port)]) == 1
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        assert main(["up", "--profile", "cpu", "--port", str(port)]) == 1
     err = capsys.readouterr().err
     assert f"serving port 127.0.0.1:{port} is not free" in err and "--port" in err
     assert "Traceback" not in err
+    assert len(shut_down) == 1  # and whatever had started is torn down
 
 
 def test_batch_on_a_local_input_that_is_not_there_exits_1(tmp_path, capsys):
@@ -85,7 +92,11 @@ def test_batch_on_a_local_input_that_is_not_there_exits_1(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_batch_with_storage_unreachable_says_so_in_one_line(tmp_path, capsys):
+def test_batch_with_storage_unreachable_says_so_in_one_line(tmp_path, capsys, monkeypatch):
+    # Credentials set, so the S3 client goes straight to the endpoint instead of asking a metadata service.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     argv = ["batch", "--input", "s3://bucket/docs/", "--output", str(tmp_path / "out"), "--task", "summarize"]
     assert main([*argv, "--s3-endpoint", "http://127.0.0.1:9"]) == 1  # the discard port: nothing listens
     err = capsys.readouterr().err
