@@ -8,7 +8,7 @@ import time
 import urllib.request
 from typing import Any
 
-from cluster import local_haproxy
+from cluster import local_haproxy, startup_resources
 from cluster.config import ClusterConfig
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,19 @@ def deploy(config: ClusterConfig, app: Any, blocking_timeout_s: float = 600.0) -
 
     The caller builds the application (`deployments.app.build_app_from_config`): this package sits
     below `deployments` and does not import it.
+
+    Raises:
+        DeployFailedError: the starting replicas do not fit a local cluster (before anything
+            deploys), or the application failed to start or to become ready in time.
     """
+    import ray
     from ray import serve
 
+    if config.ray.address is None:  # a local Ray has no autoscaler: what does not fit never starts
+        try:
+            startup_resources.check_fits(config, ray.cluster_resources())
+        except startup_resources.InsufficientResourcesError as error:
+            raise DeployFailedError(str(error)) from None
     serve.start(http_options={"host": config.serving.host, "port": config.serving.port})
     try:
         serve.run(app, name=config.serving.app_name, route_prefix=config.serving.route_prefix, blocking=False)
