@@ -123,13 +123,23 @@ def deploy(config: ClusterConfig, app: Any, blocking_timeout_s: float = 600.0) -
     try:
         serve.run(app, name=config.serving.app_name, route_prefix=config.serving.route_prefix, blocking=False)
     except RuntimeError as error:  # Serve waits for the application and names only the deployments
-        raise DeployFailedError(f"{error}\n{failed_deployments(config.serving.app_name)}".rstrip()) from None
+        raise _deploy_failed(str(error), config.serving.app_name) from None
     wait_until_ready(config, blocking_timeout_s)
 
 
 class DeployFailedError(RuntimeError):
     """The application did not start; the message says which deployments failed and the error each
     replica gave (from Serve's status), for the CLI to print without a traceback."""
+
+
+def _status_name(value: Any) -> str:
+    """A Serve status enum (or plain string) as its name."""
+    return str(getattr(value, "value", value))
+
+
+def _deploy_failed(summary: str, app_name: str) -> DeployFailedError:
+    """`summary`, then what `failed_deployments` finds of `app_name`."""
+    return DeployFailedError(f"{summary}\n{failed_deployments(app_name)}".rstrip())
 
 
 def failed_deployments(app_name: str) -> str:
@@ -146,7 +156,7 @@ def failed_deployments(app_name: str) -> str:
         return ""
     blocks = []
     for name, deployment in app.deployments.items():
-        state = str(getattr(deployment.status, "value", deployment.status))
+        state = _status_name(deployment.status)
         if state == "HEALTHY":
             continue
         message = [line.strip() for line in (deployment.message or "").splitlines() if line.strip()]
@@ -183,32 +193,28 @@ def wait_until_ready(config: ClusterConfig, timeout_s: float) -> None:
             except OSError:
                 pass
         if last_status == "DEPLOY_FAILED":
-            details = failed_deployments(config.serving.app_name)
-            raise DeployFailedError(f"application failed to deploy: {status.message}\n{details}".rstrip())
+            raise _deploy_failed(f"application failed to deploy: {status.message}", config.serving.app_name)
         time.sleep(0.5)
-    details = failed_deployments(config.serving.app_name)
-    raise DeployFailedError(f"application not ready after {timeout_s:.0f}s (status: {last_status})\n{details}".rstrip())
+    summary = f"application not ready after {timeout_s:.0f}s (status: {last_status})"
+    raise _deploy_failed(summary, config.serving.app_name)
 
 
 def describe_status(app_name: str) -> str:
     """A readable summary of Serve's applications, deployments and replica states."""
     from ray import serve
 
-    def name(value) -> str:
-        return str(getattr(value, "value", value))
-
     status = serve.status()
-    proxies = ", ".join(f"{node[:8]}={name(state)}" for node, state in status.proxies.items())
+    proxies = ", ".join(f"{node[:8]}={_status_name(state)}" for node, state in status.proxies.items())
     lines = [f"proxies: {proxies or 'none'}"]
     for app_label, app in status.applications.items():
         marker = " (this cluster's app)" if app_label == app_name else ""
-        lines.append(f"application {app_label}{marker}: {name(app.status)}")
+        lines.append(f"application {app_label}{marker}: {_status_name(app.status)}")
         for dep_name, dep in app.deployments.items():
             replicas = ", ".join(
-                f"{name(state)}={count}" for state, count in sorted(dep.replica_states.items())
+                f"{_status_name(state)}={count}" for state, count in sorted(dep.replica_states.items())
             )
             lines.append(
-                f"  {dep_name}: {name(dep.status)} replicas[{replicas or 'none'}] {dep.message}".rstrip()
+                f"  {dep_name}: {_status_name(dep.status)} replicas[{replicas or 'none'}] {dep.message}".rstrip()
             )
     return "\n".join(lines)
 

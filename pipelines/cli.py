@@ -20,6 +20,9 @@ from cluster.config import ClusterConfig, ConfigError
 
 log = logging.getLogger(__name__)
 
+# What a job that stopped part-way leaves, and how to go on (result files are written atomically).
+RESUME_HINT = "rows written so far are kept, and running it again resumes"
+
 
 def parse_run_date(value: str | None) -> date | None:
     """The `--date` value; checked in the handler (not by argparse, whose usage errors exit 2, the
@@ -121,14 +124,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     except OSError as error:  # storage unreachable or refusing: the cause is in its message
         log.debug("batch job failed", exc_info=True)
-        print(
-            f"batch: job stopped: {type(error).__name__}: {error}; rows written so far are kept, "
-            "and running it again resumes",
-            file=sys.stderr,
-        )
+        print(f"batch: job stopped: {type(error).__name__}: {error}; {RESUME_HINT}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception:
-        log.exception("batch job failed; rows written so far are kept, and running it again resumes")
+        log.exception("batch job failed; %s", RESUME_HINT)
         return EXIT_FAILURE
     print(summary.format(), flush=True)
     if args.summary_json:
