@@ -1,7 +1,7 @@
 """What an application asks of Ray when it deploys, checked against a local cluster before it starts.
 
 A local Ray has no autoscaler: a replica that asks for more CPUs or GPUs than the node has left
-stays PENDING for good, and `qwen-cluster up` would wait its whole timeout (10 minutes by default)
+stays PENDING for good, and `qwen-cluster up` would wait its whole `--timeout` (15 minutes by default)
 before saying so. The `cpu` profile on a 2-core host is such a case (two sizes at one CPU each and
 the ingress at half a CPU), as is the `gpu` profile on a host without a GPU.
 """
